@@ -1,0 +1,28 @@
+"""Errors raised by the embedder. Every message names the bad value and, for batches, the item."""
+
+from __future__ import annotations
+
+
+class EmbedderError(Exception):
+    """Base class for every error the embedder raises on purpose."""
+
+
+class CheckpointError(EmbedderError, ValueError):
+    """A checkpoint folder is incomplete or does not match the expected layout."""
+
+
+class InputError(EmbedderError, ValueError):
+    """A bad text or image input. ``index`` is the item's position in the batch (or None)."""
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        self.index = index
+        prefix = f"item {index}: " if index is not None else ""
+        super().__init__(prefix + message)
+
+
+class ImageInputError(InputError):
+    """An image that cannot be read, fetched or decoded."""
+
+
+class TextInputError(InputError):
+    """A text that is None, not a string, or empty."""
