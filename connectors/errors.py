@@ -1,0 +1,49 @@
+"""Errors raised by the connectors. Messages name the collection, record or URL involved."""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base class for every error the connectors raise on purpose."""
+
+
+class MissingDependencyError(ConnectorError, ImportError):
+    """An optional package is not installed; the message gives the pip command."""
+
+
+class SchemaMismatchError(ConnectorError, ValueError):
+    """A collection exists with a different spec than the one asked for."""
+
+
+class RecordError(ConnectorError, ValueError):
+    """A record is malformed (wrong vector size, empty multivector, bad id...).
+
+    ``index`` is the record's position in the batch passed to ``upsert``.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, record_id: object = None) -> None:
+        self.index = index
+        self.record_id = record_id
+        where = []
+        if index is not None:
+            where.append(f"record {index}")
+        if record_id is not None:
+            where.append(f"id={record_id!r}")
+        prefix = f"{' '.join(where)}: " if where else ""
+        super().__init__(prefix + message)
+
+
+class QueryError(ConnectorError, ValueError):
+    """A query cannot run against this collection (missing vector, unknown mode...)."""
+
+
+class CollectionNotFoundError(ConnectorError, LookupError):
+    """``open()`` was asked for a collection that does not exist."""
+
+
+class StoreUnavailableError(ConnectorError, ConnectionError):
+    """A server could not be reached; the message names the URL (never the credentials)."""
+
+
+class StoreLockedError(ConnectorError, RuntimeError):
+    """An embedded store folder is already opened by another process."""

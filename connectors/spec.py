@@ -1,0 +1,115 @@
+"""CollectionSpec: what a collection stores, independent of the backend."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Width of one late-interaction token vector (the model's multi_vector_projector output).
+MULTIVECTOR_DIM = 128
+
+
+class Distance(str, enum.Enum):
+    COSINE = "cosine"
+
+
+class VectorDtype(str, enum.Enum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+
+
+class Quantization(str, enum.Enum):
+    NONE = "none"
+    INT8 = "int8"
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """The vectors a collection holds.
+
+    Attributes:
+        dim: width of the stored dense vector (2048, or a Matryoshka truncation of it).
+        prefetch_dims: Matryoshka prefix widths stored as their own renormalised vectors
+            (named ``dense_<k>``), used as cheap first stages of a funnel query.
+        multivector: whether a (t, 128) token matrix is stored per document for MaxSim.
+        multivector_dtype: storage dtype of the token vectors.
+        multivector_dim: width of one token vector.
+        distance: similarity of every vector field.
+        quantization: optional scalar quantization of the full dense vector.
+        on_disk: keep the token vectors (the bulk of the bytes) on disk where supported.
+    """
+
+    dim: int = 2048
+    prefetch_dims: tuple[int, ...] = (128,)
+    multivector: bool = True
+    multivector_dtype: VectorDtype = VectorDtype.FLOAT16
+    multivector_dim: int = MULTIVECTOR_DIM
+    distance: Distance = Distance.COSINE
+    quantization: Quantization = Quantization.NONE
+    on_disk: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim <= 0:
+            raise ValueError(f"dim must be a positive int, got {self.dim!r}")
+        dims = tuple(self.prefetch_dims or ())
+        for k in dims:
+            if not isinstance(k, int) or isinstance(k, bool) or not 0 < k < self.dim:
+                raise ValueError(
+                    f"prefetch_dims must be ints between 1 and dim-1 ({self.dim - 1}), got {k!r} "
+                    f"in {dims!r}"
+                )
+        if len(set(dims)) != len(dims):
+            raise ValueError(f"prefetch_dims has duplicates: {dims!r}")
+        object.__setattr__(self, "prefetch_dims", tuple(sorted(dims)))
+        if self.multivector_dim <= 0:
+            raise ValueError(f"multivector_dim must be positive, got {self.multivector_dim!r}")
+        for name, enum_type in (
+            ("multivector_dtype", VectorDtype),
+            ("distance", Distance),
+            ("quantization", Quantization),
+        ):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum_type(value))
+            except ValueError:
+                valid = ", ".join(repr(v.value) for v in enum_type)
+                raise ValueError(f"{name} must be one of {valid}, got {value!r}") from None
+
+    # -- field names shared by every backend --------------------------------------------
+    @property
+    def dense_field(self) -> str:
+        return "dense"
+
+    def prefix_field(self, k: int) -> str:
+        return f"dense_{k}"
+
+    @property
+    def multivector_field(self) -> str:
+        return "multi"
+
+    # -- (de)serialisation, so open() can read the spec back from the database ----------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        data["prefetch_dims"] = list(self.prefetch_dims)
+        for key in ("multivector_dtype", "distance", "quantization"):
+            data[key] = getattr(self, key).value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CollectionSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "extra"}
+        if "prefetch_dims" in known:
+            known["prefetch_dims"] = tuple(known["prefetch_dims"])
+        return cls(**known)
+
+    def differences(self, other: CollectionSpec) -> list[str]:
+        """Human-readable list of fields that differ (empty when the specs match)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [
+            f"{key}: existing={theirs[key]!r}, requested={mine[key]!r}"
+            for key in mine
+            if mine[key] != theirs[key]
+        ]

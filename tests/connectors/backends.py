@@ -1,0 +1,67 @@
+"""How the contract suite opens each backend. Adding a backend = adding one entry here.
+
+Each entry: (create(tmp_path, name, spec) -> store, open(tmp_path, name) -> store,
+capabilities). Stores are imported lazily so a missing backend fails its own tests only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors import CollectionSpec, VectorStore
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    create: Callable[[Path, str, CollectionSpec], VectorStore]
+    open: Callable[[Path, str], VectorStore]
+    #: Embedded stores: a second process opening the same folder gets StoreLockedError.
+    embedded: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _qdrant_edge_create(tmp: Path, name: str, spec: CollectionSpec) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.create(name, path=tmp / "qdrant_edge", spec=spec)
+
+
+def _qdrant_edge_open(tmp: Path, name: str) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.open(name, path=tmp / "qdrant_edge")
+
+
+def _qdrant_local_create(tmp: Path, name: str, spec: CollectionSpec) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.create(name, local=str(tmp / "qdrant_local"), spec=spec)
+
+
+def _qdrant_local_open(tmp: Path, name: str) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.open(name, local=str(tmp / "qdrant_local"))
+
+
+def _milvus_lite_create(tmp: Path, name: str, spec: CollectionSpec) -> VectorStore:
+    from connectors.milvus import MilvusStore
+
+    return MilvusStore.create(name, uri=str(tmp / "milvus.db"), spec=spec)
+
+
+def _milvus_lite_open(tmp: Path, name: str) -> VectorStore:
+    from connectors.milvus import MilvusStore
+
+    return MilvusStore.open(name, uri=str(tmp / "milvus.db"))
+
+
+BACKENDS = {
+    "qdrant-edge": Backend("qdrant-edge", _qdrant_edge_create, _qdrant_edge_open),
+    "qdrant-local": Backend("qdrant-local", _qdrant_local_create, _qdrant_local_open),
+    "milvus-lite": Backend("milvus-lite", _milvus_lite_create, _milvus_lite_open),
+}

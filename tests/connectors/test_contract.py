@@ -1,0 +1,323 @@
+"""One contract, every backend: the same scenarios and the same exact numpy answers.
+
+Backends come from ``backends.BACKENDS``; server backends join when their URL is set
+(tests/integration). A backend passes when it behaves like the numpy reference.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from backends import BACKENDS, Backend
+from corpus import Corpus, make_corpus, planted_query, random_query
+
+from connectors import (
+    AnyOf,
+    CollectionSpec,
+    Eq,
+    Not,
+    Query,
+    QueryError,
+    Range,
+    Record,
+    RecordError,
+    SchemaMismatchError,
+    SearchMode,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+ALL_MODES = list(SearchMode)
+
+
+@pytest.fixture(params=sorted(BACKENDS), scope="module")
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return BACKENDS[request.param]
+
+
+@pytest.fixture(scope="module")
+def corpus() -> Corpus:
+    return make_corpus()
+
+
+@pytest.fixture(scope="module")
+def filled(backend: Backend, corpus: Corpus, tmp_path_factory: pytest.TempPathFactory):
+    """One store per backend with the whole corpus, shared by the read-only tests."""
+    tmp = tmp_path_factory.mktemp(backend.name)
+    store = backend.create(tmp, "contract", corpus.spec)
+    store.upsert(corpus.records)
+    yield store
+    store.close()
+
+
+def ids(hits) -> list:
+    return [h.id for h in hits]
+
+
+# -- ranking ---------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("planted", [3, 17, 42])
+def test_planted_document_ranks_first(filled, corpus, mode, planted):
+    query = planted_query(corpus, planted)
+    hits = filled.search(query, mode=mode, limit=5, prefetch_limit=20)
+    assert hits, f"{mode}: no hits"
+    assert hits[0].id == corpus.records[planted].id
+    assert hits[0].payload == corpus.records[planted].payload
+    assert len(hits) == 5
+
+
+def test_dense_scores_equal_numpy(filled, corpus):
+    query = random_query()
+    hits = filled.search(query, mode="dense", limit=10)
+    expected = corpus.dense_ranking(query)[:10]
+    assert ids(hits) == [i for i, _ in expected]
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], atol=1e-4)
+
+
+def test_maxsim_scores_equal_numpy(filled, corpus):
+    query = random_query(seed=11)
+    hits = filled.search(query, mode="multivector", limit=len(corpus.records))
+    expected = dict(corpus.maxsim_ranking(query))
+    assert len(hits) == len(corpus.records)
+    np.testing.assert_allclose([h.score for h in hits], [expected[h.id] for h in hits], rtol=1e-3, atol=1e-3)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "funnel"])
+def test_cascades_equal_exhaustive_maxsim_when_prefetch_covers_all(filled, corpus, mode):
+    query = random_query(seed=5)
+    hits = filled.search(query, mode=mode, limit=8, prefetch_limit=len(corpus.records))
+    expected = corpus.maxsim_ranking(query)[:8]
+    assert ids(hits) == [i for i, _ in expected]
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-3, atol=1e-3)
+
+
+def test_hybrid_reranks_only_the_dense_candidates(filled, corpus):
+    query = random_query(seed=9)
+    dense_top = [i for i, _ in corpus.dense_ranking(query)[:10]]
+    hits = filled.search(query, mode="hybrid", limit=5, prefetch_limit=10)
+    assert set(ids(hits)) <= set(dense_top)
+    expected = [i for i, _ in corpus.maxsim_ranking(query) if i in dense_top][:5]
+    assert ids(hits) == expected
+
+
+def test_fusion_equals_rrf_of_dense_and_maxsim(filled, corpus):
+    query = planted_query(corpus, 8)
+    hits = filled.search(query, mode="fusion", limit=10, prefetch_limit=len(corpus.records))
+    expected = dict(corpus.rrf_ranking(query))
+    assert hits[0].id == corpus.records[8].id
+    for h in hits:
+        assert h.score == pytest.approx(expected[h.id], rel=1e-3)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+# -- filters ---------------------------------------------------------------------------
+FILTERS = {
+    "eq": Eq("lang", "de"),
+    "any_of": AnyOf("page", (1, 3, 5)),
+    "range": Range("page", gte=2, lt=5),
+    "and_not": Eq("kind", "even") & ~Eq("lang", "en"),
+    "or": Eq("lang", "fr") | Range("page", lte=0),
+    "list_field": Eq("tags", "t2"),
+    "not_any": Not(AnyOf("lang", ("en", "fr"))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+@pytest.mark.parametrize("mode", ["dense", "hybrid", "funnel"])
+def test_filters_match_python_reference(filled, corpus, name, mode):
+    flt = FILTERS[name]
+    query = random_query(seed=3)
+    n = len(corpus.records)
+    hits = filled.search(query, mode=mode, limit=n, prefetch_limit=n, filter=flt)
+    expected_ids = {r.id for r in corpus.subset(flt)}
+    assert expected_ids, "the filter should select something"
+    assert set(ids(hits)) == expected_ids
+    assert all(flt.matches(h.payload) for h in hits)
+    assert filled.count(flt) == len(expected_ids)
+
+
+def test_count_and_get(filled, corpus):
+    assert filled.count() == len(corpus.records)
+    wanted = [corpus.records[5].id, corpus.records[2].id, "no-such-id", 999_999]
+    got = filled.get(wanted, with_vectors=True)
+    assert [r.id for r in got] == wanted[:2]
+    for rec in got:
+        original = next(r for r in corpus.records if r.id == rec.id)
+        assert rec.payload == original.payload
+        np.testing.assert_allclose(rec.dense[: corpus.spec.dim], original.dense, atol=1e-5)
+        np.testing.assert_allclose(rec.multivector, corpus.stored_tokens(original), atol=1e-3)
+    (bare,) = filled.get(wanted[:1])
+    assert bare.dense is None and bare.multivector is None
+    assert bare.payload == corpus.records[5].payload
+
+
+def test_ids_keep_their_type(filled, corpus):
+    hits = filled.search(planted_query(corpus, 2), mode="dense", limit=3)
+    assert isinstance(hits[0].id, int) and hits[0].id == 2
+    hits = filled.search(planted_query(corpus, 3), mode="dense", limit=3)
+    assert hits[0].id == "doc-3"
+
+
+# -- writes ----------------------------------------------------------------------------
+@pytest.fixture
+def fresh(backend: Backend, corpus: Corpus, tmp_path: Path):
+    store = backend.create(tmp_path, "fresh", corpus.spec)
+    yield store
+    store.close()
+
+
+def test_reupsert_overwrites_never_duplicates(fresh, corpus):
+    fresh.upsert(corpus.records[:20])
+    changed = [Record(r.id, r.dense, r.multivector, {**r.payload, "v": 2}) for r in corpus.records[:20]]
+    fresh.upsert(changed)
+    fresh.upsert(changed)
+    assert fresh.count() == 20
+    assert fresh.count(Eq("v", 2)) == 20
+    hits = fresh.search(planted_query(corpus, 7), limit=20, prefetch_limit=20)
+    assert len(hits) == len(set(ids(hits))) == 20
+
+
+def test_updated_tokens_replace_the_old_ones(fresh, corpus):
+    original = corpus.records[4]
+    fresh.upsert(corpus.records[:10])
+    other = corpus.records[30]
+    fresh.upsert([Record(original.id, other.dense, other.multivector, original.payload)])
+    assert fresh.count() == 10
+    query = planted_query(corpus, 30)
+    for mode in ("multivector", "hybrid"):
+        hits = fresh.search(query, mode=mode, limit=10)
+        assert hits[0].id == original.id
+        assert hits[0].score == pytest.approx(dict(corpus.maxsim_ranking(query))[other.id], rel=1e-3)
+        assert len(hits) == len(set(ids(hits))) == 10
+
+
+def test_delete(fresh, corpus):
+    fresh.upsert(corpus.records[:10])
+    fresh.delete([corpus.records[0].id, corpus.records[1].id, "missing"])
+    assert fresh.count() == 8
+    assert fresh.get([corpus.records[0].id, corpus.records[1].id]) == []
+    hits = fresh.search(planted_query(corpus, 1), limit=10)
+    assert corpus.records[1].id not in ids(hits)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda r: Record(r.id, r.dense[:100], r.multivector, r.payload), "dense"),
+        (lambda r: Record(r.id, r.dense, r.multivector[:, :64], r.payload), "multivector"),
+        (lambda r: Record(r.id, r.dense, np.zeros((0, 128), np.float32), r.payload), "multivector"),
+        (lambda r: Record(r.id, r.dense, None, r.payload), "multivector"),
+        (lambda r: Record(r.id, np.full_like(r.dense, np.nan), r.multivector, r.payload), "NaN"),
+        (lambda r: Record(None, r.dense, r.multivector, r.payload), "id"),
+        (lambda r: Record(r.id, r.dense, r.multivector, {"x": object()}), "payload"),
+    ],
+    ids=["short-dense", "narrow-tokens", "empty-multivector", "missing-multivector", "nan", "none-id", "payload"],
+)
+def test_bad_record_refused_naming_it_and_nothing_written(fresh, corpus, bad, message):
+    fresh.upsert(corpus.records[:5])
+    batch = list(corpus.records[5:10])
+    batch[3] = bad(batch[3])
+    with pytest.raises(RecordError, match="record 3") as err:
+        fresh.upsert(batch)
+    assert message in str(err.value)
+    assert fresh.count() == 5
+
+
+def test_wrong_query_refused(filled, corpus):
+    with pytest.raises(QueryError, match="mode"):
+        filled.search(random_query(), mode="bogus")
+    with pytest.raises(QueryError, match="multivector"):
+        filled.search(Query(dense=random_query().dense), mode="hybrid")
+    with pytest.raises(QueryError, match="dense"):
+        filled.search(Query(dense=np.ones(8, np.float32), multivector=random_query().multivector), mode="dense")
+
+
+# -- schema ----------------------------------------------------------------------------
+def test_create_same_spec_is_noop_and_different_spec_refused(backend, corpus, tmp_path):
+    store = backend.create(tmp_path, "schema", corpus.spec)
+    store.upsert(corpus.records[:6])
+    store.close()
+    again = backend.create(tmp_path, "schema", corpus.spec)
+    assert again.count() == 6
+    again.close()
+    for other in (
+        CollectionSpec(dim=128, prefetch_dims=(32,)),
+        CollectionSpec(dim=256, prefetch_dims=(64,)),
+        CollectionSpec(dim=256, prefetch_dims=(32,), multivector=False),
+    ):
+        with pytest.raises(SchemaMismatchError):
+            backend.create(tmp_path, "schema", other)
+    reopened = backend.open(tmp_path, "schema")
+    assert reopened.spec == corpus.spec
+    assert reopened.count() == 6
+    reopened.close()
+
+
+def test_reopen_gives_identical_results(backend, corpus, tmp_path):
+    store = backend.create(tmp_path, "persist", corpus.spec)
+    store.upsert(corpus.records)
+    query = planted_query(corpus, 12)
+    before = {m: store.search(query, mode=m, limit=7, prefetch_limit=30) for m in ALL_MODES}
+    store.close()
+    reopened = backend.open(tmp_path, "persist")
+    for m in ALL_MODES:
+        after = reopened.search(query, mode=m, limit=7, prefetch_limit=30)
+        assert ids(after) == ids(before[m]), m
+        np.testing.assert_allclose([h.score for h in after], [h.score for h in before[m]], rtol=1e-5)
+    reopened.close()
+
+
+def test_dense_only_collection(backend, corpus, tmp_path):
+    spec = CollectionSpec(dim=256, prefetch_dims=(32,), multivector=False)
+    store = backend.create(tmp_path, "dense_only", spec)
+    store.upsert([Record(r.id, r.dense, None, r.payload) for r in corpus.records])
+    assert store.search(planted_query(corpus, 9), mode="dense", limit=1)[0].id == corpus.records[9].id
+    assert store.search(planted_query(corpus, 9), mode="funnel", limit=1)[0].id == corpus.records[9].id
+    with pytest.raises(QueryError, match="multivector=False"):
+        store.search(planted_query(corpus, 9), mode="hybrid")
+    store.close()
+
+
+def test_drop(backend, corpus, tmp_path):
+    store = backend.create(tmp_path, "dropme", corpus.spec)
+    store.upsert(corpus.records[:3])
+    store.drop()
+    store.close()
+    again = backend.create(tmp_path, "dropme", corpus.spec)
+    assert again.count() == 0
+    again.close()
+
+
+# -- one writer per embedded folder ---------------------------------------------------------
+def test_second_process_gets_a_clear_lock_error(backend, corpus, tmp_path):
+    if not backend.embedded:
+        pytest.skip(f"{backend.name} is a server: no folder lock")
+    store = backend.create(tmp_path, "locked", corpus.spec)
+    store.upsert(corpus.records[:3])
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{str(REPO)!r}, {str(REPO / "tests" / "connectors")!r}]
+        from pathlib import Path
+        from backends import BACKENDS
+        from connectors import StoreLockedError
+        try:
+            BACKENDS[{backend.name!r}].open(Path({str(tmp_path)!r}), "locked")
+        except StoreLockedError as e:
+            print("LOCKED:", e)
+            sys.exit(0)
+        print("OPENED")
+        sys.exit(1)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env={**os.environ})
+    store.close()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "LOCKED:" in proc.stdout
+    assert str(tmp_path) in proc.stdout  # the message names the folder
