@@ -26,3 +26,7 @@ class ImageInputError(InputError):
 
 class TextInputError(InputError):
     """A text that is None, not a string, or empty."""
+
+
+class OptionError(EmbedderError, ValueError):
+    """A bad option value (task, prompt_name, truncate_dim, device, dtype...); lists the valid ones."""
