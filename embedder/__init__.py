@@ -1,0 +1,74 @@
+"""jina-embeddings-v4 on transformers' Qwen2.5-VL: dense, Matryoshka and multi-vector embeddings.
+
+Heavy names (torch, transformers) load lazily on first attribute access (PEP 562), so
+``import embedder`` stays cheap and ``embedder.errors`` works without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    CheckpointError as CheckpointError,
+)
+from .errors import (
+    EmbedderError as EmbedderError,
+)
+from .errors import (
+    ImageInputError as ImageInputError,
+)
+from .errors import (
+    InputError as InputError,
+)
+from .errors import (
+    OptionError as OptionError,
+)
+from .errors import (
+    TextInputError as TextInputError,
+)
+
+if TYPE_CHECKING:
+    from .config import MultivectorDType as MultivectorDType
+    from .config import PromptName as PromptName
+    from .config import Task as Task
+    from .encoder import JinaV4Embedder as JinaV4Embedder
+    from .outputs import EmbeddingBatch as EmbeddingBatch
+    from .testing import make_tiny_checkpoint as make_tiny_checkpoint
+
+_LAZY = {
+    "JinaV4Embedder": ".encoder",
+    "EmbeddingBatch": ".outputs",
+    "Task": ".config",
+    "PromptName": ".config",
+    "MultivectorDType": ".config",
+    "make_tiny_checkpoint": ".testing",
+}
+
+__all__ = [
+    "CheckpointError",
+    "EmbedderError",
+    "EmbeddingBatch",
+    "ImageInputError",
+    "InputError",
+    "JinaV4Embedder",
+    "MultivectorDType",
+    "OptionError",
+    "PromptName",
+    "Task",
+    "TextInputError",
+    "make_tiny_checkpoint",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

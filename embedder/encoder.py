@@ -1,0 +1,308 @@
+"""JinaV4Embedder: load a checkpoint, encode texts and images into an EmbeddingBatch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .batching import Batch, Pipeline, plan_batches, progress_enabled
+from .config import (
+    ModelSpec,
+    MultivectorDType,
+    PromptName,
+    Task,
+    prompt_prefix,
+    resolve_device,
+    resolve_dtype,
+)
+from .errors import OptionError
+from .inputs import ImageSource, load_images, validate_texts
+from .loading import load_model, load_tokenizer, read_image_spec, resolve_checkpoint
+from .lora import TaskLoRA
+from .model import EmbedderOutput, JinaV4Model, ModelInputs
+from .outputs import EmbeddingBatch
+from .processing import Processor
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_LENGTH = 32768
+# Padded tokens per forward. 64k keeps an H100/H200 busy with length-sorted batches;
+# CPUs gain nothing from large batches and would only hold more memory.
+DEFAULT_BATCH_TOKENS = {"cuda": 65536, "cpu": 8192}
+TaskArg = str | Task | Sequence[str | Task]
+
+
+class JinaV4Embedder:
+    """jina-embeddings-v4: dense (Matryoshka) and multi-vector embeddings from one forward.
+
+    Build it with :meth:`from_pretrained`. All three task adapters stay loaded; a call may
+    give one task for every item or one per item.
+    """
+
+    def __init__(
+        self,
+        model: JinaV4Model,
+        lora: TaskLoRA,
+        processor: Processor,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        self._model = model
+        self._lora = lora
+        self._processor = processor
+        self._device = device
+        self._dtype = dtype
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        attn_implementation: str = "sdpa",
+    ) -> JinaV4Embedder:
+        """Load a checkpoint in the jinaai/jina-embeddings-v4 layout.
+
+        Args:
+            name_or_path: A local folder, or a hub id (downloaded with huggingface_hub).
+            device: Default: CUDA when available, else CPU.
+            dtype: Default: bfloat16 on CUDA, float32 on CPU.
+            attn_implementation: transformers attention backend ("sdpa", "eager",
+                "flash_attention_2" when flash-attn is installed).
+
+        Raises:
+            CheckpointError: A file is missing, or tensor names / shapes do not match
+                (the message lists them).
+        """
+        folder = resolve_checkpoint(name_or_path)
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        logger.info("attention implementation: %s", attn_implementation)
+        model, lora = load_model(folder, dev, dt, attn_implementation)
+        processor = Processor(load_tokenizer(folder), read_image_spec(folder), model.config)
+        return cls(model, lora, processor, device=dev, dtype=dt)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def tokenizer(self) -> Any:
+        """The checkpoint's Hugging Face tokenizer (e.g. for token-aware chunking)."""
+        return self._processor.tokenizer
+
+    @property
+    def matryoshka_dims(self) -> tuple[int, ...]:
+        return self._model.spec.matryoshka_dims
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._model.spec
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return self._lora.tasks
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    # ------------------------------------------------------------------ encoding
+
+    def encode_text(
+        self,
+        texts: Sequence[str],
+        *,
+        task: TaskArg,
+        prompt_name: str | PromptName = PromptName.QUERY,
+        truncate_dim: int | None = None,
+        multivector: bool = True,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_tokens: int | None = None,
+        multivector_dtype: str | MultivectorDType = MultivectorDType.FLOAT32,
+        show_progress: bool | None = None,
+    ) -> EmbeddingBatch:
+        """Embed texts as ``prefix + text`` (no chat template, no BOS).
+
+        Args:
+            texts: Non-empty strings (empty / whitespace-only ones are rejected).
+            task: "retrieval", "text-matching" or "code", or one per text.
+            prompt_name: "query" or "passage"; text-matching always uses "Query: ".
+            truncate_dim: A Matryoshka dim (config ``matryoshka_dims``); the dense vector
+                is sliced and L2-normalised again. None: config ``truncate_dim`` or full.
+            multivector: False skips the projector and the per-token transfer.
+            max_length: Longer inputs (prefix included) are cut on the right, with one
+                WARNING per call giving how many were cut.
+            batch_tokens: Padded tokens per forward (default 64k on CUDA, 8k on CPU).
+            multivector_dtype: "float32" or "float16" for the multi-vectors.
+            show_progress: A progress bar; None shows it when this logger emits INFO.
+
+        Raises:
+            TextInputError: A bad text (the message names its index).
+            OptionError: A bad option value (the message lists the valid ones).
+        """
+        items = validate_texts(texts)
+        tasks = self._tasks_per_item(task, len(items))
+        name = PromptName.parse(prompt_name, what="prompt_name")
+        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+            raise OptionError(f"max_length must be a positive int, got {max_length!r}")
+        opts = self._options(truncate_dim, multivector, batch_tokens, multivector_dtype)
+        prefixes = [prompt_prefix(t, name) for t in tasks]
+        ids, truncated = self._processor.tokenize_texts(items, prefixes, max_length)
+        if truncated:
+            logger.warning(
+                "%d of %d texts were longer than max_length=%d tokens (prompt prefix "
+                "included) and were truncated on the right (first: item %d)",
+                len(truncated),
+                len(items),
+                max_length,
+                truncated[0],
+            )
+
+        def prepare(batch: Batch) -> ModelInputs:
+            return self._processor.collate_text([ids[i] for i in batch.indices])
+
+        costs = [len(seq) for seq in ids]
+        return self._run(costs, tasks, prepare, opts, show_progress, "encode_text")
+
+    def encode_image(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        task: TaskArg,
+        truncate_dim: int | None = None,
+        multivector: bool = True,
+        max_pixels: int | None = None,
+        batch_tokens: int | None = None,
+        multivector_dtype: str | MultivectorDType = MultivectorDType.FLOAT32,
+        show_progress: bool | None = None,
+        timeout: float = 10.0,
+    ) -> EmbeddingBatch:
+        """Embed images (PIL, path, http(s) URL, bytes, base64, data URI) in the image template.
+
+        The dense vector averages ``<|vision_start|>`` .. ``<|vision_end|>`` inclusive; the
+        multi-vectors keep every token of the template.
+
+        Args:
+            images: The image sources.
+            task: "retrieval", "text-matching" or "code", or one per image.
+            truncate_dim: As in :meth:`encode_text`.
+            multivector: As in :meth:`encode_text`.
+            max_pixels: Resize cap per image (default preprocessor_config.json's,
+                602112 = 768 image tokens for jina-embeddings-v4); may be raised per call.
+            batch_tokens: As in :meth:`encode_text`.
+            multivector_dtype: As in :meth:`encode_text`.
+            show_progress: As in :meth:`encode_text`.
+            timeout: Seconds allowed for each URL connect / read.
+
+        Raises:
+            ImageInputError: An image that cannot be read (the message names its index).
+            OptionError: A bad option value.
+        """
+        pil = load_images(images, timeout=timeout)
+        tasks = self._tasks_per_item(task, len(pil))
+        pixels = self._processor.check_max_pixels(max_pixels)
+        opts = self._options(truncate_dim, multivector, batch_tokens, multivector_dtype)
+        grids = [self._processor.image_grid(im, pixels, i) for i, im in enumerate(pil)]
+        costs = [self._processor.image_sequence_length(g) for g in grids]
+
+        def prepare(batch: Batch) -> ModelInputs:
+            return self._processor.collate_images([pil[i] for i in batch.indices], pixels)
+
+        return self._run(costs, tasks, prepare, opts, show_progress, "encode_image")
+
+    # ------------------------------------------------------------------ internals
+
+    def _tasks_per_item(self, task: TaskArg, n: int) -> list[Task]:
+        if task is None:
+            raise OptionError(
+                f"task is required: one of {[t.value for t in self.tasks]} (or one per item)"
+            )
+        if isinstance(task, (str, Task)):
+            tasks = [Task.parse(task, what="task")] * n
+        elif isinstance(task, Sequence):
+            if len(task) != n:
+                raise OptionError(f"got {len(task)} tasks for {n} items; give one task or one per item")
+            tasks = [Task.parse(t, what="task") for t in task]
+        else:
+            raise OptionError(f"task must be a str, a Task or a list of them, got {task!r}")
+        absent = sorted({t.value for t in tasks} - {t.value for t in self.tasks})
+        if absent:
+            raise OptionError(f"task(s) {absent} have no adapter in this checkpoint")
+        return tasks
+
+    def _options(
+        self,
+        truncate_dim: int | None,
+        multivector: bool,
+        batch_tokens: int | None,
+        multivector_dtype: str | MultivectorDType,
+    ) -> dict[str, Any]:
+        if batch_tokens is None:
+            batch_tokens = DEFAULT_BATCH_TOKENS.get(self._device.type, DEFAULT_BATCH_TOKENS["cpu"])
+        if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1:
+            raise OptionError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
+        mv_dtype = MultivectorDType.parse(multivector_dtype, what="multivector_dtype")
+        return {
+            "dim": self._model.spec.resolve_truncate_dim(truncate_dim),
+            "multivector": bool(multivector),
+            "budget": batch_tokens,
+            "mv_dtype": torch.float16 if mv_dtype is MultivectorDType.FLOAT16 else torch.float32,
+        }
+
+    def _run(
+        self,
+        costs: list[int],
+        tasks: list[Task],
+        prepare: Callable[[Batch], ModelInputs],
+        opts: dict[str, Any],
+        show_progress: bool | None,
+        desc: str,
+    ) -> EmbeddingBatch:
+        n = len(costs)
+        dense = np.empty((n, opts["dim"]), dtype=np.float32)
+        multi: list[np.ndarray] | None = [] if opts["multivector"] else None
+        slots: list[np.ndarray | None] = [None] * n
+        counts = np.asarray(costs, dtype=np.int64)
+
+        def run(batch: Batch, inputs: ModelInputs) -> tuple[np.ndarray, list[np.ndarray] | None]:
+            self._lora.activate(batch.group)
+            out = self._model(inputs.to(self._device), multivector=opts["multivector"])
+            return self._to_numpy(out, opts)
+
+        batches = plan_batches(costs, opts["budget"], groups=tasks)
+        show = progress_enabled(show_progress, logger)
+        for batch, (d, mv) in Pipeline(prepare, run)(batches, total=n, show=show, desc=desc):
+            idx = list(batch.indices)
+            dense[idx] = d
+            if mv is not None:
+                for i, arr in zip(idx, mv, strict=True):
+                    slots[i] = arr
+        if multi is not None:
+            multi = [s for s in slots if s is not None]
+        return EmbeddingBatch(dense=dense, multivectors=multi, token_counts=counts)
+
+    @staticmethod
+    def _to_numpy(
+        out: EmbedderOutput, opts: dict[str, Any]
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        dense = out.dense  # (B, H) float32, normalised
+        if opts["dim"] < dense.shape[1]:
+            dense = F.normalize(dense[:, : opts["dim"]], dim=-1)  # (B, d) Matryoshka
+        dense_np = dense.cpu().numpy()
+        if out.multi is None:
+            return dense_np, None
+        rows = out.multi[out.mask].to(opts["mv_dtype"])  # (sum t_i, P), real tokens only
+        lengths = out.mask.sum(dim=1).tolist()  # (B,)
+        flat = rows.cpu().numpy()
+        return dense_np, np.split(flat, np.cumsum(lengths)[:-1])
