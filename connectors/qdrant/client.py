@@ -1,0 +1,282 @@
+"""QdrantStore over qdrant-client: a Qdrant server (gRPC or REST) or qdrant-client local mode.
+
+The spec is kept in the collection's metadata (Qdrant >= 1.16); for collections without it
+the spec is derived from the named vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ..errors import CollectionNotFoundError, ConnectorError, QueryError, SchemaMismatchError, StoreLockedError, StoreUnavailableError
+from ..filters import Filter
+from ..query import Hit, SearchPlan
+from ..records import PreparedRecord, Record, RecordId
+from ..spec import CollectionSpec
+from . import _deps, convert
+from .store import QdrantStore
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+API_KEY_ENV = "QDRANT_API_KEY"
+#: Byte budget of one upsert, measured on the stored dtype (what PreparedRecord.nbytes counts).
+#: gRPC sends every float as 4 bytes (float16 token vectors double), REST as ~20 JSON
+#: characters: both stay well under the server's 32 MiB request limit.
+GRPC_REQUEST_BYTES = 8 * 1024 * 1024
+REST_REQUEST_BYTES = 2 * 1024 * 1024
+LOCAL_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+class TransientServerError(ConnectionError):
+    """A server fault worth retrying (unavailable, timeout, overload)."""
+
+
+class ClientQdrantStore(QdrantStore):
+    """A collection reached through a ``QdrantClient`` (server or local mode)."""
+
+    # A server that drops out mid-ingest (UNAVAILABLE) is retried too.
+    transient_errors = (TransientServerError, StoreUnavailableError)
+    hnsw_ef: int | None = 128
+    _secret: str | None = None  # the API key, redacted from every message
+
+    def __init__(self, name: str, spec: CollectionSpec, client: Any, *, owns_client: bool, where: str) -> None:
+        super().__init__(name, spec)
+        self.where = where  # for messages: a URL without credentials, or the local folder
+        self._client = client
+        self._owns_client = owns_client
+
+    # -- create / open ------------------------------------------------------------------
+    @classmethod
+    def create_on(
+        cls,
+        name: str,
+        where: tuple[str, Any],
+        spec: CollectionSpec,
+        *,
+        api_key: str | None,
+        prefer_grpc: bool,
+        timeout: int,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+    ) -> ClientQdrantStore:
+        """Create the collection (or open it when it exists with the same spec)."""
+        store = cls._connect(name, where, spec, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+        try:
+            existing = store._existing_spec()
+            if existing is not None:
+                diffs = spec.differences(existing)
+                if diffs:
+                    raise SchemaMismatchError(
+                        f"collection {name!r} at {store.where} exists with another spec: {'; '.join(diffs)}. "
+                        "Open it with QdrantStore.open, or drop it first."
+                    )
+                store.spec = existing
+                return store
+            logger.info("creating Qdrant collection %r at %s", name, store.where)
+            store._call(
+                lambda c: c.create_collection(
+                    name,
+                    vectors_config=convert.client_vectors_config(spec),
+                    shard_number=shard_number,
+                    replication_factor=replication_factor,
+                    metadata=convert.spec_metadata(spec),
+                )
+            )
+            return store
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def open_on(
+        cls, name: str, where: tuple[str, Any], *, api_key: str | None, prefer_grpc: bool, timeout: int
+    ) -> ClientQdrantStore:
+        """Open an existing collection and read its spec back."""
+        store = cls._connect(name, where, CollectionSpec(), api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+        try:
+            spec = store._existing_spec()
+            if spec is None:
+                raise CollectionNotFoundError(
+                    f"no collection {name!r} at {store.where}; create it with QdrantStore.create"
+                )
+            store.spec = spec
+            return store
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def _connect(
+        cls, name: str, where: tuple[str, Any], spec: CollectionSpec, *, api_key: str | None, prefer_grpc: bool, timeout: int
+    ) -> ClientQdrantStore:
+        kind, value = where
+        _deps.require("qdrant_client")
+        from qdrant_client import QdrantClient
+
+        if kind == "client":
+            if not isinstance(value, QdrantClient):
+                raise TypeError(f"client must be a qdrant_client.QdrantClient, got {type(value).__name__}")
+            store = cls(name, spec, value, owns_client=False, where="")
+        elif kind == "local":
+            store = cls(name, spec, _local_client(value), owns_client=True, where="")
+        else:
+            key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+            client = QdrantClient(url=value, api_key=key, prefer_grpc=prefer_grpc, timeout=timeout, check_compatibility=False)
+            store = cls(name, spec, client, owns_client=True, where="")
+            store._secret = key or None
+        store._describe(store._client.init_options)
+        return store
+
+    def _describe(self, options: dict[str, Any]) -> None:
+        """Set ``where`` (for messages) and the request byte budget from the client's settings."""
+        if options.get("location") == ":memory:" or options.get("path"):
+            self.where = f"local mode {options.get('path') or ':memory:'}"
+            self.max_request_bytes = LOCAL_REQUEST_BYTES
+            self.hnsw_ef = None  # local mode is brute force and warns about search params
+            return
+        grpc = bool(options.get("prefer_grpc"))
+        url = options.get("url") or options.get("location") or f"{options.get('host') or 'localhost'}:{options.get('port')}"
+        self.where = _display_url(str(url), grpc_port=options.get("grpc_port") if grpc else None)
+        self.max_request_bytes = GRPC_REQUEST_BYTES if grpc else REST_REQUEST_BYTES
+        logger.info("Qdrant server at %s (%s)", self.where, "gRPC" if grpc else "REST")
+
+    def _existing_spec(self) -> CollectionSpec | None:
+        if not self._call(lambda c: c.collection_exists(self.name)):
+            return None
+        info = self._call(lambda c: c.get_collection(self.name))
+        spec = convert.spec_from_metadata(getattr(info.config, "metadata", None))
+        if spec is None:
+            logger.warning("collection %r has no jina-vdb metadata; deriving its spec from its vectors", self.name)
+            spec = convert.spec_from_client_params(
+                self.name, info.config.params.vectors, info.config.quantization_config
+            )
+        return spec
+
+    # -- the client calls, with server faults translated ---------------------------------
+    def _call(self, fn: Callable[[Any], T]) -> T:
+        if self._client is None:
+            raise self._closed_error()
+        try:
+            return fn(self._client)
+        except Exception as e:
+            translated = _translate_server_error(e, self.where, self._secret)
+            if translated is None:
+                raise
+            raise translated from None  # the original may carry request details
+
+    # -- writes -------------------------------------------------------------------------
+    def _write(self, records: Sequence[PreparedRecord]) -> None:
+        points = convert.client_points(records)
+        self._call(lambda c: c.upsert(self.name, points=points, wait=True))
+
+    def delete(self, ids: Sequence[RecordId]) -> None:
+        """Delete records by id (missing ids are ignored)."""
+        point_ids = self._point_ids(ids)
+        if point_ids:
+            m = _deps.models()
+            selector = m.PointIdsList(points=point_ids)
+            self._call(lambda c: c.delete(self.name, points_selector=selector, wait=True))
+
+    # -- reads --------------------------------------------------------------------------
+    def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
+        kwargs = convert.client_query(plan, vectors, hnsw_ef=self.hnsw_ef)
+        return self._hits(self._call(lambda c: c.query_points(self.name, **kwargs)).points)
+
+    def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
+        """Records by id, in the order asked; missing ids are left out."""
+        point_ids = self._point_ids(ids)
+        if not point_ids:
+            return []
+        points = self._call(lambda c: c.retrieve(self.name, point_ids, with_payload=True, with_vectors=with_vectors))
+        return self._order_records(ids, points, with_vectors)
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of records (matching the filter), counted exactly."""
+        if filter is not None and not isinstance(filter, Filter):
+            raise QueryError(f"filter must be a connectors.filters.Filter, got {type(filter).__name__}")
+        flt = convert.client_filter(filter)
+        return int(self._call(lambda c: c.count(self.name, count_filter=flt, exact=True)).count)
+
+    def info(self) -> dict[str, Any]:
+        """Spec, count, where the collection lives and its status."""
+        details = super().info()
+        info = self._call(lambda c: c.get_collection(self.name))
+        details.update(engine="qdrant-client", where=self.where, status=str(info.status),
+                       indexed_vectors=info.indexed_vectors_count)
+        return details
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def drop(self) -> None:
+        """Delete the collection on the server / in local mode."""
+        self._call(lambda c: c.delete_collection(self.name))
+        logger.info("dropped Qdrant collection %r at %s", self.name, self.where)
+
+    def close(self) -> None:
+        """Close the client if this store created it (idempotent)."""
+        client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            client.close()
+
+
+def _local_client(location: str) -> Any:
+    from qdrant_client import QdrantClient
+
+    try:
+        return QdrantClient(location=":memory:") if location == ":memory:" else QdrantClient(path=location)
+    except RuntimeError as e:
+        if "already accessed" not in str(e):
+            raise
+        raise StoreLockedError(
+            f"Qdrant local-mode folder {location} is already open in another process (or by another "
+            "client in this one): one client per folder. Close it there, pass client= to share "
+            "one, or use a Qdrant server."
+        ) from e
+
+
+def _display_url(url: str, *, grpc_port: int | None) -> str:
+    """The URL as shown in messages: no user:password, query string or fragment."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    shown = f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
+    return f"{shown} (gRPC port {grpc_port})" if grpc_port else shown
+
+
+def _translate_server_error(error: Exception, where: str, secret: str | None) -> Exception | None:
+    """Connection faults -> StoreUnavailableError / TransientServerError; others unchanged (None)."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    reason = _reason(error, secret)
+    if isinstance(error, ResponseHandlingException):
+        return StoreUnavailableError(f"cannot reach Qdrant at {where}: {reason}")
+    if isinstance(error, UnexpectedResponse):
+        if error.status_code in (401, 403):
+            return ConnectorError(f"Qdrant at {where} refused the credentials (HTTP {error.status_code}); check api_key / {API_KEY_ENV}")
+        if error.status_code in (429, 502, 503, 504):
+            return TransientServerError(f"Qdrant at {where} is busy or unavailable: {reason}")
+        return None
+    try:
+        import grpc
+    except ImportError:  # pragma: no cover - grpcio is a qdrant-client dependency
+        return None
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        code = error.code()
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return ConnectorError(f"Qdrant at {where} refused the credentials ({code.name}); check api_key / {API_KEY_ENV}")
+        if code is grpc.StatusCode.UNAVAILABLE:
+            return StoreUnavailableError(f"cannot reach Qdrant at {where}: {reason}")
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return TransientServerError(f"Qdrant at {where} timed out: {reason}")
+    return None
+
+
+def _reason(error: Exception, secret: str | None) -> str:
+    details = getattr(error, "details", None)
+    text = details() if callable(details) else str(error)
+    text = " ".join(str(text).split())[:300]
+    return text.replace(secret, "***") if secret else text

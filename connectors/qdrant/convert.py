@@ -1,0 +1,359 @@
+"""Pure translation between the backend-neutral core and Qdrant objects.
+
+Two flavours of every object: ``qdrant_edge`` (embedded shard) and ``qdrant_client.models``
+(server and local mode). Nothing here does I/O; both packages are imported lazily.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import SchemaMismatchError
+from ..filters import And, AnyOf, Eq, Filter, Not, Or, Range
+from ..query import Hit, SearchPlan, Stage
+from ..records import PreparedRecord, Record, RecordId, stable_uuid
+from ..spec import CollectionSpec, Quantization, VectorDtype
+from . import _deps
+
+#: Payload key holding a string id (Qdrant point ids are ints or UUIDs only).
+ID_KEY = "_jvdb_id"
+#: Collection metadata key (qdrant-client) / json file key (qdrant-edge) holding the spec.
+SPEC_KEY = "jina_vdb"
+SPEC_FORMAT = 1
+#: Token vectors are only rescored, never searched through a graph (SPEC: m=0).
+MULTI_HNSW_M = 0
+#: Scalar int8 quantisation keeps 99% of the value range; the tails are clipped.
+INT8_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class HnswSettings:
+    """HNSW build parameters of the dense fields (the token field always has m=0)."""
+
+    m: int = 16
+    ef_construct: int = 100
+    #: KB of vectors per segment below which a search scans instead of walking the graph.
+    full_scan_threshold: int = 10_000
+
+
+# -- ids and payloads -----------------------------------------------------------------------
+def point_id(record_id: RecordId) -> int | str:
+    """Qdrant point id: ints stay ints, strings become their stable uuid5."""
+    return record_id if isinstance(record_id, int) else stable_uuid(record_id)
+
+
+def stored_payload(record_id: RecordId, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as stored: a string id is kept in ``_jvdb_id`` so results can return it."""
+    return {**payload, ID_KEY: record_id} if isinstance(record_id, str) else dict(payload)
+
+
+def user_id_and_payload(pid: Any, payload: dict[str, Any] | None) -> tuple[RecordId, dict[str, Any]]:
+    """The user's id (with its type) and the payload without the reserved key."""
+    clean = dict(payload or {})
+    original = clean.pop(ID_KEY, None)
+    if original is not None:
+        return original, clean
+    return (pid if isinstance(pid, int) else str(pid)), clean
+
+
+def to_hit(point: Any) -> Hit:
+    """A ScoredPoint (either flavour) as a Hit."""
+    rid, payload = user_id_and_payload(point.id, point.payload)
+    return Hit(id=rid, score=float(point.score), payload=payload)
+
+
+def to_record(point: Any, spec: CollectionSpec, with_vectors: bool) -> Record:
+    """A retrieved point (either flavour) as a Record; vectors as float32 numpy arrays."""
+    rid, payload = user_id_and_payload(point.id, point.payload)
+    vectors = point.vector if with_vectors and isinstance(point.vector, dict) else {}
+    dense = vectors.get(spec.dense_field)
+    multi = vectors.get(spec.multivector_field)
+    return Record(
+        id=rid,
+        dense=None if dense is None else np.asarray(dense, dtype=np.float32),
+        multivector=None if multi is None else np.asarray(multi, dtype=np.float32),
+        payload=payload,
+    )
+
+
+def _vector_lists(record: PreparedRecord) -> dict[str, list[Any]]:
+    # tolist() is the fastest hand-over to both bindings (numpy arrays go element by element).
+    return {name: vec.tolist() for name, vec in record.vectors.items()}
+
+
+def edge_points(records: Sequence[PreparedRecord]) -> list[Any]:
+    """qdrant_edge Points for prepared records."""
+    qe = _deps.edge()
+    return [qe.Point(point_id(r.id), _vector_lists(r), stored_payload(r.id, r.payload)) for r in records]
+
+
+def client_points(records: Sequence[PreparedRecord]) -> list[Any]:
+    """qdrant_client PointStructs for prepared records."""
+    m = _deps.models()
+    return [
+        m.PointStruct(id=point_id(r.id), vector=_vector_lists(r), payload=stored_payload(r.id, r.payload))
+        for r in records
+    ]
+
+
+# -- filters ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _FilterKit:
+    filter: Callable[..., Any]
+    field: Callable[..., Any]
+    match_value: Callable[[Any], Any]
+    match_any: Callable[[list[Any]], Any]
+    range: Callable[..., Any]
+
+
+def _translate(flt: Filter, kit: _FilterKit) -> Any:
+    if isinstance(flt, Eq):
+        return kit.field(key=flt.key, match=kit.match_value(flt.value))
+    if isinstance(flt, AnyOf):
+        if isinstance(flt.values[0], bool):  # MatchAny takes only strings or ints
+            return kit.filter(should=[kit.field(key=flt.key, match=kit.match_value(v)) for v in flt.values])
+        return kit.field(key=flt.key, match=kit.match_any(list(flt.values)))
+    if isinstance(flt, Range):
+        return kit.field(key=flt.key, range=kit.range(gt=flt.gt, gte=flt.gte, lt=flt.lt, lte=flt.lte))
+    if isinstance(flt, And):
+        return kit.filter(must=[_translate(c, kit) for c in flt.conditions])
+    if isinstance(flt, Or):
+        return kit.filter(should=[_translate(c, kit) for c in flt.conditions])
+    if isinstance(flt, Not):
+        return kit.filter(must_not=[_translate(flt.condition, kit)])
+    raise TypeError(f"unsupported filter node {type(flt).__name__}")
+
+
+def _as_filter(node: Any, kit: _FilterKit, filter_type: type) -> Any:
+    return node if isinstance(node, filter_type) else kit.filter(must=[node])
+
+
+def _edge_match_value(value: Any) -> Any:
+    qe = _deps.edge()
+    # qdrant-edge-py 0.9 reads a Python bool as the integer 0/1 (bool subclasses int), so
+    # Eq("flag", True) would match the number 1 and never a stored true; np.bool_ is read
+    # as a boolean.
+    return qe.MatchValue(np.bool_(value) if isinstance(value, bool) else value)
+
+
+def edge_filter(flt: Filter | None) -> Any:
+    """A connectors filter as a ``qdrant_edge.Filter`` (None stays None)."""
+    if flt is None:
+        return None
+    qe = _deps.edge()
+    kit = _FilterKit(qe.Filter, qe.FieldCondition, _edge_match_value, lambda v: qe.MatchAny(v), qe.RangeFloat)
+    return _as_filter(_translate(flt, kit), kit, qe.Filter)
+
+
+def client_filter(flt: Filter | None) -> Any:
+    """A connectors filter as a ``qdrant_client.models.Filter`` (None stays None)."""
+    if flt is None:
+        return None
+    m = _deps.models()
+    kit = _FilterKit(
+        m.Filter, m.FieldCondition, lambda v: m.MatchValue(value=v), lambda v: m.MatchAny(any=v), m.Range
+    )
+    return _as_filter(_translate(flt, kit), kit, m.Filter)
+
+
+# -- query plans ----------------------------------------------------------------------------
+def qdrant_rrf_k(rrf_k: int) -> int:
+    """Qdrant's RRF is 1/(k + rank) with ranks from 0; the core's (and the paper's) from 1."""
+    return rrf_k + 1
+
+
+def _hnsw_ef(stage: Stage, hnsw_ef: int | None) -> int | None:
+    if stage.maxsim or hnsw_ef is None:
+        return None  # token vectors have no graph: MaxSim is always exact
+    return max(hnsw_ef, stage.limit)
+
+
+def edge_request(plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None) -> Any:
+    """A SearchPlan as one ``qdrant_edge.QueryRequest`` (stage i prefetches stage i-1).
+
+    The filter goes on every stage so no candidate list is filled with excluded points.
+    """
+    qe = _deps.edge()
+    flt = edge_filter(plan.filter)
+    lists = {name: v.tolist() for name, v in vectors.items()}
+
+    def params(stage: Stage) -> Any:
+        ef = _hnsw_ef(stage, hnsw_ef)
+        return None if ef is None else qe.SearchParams(hnsw_ef=ef)
+
+    def nest(stages: Sequence[Stage]) -> Any:
+        last = stages[-1]
+        return qe.Prefetch(
+            limit=last.limit,
+            query=qe.Query.Nearest(lists[last.field], using=last.field),
+            prefetches=[nest(stages[:-1])] if len(stages) > 1 else None,
+            params=params(last),
+            filter=flt,
+        )
+
+    if plan.fused:
+        return qe.QueryRequest(
+            limit=plan.limit,
+            query=qe.Fusion.Rrf(k=qdrant_rrf_k(plan.rrf_k)),
+            prefetches=[nest(c) for c in plan.cascades],
+            filter=flt,
+            with_payload=True,
+        )
+    (cascade,) = plan.cascades
+    last = cascade[-1]
+    return qe.QueryRequest(
+        limit=plan.limit,
+        query=qe.Query.Nearest(lists[last.field], using=last.field),
+        prefetches=[nest(cascade[:-1])] if len(cascade) > 1 else None,
+        params=params(last),
+        filter=flt,
+        with_payload=True,
+    )
+
+
+def client_query(plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None) -> dict[str, Any]:
+    """A SearchPlan as keyword arguments of ``QdrantClient.query_points`` (nested prefetches)."""
+    m = _deps.models()
+    flt = client_filter(plan.filter)
+    lists = {name: v.tolist() for name, v in vectors.items()}
+
+    def params(stage: Stage) -> Any:
+        ef = _hnsw_ef(stage, hnsw_ef)
+        return None if ef is None else m.SearchParams(hnsw_ef=ef)
+
+    def nest(stages: Sequence[Stage]) -> Any:
+        last = stages[-1]
+        return m.Prefetch(
+            query=lists[last.field],
+            using=last.field,
+            limit=last.limit,
+            prefetch=nest(stages[:-1]) if len(stages) > 1 else None,
+            params=params(last),
+            filter=flt,
+        )
+
+    common = {"limit": plan.limit, "query_filter": flt, "with_payload": True}
+    if plan.fused:
+        rrf = m.RrfQuery(rrf=m.Rrf(k=qdrant_rrf_k(plan.rrf_k)))
+        return {**common, "query": rrf, "prefetch": [nest(c) for c in plan.cascades]}
+    (cascade,) = plan.cascades
+    last = cascade[-1]
+    return {
+        **common,
+        "query": lists[last.field],
+        "using": last.field,
+        "prefetch": nest(cascade[:-1]) if len(cascade) > 1 else None,
+        "search_params": params(last),
+    }
+
+
+# -- schema -------------------------------------------------------------------------------
+def edge_config(spec: CollectionSpec, hnsw: HnswSettings) -> Any:
+    """The ``qdrant_edge.EdgeConfig`` of a spec: named vectors dense, dense_<k>, multi."""
+    qe = _deps.edge()
+    graph = qe.HnswIndexConfig(m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold)
+    int8 = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned)
+    vectors = {
+        spec.dense_field: qe.EdgeVectorParams(
+            size=spec.dim,
+            distance=qe.Distance.Cosine,
+            quantization_config=int8 if spec.quantization is Quantization.INT8 else None,
+        )
+    }
+    for k in spec.prefetch_dims:
+        vectors[spec.prefix_field(k)] = qe.EdgeVectorParams(size=k, distance=qe.Distance.Cosine)
+    if spec.multivector:
+        vectors[spec.multivector_field] = qe.EdgeVectorParams(
+            size=spec.multivector_dim,
+            distance=qe.Distance.Cosine,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            datatype=qe.VectorStorageDatatype.Float16
+            if spec.multivector_dtype is VectorDtype.FLOAT16
+            else qe.VectorStorageDatatype.Float32,
+            # HnswIndexConfig needs all three numbers; only m=0 matters (no graph).
+            hnsw_config=qe.HnswIndexConfig(
+                m=MULTI_HNSW_M, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold
+            ),
+            memory=qe.Memory.Cold if spec.on_disk else None,
+        )
+    return qe.EdgeConfig(vectors=vectors, hnsw_config=graph)
+
+
+def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
+    """``vectors_config`` for ``QdrantClient.create_collection``."""
+    m = _deps.models()
+    int8 = m.ScalarQuantization(
+        scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True)
+    )
+    vectors = {
+        spec.dense_field: m.VectorParams(
+            size=spec.dim,
+            distance=m.Distance.COSINE,
+            quantization_config=int8 if spec.quantization is Quantization.INT8 else None,
+        )
+    }
+    for k in spec.prefetch_dims:
+        vectors[spec.prefix_field(k)] = m.VectorParams(size=k, distance=m.Distance.COSINE)
+    if spec.multivector:
+        vectors[spec.multivector_field] = m.VectorParams(
+            size=spec.multivector_dim,
+            distance=m.Distance.COSINE,
+            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+            hnsw_config=m.HnswConfigDiff(m=MULTI_HNSW_M),
+            datatype=m.Datatype.FLOAT16 if spec.multivector_dtype is VectorDtype.FLOAT16 else m.Datatype.FLOAT32,
+            on_disk=True if spec.on_disk else None,
+        )
+    return vectors
+
+
+def spec_metadata(spec: CollectionSpec) -> dict[str, Any]:
+    """What is stored next to a collection so ``open()`` can read the spec back."""
+    return {SPEC_KEY: {"format": SPEC_FORMAT, "spec": spec.to_dict()}}
+
+
+def spec_from_metadata(metadata: dict[str, Any] | None) -> CollectionSpec | None:
+    """The spec written by ``spec_metadata`` (None when absent)."""
+    entry = (metadata or {}).get(SPEC_KEY)
+    if not isinstance(entry, dict) or "spec" not in entry:
+        return None
+    return CollectionSpec.from_dict(entry["spec"])
+
+
+_PREFIX = re.compile(r"^dense_(\d+)$")
+
+
+def spec_from_client_params(name: str, vectors: Any, collection_quantization: Any = None) -> CollectionSpec:
+    """Derive a spec from an existing collection's vector params (one not created by jina-vdb).
+
+    Raises SchemaMismatchError when the collection lacks the named vectors jina-vdb uses.
+    """
+    m = _deps.models()
+    if not isinstance(vectors, dict) or "dense" not in vectors:
+        raise SchemaMismatchError(
+            f"collection {name!r} has no named vector 'dense' (vectors: {vectors!r}); it was not "
+            "created by jina-vdb: create a new collection with QdrantStore.create"
+        )
+    dense = vectors["dense"]
+    multi = vectors.get("multi")
+    if multi is not None and multi.multivector_config is None:
+        raise SchemaMismatchError(f"collection {name!r}: vector 'multi' is not a multivector")
+    quant = dense.quantization_config or collection_quantization
+    tokens: dict[str, Any] = {"multivector": multi is not None}
+    if multi is not None:  # a dense-only collection keeps the spec defaults for token fields
+        float16 = multi.datatype == m.Datatype.FLOAT16
+        tokens.update(
+            multivector_dtype=VectorDtype.FLOAT16 if float16 else VectorDtype.FLOAT32,
+            multivector_dim=multi.size,
+            on_disk=bool(multi.on_disk),
+        )
+    return CollectionSpec(
+        dim=dense.size,
+        prefetch_dims=tuple(int(mt.group(1)) for key in vectors if (mt := _PREFIX.match(key))),
+        quantization=Quantization.INT8 if isinstance(quant, m.ScalarQuantization) else Quantization.NONE,
+        **tokens,
+    )

@@ -1,0 +1,216 @@
+"""QdrantStore on an embedded qdrant-edge shard: the real Qdrant engine in-process, no server.
+
+Layout: ``<path>/<name>/jina_vdb.json`` (the spec: qdrant-edge keeps no collection metadata)
+and ``<path>/<name>/shard/`` (the EdgeShard: WAL, segments). One process per folder: the
+WAL is locked while a shard is open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import CollectionNotFoundError, QueryError, SchemaMismatchError, StoreLockedError
+from ..filters import Filter
+from ..query import Hit, SearchPlan
+from ..records import PreparedRecord, Record, RecordId
+from ..spec import CollectionSpec
+from . import _deps, convert
+from .store import QdrantStore
+
+logger = logging.getLogger(__name__)
+
+SPEC_FILE = "jina_vdb.json"
+SHARD_DIR = "shard"
+T = TypeVar("T")
+
+
+class EdgeQdrantStore(QdrantStore):
+    """A collection in an embedded qdrant-edge shard (``QdrantStore.create(name, path=...)``)."""
+
+    #: qdrant-edge indexes nothing until optimize() runs. After an upsert call, optimize once
+    #: this many points were written since the last one; close() optimizes whatever is left.
+    optimize_every: int = 20_000
+    #: HNSW beam width of dense stages (raised to the stage's limit when that is larger).
+    hnsw_ef: int | None = 128
+    hnsw: convert.HnswSettings = convert.HnswSettings()
+
+    def __init__(self, name: str, spec: CollectionSpec, folder: Path, shard: Any) -> None:
+        super().__init__(name, spec)
+        self.folder = folder
+        self._shard = shard
+        self._pending = 0  # points written since the last optimize()
+
+    # -- create / open ------------------------------------------------------------------
+    @classmethod
+    def create_at(cls, name: str, root: Path, spec: CollectionSpec) -> EdgeQdrantStore:
+        """Create ``<root>/<name>`` (or open it when it holds the same spec)."""
+        folder = root / name
+        existing = _read_spec(folder)
+        if existing is not None:
+            diffs = spec.differences(existing)
+            if diffs:
+                raise SchemaMismatchError(
+                    f"collection {name!r} in {folder} exists with another spec: {'; '.join(diffs)}. "
+                    "Open it with QdrantStore.open, or drop it first."
+                )
+            return cls._load(name, folder, existing)
+        # The spec file goes first: a folder with a spec but no shard heals on the next open.
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_spec(folder, spec)
+        logger.info("creating qdrant-edge collection %r in %s", name, folder)
+        return cls._load(name, folder, spec)
+
+    @classmethod
+    def open_at(cls, name: str, root: Path) -> EdgeQdrantStore:
+        """Open ``<root>/<name>``; its spec comes from the folder."""
+        folder = root / name
+        spec = _read_spec(folder)
+        if spec is None:
+            raise CollectionNotFoundError(
+                f"no qdrant-edge collection {name!r} in {root} (no {SPEC_FILE} in {folder}); "
+                "create it with QdrantStore.create"
+            )
+        return cls._load(name, folder, spec)
+
+    @classmethod
+    def _load(cls, name: str, folder: Path, spec: CollectionSpec) -> EdgeQdrantStore:
+        qe = _deps.edge()
+        shard_path = folder / SHARD_DIR
+        if (shard_path / "edge_config.json").exists():
+            shard = _guard_lock(folder, lambda: qe.EdgeShard.load(str(shard_path)))
+        else:
+            config = convert.edge_config(spec, cls.hnsw)
+            shard = _guard_lock(folder, lambda: qe.EdgeShard.create(str(shard_path), config))
+        return cls(name, spec, folder, shard)
+
+    # -- writes -------------------------------------------------------------------------
+    def _write(self, records: Sequence[PreparedRecord]) -> None:
+        qe = _deps.edge()
+        self._live().update(qe.UpdateOperation.upsert_points(convert.edge_points(records)))
+        self._pending += len(records)
+
+    def _after_write(self) -> None:
+        # Building HNSW costs about as much per point whenever it runs, but each run also
+        # merges segments: optimizing per batch would re-index the same points many times.
+        if self._pending >= self.optimize_every:
+            self.optimize()
+
+    def optimize(self) -> None:
+        """Build the HNSW graphs / quantization of what was written since the last call."""
+        shard = self._live()
+        start = time.perf_counter()
+        changed = shard.optimize()
+        logger.info(
+            "optimized qdrant-edge collection %r (%d new points, changed=%s) in %.1fs",
+            self.name, self._pending, changed, time.perf_counter() - start,
+        )
+        self._pending = 0
+
+    def delete(self, ids: Sequence[RecordId]) -> None:
+        """Delete records by id (missing ids are ignored)."""
+        qe = _deps.edge()
+        point_ids = self._point_ids(ids)
+        if point_ids:
+            self._live().update(qe.UpdateOperation.delete_points(point_ids))
+
+    # -- reads --------------------------------------------------------------------------
+    def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
+        request = convert.edge_request(plan, vectors, hnsw_ef=self.hnsw_ef)
+        return self._hits(self._live().query(request))
+
+    def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
+        """Records by id, in the order asked; missing ids are left out."""
+        point_ids = self._point_ids(ids)
+        if not point_ids:
+            return []
+        points = self._live().retrieve(point_ids, with_payload=True, with_vector=with_vectors)
+        return self._order_records(ids, points, with_vectors)
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of records (matching the filter), counted exactly."""
+        if filter is not None and not isinstance(filter, Filter):
+            raise QueryError(f"filter must be a connectors.filters.Filter, got {type(filter).__name__}")
+        qe = _deps.edge()
+        return int(self._live().count(qe.CountRequest(exact=True, filter=convert.edge_filter(filter))))
+
+    def info(self) -> dict[str, Any]:
+        """Spec, count, folder and segment/index state."""
+        details = super().info()
+        shard_info = self._live().info()
+        details.update(
+            engine="qdrant-edge",
+            path=str(self.folder),
+            segments=shard_info.segments_count,
+            indexed_vectors=shard_info.indexed_vectors_count,
+            pending_optimize=self._pending,
+        )
+        return details
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Persist pending writes (the WAL already makes them durable) and build indexes."""
+        if self._pending:
+            self.optimize()
+        self._live().flush()
+
+    def close(self) -> None:
+        """Optimize what is pending, flush and release the folder lock (idempotent)."""
+        if self._shard is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._shard.close()
+            self._shard = None
+
+    def drop(self) -> None:
+        """Delete the collection folder and everything in it; the store is closed."""
+        if self._shard is not None:
+            self._shard.close()
+            self._shard = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+        logger.info("dropped qdrant-edge collection %r (%s)", self.name, self.folder)
+
+    def _live(self) -> Any:
+        if self._shard is None:
+            raise self._closed_error()
+        return self._shard
+
+
+def _guard_lock(folder: Path, call: Callable[[], T]) -> T:
+    """Run EdgeShard.load/create; a WAL lock failure becomes StoreLockedError naming the folder."""
+    try:
+        return call()
+    except Exception as e:  # qdrant-edge raises plain Exception with a Rust error string
+        text = str(e)
+        if "WouldBlock" in text or "lock" in text.lower():
+            raise StoreLockedError(
+                f"qdrant-edge collection folder {folder} is already open in another process "
+                "(or by another store in this one): one process per folder. Close it there, "
+                "or use a Qdrant server for concurrent access."
+            ) from e
+        raise
+
+
+def _read_spec(folder: Path) -> CollectionSpec | None:
+    try:
+        data = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    spec = convert.spec_from_metadata(data)
+    if spec is None:
+        raise SchemaMismatchError(f"{folder / SPEC_FILE} holds no jina-vdb collection spec")
+    return spec
+
+
+def _write_spec(folder: Path, spec: CollectionSpec) -> None:
+    tmp = folder / (SPEC_FILE + ".tmp")
+    tmp.write_text(json.dumps(convert.spec_metadata(spec), indent=2), encoding="utf-8")
+    os.replace(tmp, folder / SPEC_FILE)  # atomic: a reader never sees half a spec

@@ -1,0 +1,194 @@
+"""QdrantStore: one-line create/open of a collection on qdrant-edge, local mode or a server.
+
+    QdrantStore.create("docs")                                   # embedded qdrant-edge, ./qdrant_data
+    QdrantStore.create("docs", url="http://host:6333")           # a Qdrant server (gRPC preferred)
+    QdrantStore.create("docs", client=QdrantClient(":memory:"))  # any QdrantClient
+
+The engine-specific classes live in ``edge.py`` (EdgeShard) and ``client.py`` (QdrantClient);
+this module holds what they share and picks one from the arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..base import VectorStore
+from ..errors import ConnectorError
+from ..query import Hit
+from ..records import Record, RecordId, check_id
+from ..spec import CollectionSpec
+from . import convert
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PATH = "./qdrant_data"
+DEFAULT_TIMEOUT = 30
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+_SPEC_ARGS: dict[str, Any] = {
+    "dim": 2048,
+    "prefetch_dims": (128,),
+    "multivector": True,
+    "multivector_dtype": "float16",
+    "quantization": "none",
+    "on_disk": False,
+}
+
+
+class QdrantStore(VectorStore):
+    """A collection in Qdrant: an embedded qdrant-edge shard, qdrant-client local mode or a server.
+
+    Use ``QdrantStore.create`` / ``QdrantStore.open``; the instance is a subclass for the engine
+    chosen. String ids are stored as stable uuid5 point ids with the original id in the
+    payload key ``_jvdb_id``, which results never show.
+    """
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        local: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        spec: CollectionSpec | None = None,
+        dim: int = 2048,
+        prefetch_dims: Sequence[int] = (128,),
+        multivector: bool = True,
+        multivector_dtype: str = "float16",
+        quantization: str = "none",
+        on_disk: bool = False,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        prefer_grpc: bool = True,
+        timeout: int = DEFAULT_TIMEOUT,
+    ) -> QdrantStore:
+        """Create a collection, or open it when it exists with the same spec.
+
+        Args:
+            name: collection name (letters, digits, ``_``, ``-``, ``.``).
+            path: folder of embedded qdrant-edge collections (the default: ``./qdrant_data``);
+                the collection lives in ``<path>/<name>/``.
+            local: qdrant-client local mode, ``":memory:"`` or a folder (one process per folder).
+            url: a Qdrant server, e.g. ``http://host:6333``; gRPC (port 6334) when prefer_grpc.
+            api_key: server API key; defaults to the ``QDRANT_API_KEY`` environment variable.
+            client: an existing ``QdrantClient`` (server or local mode); the caller closes it.
+            spec: the whole spec at once, instead of dim ... on_disk.
+            dim, prefetch_dims, multivector, multivector_dtype, quantization, on_disk: the
+                ``CollectionSpec`` fields.
+            shard_number, replication_factor: passed to the server at creation.
+            prefer_grpc, timeout: server connection settings.
+
+        Raises:
+            SchemaMismatchError: the collection exists with another spec (nothing is changed).
+            StoreLockedError: an embedded folder is open in another process.
+            StoreUnavailableError: the server cannot be reached (the message names the URL).
+        """
+        given = {"dim": dim, "prefetch_dims": tuple(prefetch_dims), "multivector": multivector,
+                 "multivector_dtype": multivector_dtype, "quantization": quantization, "on_disk": on_disk}
+        spec = _resolve_spec(spec, given)
+        where = _where(path=path, local=local, url=url, client=client)
+        _check_name(name)
+        server_opts = {"shard_number": shard_number, "replication_factor": replication_factor}
+        if where[0] in ("path", "local") and any(v is not None for v in server_opts.values()):
+            raise ValueError(
+                f"shard_number and replication_factor apply to Qdrant servers (url= or client=), not {where[0]}="
+            )
+        if where[0] == "path":
+            from .edge import EdgeQdrantStore
+
+            return EdgeQdrantStore.create_at(name, Path(where[1]), spec)
+        from .client import ClientQdrantStore
+
+        return ClientQdrantStore.create_on(
+            name, where, spec, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout, **server_opts
+        )
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        local: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        prefer_grpc: bool = True,
+        timeout: int = DEFAULT_TIMEOUT,
+    ) -> QdrantStore:
+        """Open an existing collection; its spec is read back from the database.
+
+        Arguments as in ``create``. Raises CollectionNotFoundError when it does not exist.
+        """
+        where = _where(path=path, local=local, url=url, client=client)
+        _check_name(name)
+        if where[0] == "path":
+            from .edge import EdgeQdrantStore
+
+            return EdgeQdrantStore.open_at(name, Path(where[1]))
+        from .client import ClientQdrantStore
+
+        return ClientQdrantStore.open_on(name, where, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+
+    # -- shared by both engines ---------------------------------------------------------
+    def optimize(self) -> None:
+        """Build pending indexes now (qdrant-edge); servers and local mode need nothing."""
+
+    def _order_records(self, ids: Sequence[RecordId], points: Sequence[Any], with_vectors: bool) -> list[Record]:
+        by_id: dict[RecordId, Record] = {}
+        for point in points:
+            record = convert.to_record(point, self.spec, with_vectors)
+            by_id[record.id] = record
+        return [by_id[i] for i in ids if i in by_id]
+
+    @staticmethod
+    def _point_ids(ids: Sequence[RecordId]) -> list[int | str]:
+        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+            raise TypeError(f"ids must be a list of ints or strings, got {type(ids).__name__}")
+        return [convert.point_id(check_id(i, index=n)) for n, i in enumerate(ids)]
+
+    @staticmethod
+    def _hits(points: Sequence[Any]) -> list[Hit]:
+        return [convert.to_hit(p) for p in points]
+
+    def _closed_error(self) -> ConnectorError:
+        return ConnectorError(f"collection {self.name!r} is closed (or dropped); open it again")
+
+
+def _resolve_spec(spec: CollectionSpec | None, given: dict[str, Any]) -> CollectionSpec:
+    if spec is None:
+        return CollectionSpec(**given)
+    if not isinstance(spec, CollectionSpec):
+        raise TypeError(f"spec must be a CollectionSpec, got {type(spec).__name__}")
+    changed = sorted(k for k, v in given.items() if v != _SPEC_ARGS[k])
+    if changed:
+        raise ValueError(f"pass either spec= or the spec fields, not both (also given: {', '.join(changed)})")
+    return spec
+
+
+def _where(*, path: Any, local: Any, url: str | None, client: Any) -> tuple[str, Any]:
+    """Which engine: exactly one of path / local / url / client; nothing -> path=./qdrant_data."""
+    chosen = {k: v for k, v in (("path", path), ("local", local), ("url", url), ("client", client)) if v is not None}
+    if len(chosen) > 1:
+        raise ValueError(f"give one of path=, local=, url=, client=; got {', '.join(sorted(chosen))}")
+    if not chosen:
+        return "path", DEFAULT_PATH
+    ((kind, value),) = chosen.items()
+    if kind == "url" and not isinstance(value, str):
+        raise TypeError(f"url must be a string like 'http://host:6333', got {type(value).__name__}")
+    return kind, (os.fspath(value) if kind in ("path", "local") else value)
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise ValueError(
+            f"collection name must be 1-255 letters, digits, '_', '-' or '.' (not starting with "
+            f"'_', '-' or '.'), got {name!r}"
+        )
