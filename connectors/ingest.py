@@ -1,0 +1,360 @@
+"""The ingestion pipeline: items -> (skip stored) -> encoder -> records -> store, overlapped.
+
+    summary = ingest(iter_items(paths, tokenizer=model.tokenizer), model, store)
+
+Three stages run at once, joined by bounded queues (back-pressure keeps memory flat):
+
+- a **reader** thread pulls items, asks the store which ids it already holds (before
+  anything is decoded or encoded), and loads the rest (decodes images, renders PDF pages);
+- the **calling** thread encodes batches (this is where the GPU works);
+- a **writer** thread turns each batch into records and upserts them.
+
+Resumable by construction: ids are stable and upserts idempotent, and an item counts as
+done only once the store returns it. Kill the process at any point and run it again: the
+items already written are skipped, the others are written, none twice.
+
+No torch and no PIL here: items and the encoder are duck-typed (``connectors.ingest_types``);
+the embedder side provides them (``embedder.sources``, ``embedder.JinaV4Embedder``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .base import VectorStore
+from .errors import RecordError
+from .ingest_types import (
+    Encoder as Encoder,
+    Failure as Failure,
+    IngestError as IngestError,
+    IngestItem as IngestItem,
+    IngestOptions as IngestOptions,
+    IngestSummary as IngestSummary,
+    SourceFailure as SourceFailure,
+    failure_of as failure_of,
+)
+from .records import Record, records_from_batch
+
+__all__ = [
+    "Encoder", "Failure", "IngestError", "IngestItem", "IngestOptions", "IngestSummary", "SourceFailure",
+    "failure_of", "ingest",
+]
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+
+
+class _Stopped(Exception):
+    """Another stage failed; this one gives up quietly."""
+
+
+@dataclass
+class _Loaded:
+    item: Any
+    content: Any
+
+
+@dataclass
+class _Event:
+    kind: str  # "skipped" | "duplicate" | "failed"
+    failure: Failure | None = None
+
+
+
+def ingest(
+    items: Iterable[Any],
+    encoder: Encoder,
+    store: VectorStore,
+    options: IngestOptions | None = None,
+) -> IngestSummary:
+    """Embed items and upsert them, skipping ids the store already holds.
+
+    Args:
+        items: ``IngestItem``s and ``SourceFailure``s (``embedder.sources.iter_items``).
+        encoder: has ``encode_text`` / ``encode_image`` returning ``.dense`` and ``.multivectors``.
+        store: the collection to write to (its spec decides whether token vectors are kept).
+        options: batching, strictness and progress settings.
+
+    Returns:
+        The summary: added, skipped (already present), duplicates, failures with reasons.
+
+    Raises:
+        IngestError: in strict mode, on the first failure (items written before it stay).
+    """
+    return _Pipeline(encoder, store, options or IngestOptions()).run(items)
+
+
+def _wait_put(q: queue.Queue[Any], value: Any, stop: threading.Event) -> None:
+    """Put with back-pressure, giving up (``_Stopped``) when another stage has failed."""
+    while not stop.is_set():
+        try:
+            q.put(value, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+    raise _Stopped
+
+
+def _is_text(item: Any) -> bool:
+    return str(getattr(item.modality, "value", item.modality)) == "text"
+
+
+class _Pipeline:
+    """Reader thread -> this thread (encoder) -> writer thread, with bounded queues."""
+
+    def __init__(self, encoder: Encoder, store: VectorStore, opts: IngestOptions) -> None:
+        self.encoder, self.store, self.opts = encoder, store, opts
+        self.summary = IngestSummary()
+        self.stop = threading.Event()
+        self.store_lock = threading.Lock()  # one store call at a time (embedded stores)
+        self.count_lock = threading.Lock()
+        self.loaded: queue.Queue[Any] = queue.Queue(maxsize=opts.queue_size)
+        self.encoded: queue.Queue[Any] = queue.Queue(maxsize=2)
+        # Decoded images/pages waiting for the encoder (memory bound; >= one batch, see _read).
+        self.image_slots = threading.Semaphore(2 * opts.image_batch)
+        self.errors: list[BaseException] = []
+        self.bar: Any = None
+        self.started = 0.0
+
+    # -- driver ------------------------------------------------------------------------
+    def run(self, items: Iterable[Any]) -> IngestSummary:
+        self.started = time.perf_counter()
+        self.bar = _progress_bar(self.opts.progress)
+        threads = [
+            threading.Thread(target=self._guard, args=(self._read, iter(items)), name="jvdb-ingest-reader", daemon=True),
+            threading.Thread(target=self._guard, args=(self._write,), name="jvdb-ingest-writer", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            self._guard(self._encode_loop)
+        except BaseException:  # KeyboardInterrupt: stop reading; queued batches still get written
+            self.stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+            if self.bar is not None:
+                self.bar.close()
+        if self.errors:
+            raise self.errors[0]
+        self.summary.seconds = time.perf_counter() - self.started
+        for line in self.summary.lines():
+            logger.info("%s", line)
+        return self.summary
+
+    def _guard(self, stage: Any, *args: Any) -> None:
+        try:
+            stage(*args)
+        except _Stopped:
+            pass
+        except Exception as e:
+            with self.count_lock:
+                self.errors.append(e)
+            self.stop.set()
+
+    # -- reader thread -------------------------------------------------------------------
+    def _read(self, items: Any) -> None:
+        pending: list[Any] = []
+        seen: set[Any] = set()
+        for item in items:
+            if self.stop.is_set():
+                raise _Stopped
+            if isinstance(item, SourceFailure) and not hasattr(item, "load"):
+                _wait_put(self.loaded, _Event("failed", Failure(item.source, item.reason)), self.stop)
+            elif item.id in seen:
+                _wait_put(self.loaded, _Event("duplicate"), self.stop)
+            else:
+                seen.add(item.id)
+                pending.append(item)
+                if len(pending) >= self.opts.check_batch:
+                    self._check_and_load(pending)
+                    pending = []
+        self._check_and_load(pending)
+        _wait_put(self.loaded, _END, self.stop)
+
+    def _check_and_load(self, pending: list[Any]) -> None:
+        if not pending:
+            return
+        with self.store_lock:
+            present = {r.id for r in self.store.get([it.id for it in pending], with_vectors=False)}
+        for item in pending:
+            if item.id in present:
+                _wait_put(self.loaded, _Event("skipped"), self.stop)
+                continue
+            is_image = not _is_text(item)
+            while is_image and not self.image_slots.acquire(timeout=0.1):
+                if self.stop.is_set():
+                    raise _Stopped
+            try:
+                content = item.load()
+            except Exception as e:
+                if is_image:
+                    self.image_slots.release()
+                _wait_put(self.loaded, _Event("failed", failure_of(item, e)), self.stop)
+                continue
+            _wait_put(self.loaded, _Loaded(item, content), self.stop)
+
+    # -- encoder (calling thread) -----------------------------------------------------------
+    def _encode_loop(self) -> None:
+        texts: list[_Loaded] = []
+        images: list[_Loaded] = []
+        while True:
+            msg = self._next_loaded()
+            if msg is _END:
+                break
+            if isinstance(msg, _Event):
+                self._on_event(msg)
+                continue
+            (texts if _is_text(msg.item) else images).append(msg)
+            if len(texts) >= self.opts.text_batch:
+                self._encode(texts, text=True)
+                texts = []
+            if len(images) >= self.opts.image_batch:
+                self._encode(images, text=False)
+                images = []
+        if texts:
+            self._encode(texts, text=True)
+        if images:
+            self._encode(images, text=False)
+        _wait_put(self.encoded, _END, self.stop)
+
+    def _next_loaded(self) -> Any:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                return self.loaded.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    def _on_event(self, event: _Event) -> None:
+        if event.kind == "failed":
+            assert event.failure is not None
+            self._fail(event.failure)
+            return
+        with self.count_lock:
+            if event.kind == "skipped":
+                self.summary.skipped += 1
+            else:
+                self.summary.duplicates += 1
+        self._tick(1)
+
+    def _fail(self, failure: Failure) -> None:
+        if self.opts.strict:
+            raise IngestError(f"{failure.source}: {failure.reason}")
+        logger.warning("skipped %s: %s", failure.source, failure.reason)
+        with self.count_lock:
+            self.summary.failed.append(failure)
+        self._tick(1)
+
+    def _encode(self, batch: list[_Loaded], *, text: bool) -> None:
+        try:
+            try:
+                out = self._call_encoder(batch, text=text)
+                _wait_put(self.encoded, ([m.item for m in batch], out), self.stop)
+            except _Stopped:
+                raise
+            except Exception as e:
+                if len(batch) == 1:
+                    self._fail(failure_of(batch[0].item, e))
+                    return
+                logger.info("a batch of %d failed to encode (%s); retrying one by one", len(batch), e)
+                self._encode_one_by_one(batch, text=text, batch_error=e)
+        finally:
+            if not text:
+                for _ in batch:
+                    self.image_slots.release()
+        with self.count_lock:
+            if text:
+                self.summary.tokens += sum(int(m.item.cost) for m in batch)
+            else:
+                self.summary.pages += len(batch)
+
+    def _encode_one_by_one(self, batch: list[_Loaded], *, text: bool, batch_error: Exception) -> None:
+        failures = []
+        for m in batch:
+            try:
+                out = self._call_encoder([m], text=text)
+            except Exception as e:
+                failures.append(failure_of(m.item, e))
+                continue
+            _wait_put(self.encoded, ([m.item], out), self.stop)
+        if len(failures) == len(batch):
+            # Every item failing alone means the encoder itself is broken: stop, don't list them all.
+            raise IngestError(f"the encoder failed on every item of a batch of {len(batch)}: {batch_error}") from batch_error
+        for failure in failures:
+            self._fail(failure)
+
+    def _call_encoder(self, batch: list[_Loaded], *, text: bool) -> Any:
+        tasks = [m.item.task for m in batch]
+        task: Any = tasks[0] if len(set(tasks)) == 1 else tasks
+        contents = [m.content for m in batch]
+        multivector = self.store.spec.multivector
+        if text:
+            return self.encoder.encode_text(
+                contents, task=task, prompt_name="passage", multivector=multivector, max_length=self.opts.max_length
+            )
+        extra = {} if self.opts.max_pixels is None else {"max_pixels": self.opts.max_pixels}
+        return self.encoder.encode_image(contents, task=task, multivector=multivector, **extra)
+
+    # -- writer thread ---------------------------------------------------------------------
+    def _write(self) -> None:
+        while True:
+            try:
+                msg = self.encoded.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise _Stopped from None
+                continue
+            if msg is _END:
+                return
+            items, batch = msg
+            records = records_from_batch(batch, [it.id for it in items], [it.payload for it in items])
+            try:
+                with self.store_lock:
+                    written = self.store.upsert(records)
+            except RecordError:
+                written = self._write_one_by_one(items, records)
+            with self.count_lock:
+                self.summary.added += written
+                total = self.summary.added
+            logger.debug("upserted %d records (%d so far)", written, total)
+            self._tick(written)
+
+    def _write_one_by_one(self, items: Sequence[Any], records: Sequence[Record]) -> int:
+        written = 0
+        for item, record in zip(items, records):
+            try:
+                with self.store_lock:
+                    written += self.store.upsert([record])
+            except RecordError as e:
+                self._fail(failure_of(item, e))
+        return written
+
+    # -- progress ---------------------------------------------------------------------------
+    def _tick(self, n: int) -> None:
+        if self.bar is None or n <= 0:
+            return
+        with self.count_lock:
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            self.bar.update(n)
+            self.bar.set_postfix_str(
+                f"{self.summary.tokens / elapsed:.0f} tok/s, {self.summary.pages / elapsed:.2f} pages/s", refresh=False
+            )
+
+
+def _progress_bar(progress: bool | None) -> Any:
+    enabled = logger.isEnabledFor(logging.INFO) if progress is None else progress
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(unit="item", desc="ingest", dynamic_ncols=True)

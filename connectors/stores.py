@@ -1,0 +1,99 @@
+"""Store URLs: one string names a backend and where it lives (the CLI's ``--store``).
+
+    qdrant:./qdrant_data           embedded qdrant-edge collections in a folder
+    qdrant+http://host:6333        a Qdrant server (API key from QDRANT_API_KEY)
+    milvus:./milvus.db             Milvus Lite, a local file
+    milvus+http://host:19530       a Milvus server (token from MILVUS_TOKEN)
+
+``https`` works wherever ``http`` does. Credentials never appear in a URL or a message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .base import VectorStore
+from .errors import CollectionNotFoundError
+from .spec import CollectionSpec
+
+STORE_URL_FORMS = "qdrant:PATH, qdrant+http://HOST:6333, milvus:PATH.db or milvus+http://HOST:19530"
+_SERVER = re.compile(r"^(qdrant|milvus)\+(https?://[^\s/@]+(:\d+)?/?.*)$")
+_LOCAL = re.compile(r"^(qdrant|milvus):(?!//)(.+)$")
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A parsed ``--store`` value.
+
+    Attributes:
+        backend: "qdrant" or "milvus".
+        location: a folder / file path (embedded) or an http(s) server URL.
+        server: True for a server URL.
+    """
+
+    backend: Literal["qdrant", "milvus"]
+    location: str
+    server: bool
+
+    def __str__(self) -> str:
+        return f"{self.backend}+{self.location}" if self.server else f"{self.backend}:{self.location}"
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Parse a store URL (see the module docstring); raises ValueError listing the valid forms."""
+    if not isinstance(url, str):
+        raise ValueError(f"store URL must be a string like 'qdrant:./data', got {type(url).__name__}")
+    text = url.strip()
+    m = _SERVER.match(text)
+    if m:
+        if "@" in m.group(2).split("/", 3)[2]:
+            raise ValueError(
+                "store URL must not contain credentials; set QDRANT_API_KEY or MILVUS_TOKEN instead"
+            )
+        return StoreURL(m.group(1), m.group(2), True)  # type: ignore[arg-type]
+    m = _LOCAL.match(text)
+    if m and not m.group(2).startswith(("http:", "https:")):
+        return StoreURL(m.group(1), m.group(2), False)  # type: ignore[arg-type]
+    raise ValueError(f"unknown store URL {url!r}; expected {STORE_URL_FORMS}")
+
+
+def open_store(url: str | StoreURL, collection: str, *, spec: CollectionSpec | None = None) -> VectorStore:
+    """Open a collection, or create it when ``spec`` is given.
+
+    With a spec, an existing collection with the same spec is opened and one with another
+    spec raises SchemaMismatchError. Without one, the collection must exist
+    (CollectionNotFoundError otherwise).
+    """
+    where = url if isinstance(url, StoreURL) else parse_store_url(url)
+    if where.backend == "qdrant":
+        from .qdrant import QdrantStore
+
+        loc = {"url": where.location} if where.server else {"path": where.location}
+        if spec is None:
+            return QdrantStore.open(collection, **loc)
+        return QdrantStore.create(collection, spec=spec, **loc)
+    from .milvus import MilvusStore
+
+    token = os.environ.get("MILVUS_TOKEN") if where.server else None
+    extra = {"token": token} if token else {}
+    if spec is None:
+        return MilvusStore.open(collection, uri=where.location, **extra)
+    return MilvusStore.create(collection, uri=where.location, spec=spec, **extra)
+
+
+def open_or_create(url: str | StoreURL, collection: str, spec: CollectionSpec, *, explicit: bool) -> VectorStore:
+    """For ingest: open an existing collection as it is, unless the spec was asked for explicitly.
+
+    ``explicit=False`` (no spec options given): an existing collection is used with its own
+    spec; a missing one is created with ``spec``. ``explicit=True``: create-or-open with
+    ``spec`` (a different existing spec is a SchemaMismatchError).
+    """
+    if explicit:
+        return open_store(url, collection, spec=spec)
+    try:
+        return open_store(url, collection)
+    except CollectionNotFoundError:
+        return open_store(url, collection, spec=spec)

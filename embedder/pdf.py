@@ -1,0 +1,95 @@
+"""PDF pages as images (rendered with pypdfium2) and their text layers.
+
+pdfium is not thread-safe: call these from one thread at a time (the ingest pipeline
+calls them only from its reader thread). Each call opens and closes the document, so
+nothing stays open between the pages of a long PDF.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any
+
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DPI = 150.0
+#: Renders above this many pixels are scaled down first (a poster-sized page at 150 DPI
+#: would otherwise allocate gigabytes; the model downsamples to ``max_pixels`` anyway).
+DEFAULT_MAX_RENDER_PIXELS = 16_000_000
+
+
+class PdfError(ValueError):
+    """A PDF that cannot be opened, read or rendered (the message names the file)."""
+
+
+def _pdfium() -> Any:
+    try:
+        import pypdfium2
+    except ImportError as e:  # pragma: no cover - pypdfium2 is in the [pdf] extra
+        raise PdfError("pypdfium2 is required for PDFs: pip install 'jina-vdb[pdf]'") from e
+    return pypdfium2
+
+
+def _open(path: str | os.PathLike[str]) -> Any:
+    pdfium = _pdfium()
+    try:
+        return pdfium.PdfDocument(os.fspath(path))
+    except Exception as e:  # pdfium raises PdfiumError (and OSError) for bad files
+        raise PdfError(f"{os.fspath(path)}: cannot open PDF ({e})") from e
+
+
+def page_texts(path: str | os.PathLike[str]) -> list[str]:
+    """The text layer of every page (an empty string for a page without text)."""
+    doc = _open(path)
+    try:
+        texts = []
+        for i in range(len(doc)):
+            page = doc[i]
+            try:
+                textpage = page.get_textpage()
+                try:
+                    texts.append(textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n"))
+                finally:
+                    textpage.close()
+            except Exception as e:
+                raise PdfError(f"{os.fspath(path)}: cannot read the text of page {i + 1} ({e})") from e
+            finally:
+                page.close()
+        return texts
+    finally:
+        doc.close()
+
+
+def render_page(
+    path: str | os.PathLike[str],
+    index: int,
+    *,
+    dpi: float = DEFAULT_DPI,
+    max_pixels: int = DEFAULT_MAX_RENDER_PIXELS,
+) -> Image.Image:
+    """Render page ``index`` (0-based) as an RGB image at ``dpi`` (scaled down above ``max_pixels``)."""
+    if not dpi > 0:
+        raise ValueError(f"dpi must be positive, got {dpi!r}")
+    doc = _open(path)
+    try:
+        page = doc[index]
+        try:
+            width, height = page.get_size()  # in points (1/72 inch)
+            scale = dpi / 72.0
+            pixels = width * height * scale * scale
+            if pixels > max_pixels:
+                scale *= math.sqrt(max_pixels / pixels)
+                logger.debug("%s page %d: render scaled to %.0f DPI (max %d pixels)", path, index + 1, scale * 72, max_pixels)
+            bitmap = page.render(scale=scale)
+            image = bitmap.to_pil()
+            return image if image.mode == "RGB" else image.convert("RGB")
+        except Exception as e:
+            raise PdfError(f"{os.fspath(path)}: cannot render page {index + 1} ({e})") from e
+        finally:
+            page.close()
+    finally:
+        doc.close()

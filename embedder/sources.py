@@ -1,0 +1,314 @@
+"""Sources for ingestion: files, folders and JSONL turned into typed, lazily loaded items.
+
+    for item in iter_items(["./docs", "extra.jsonl"], tokenizer=model.tokenizer):
+        ...  # Item (text chunk, image, PDF page) or ItemError (a bad file, reported)
+
+Every item has a stable id derived from (source, page/chunk, content hash), so the same
+input always gives the same ids and re-ingesting it writes nothing new. Texts are read and
+chunked while iterating (they are needed for the id); images are hashed from their bytes
+and decoded, and PDF pages rendered, only when ``Item.load()`` is called, so an ingest can
+skip items already stored before paying for them.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import functools
+import hashlib
+import logging
+import mimetypes
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, check_chunking, chunk_text
+from .pdf import DEFAULT_DPI, DEFAULT_MAX_RENDER_PIXELS, PdfError, page_texts, render_page
+
+logger = logging.getLogger(__name__)
+
+TEXT_EXTENSIONS = frozenset(
+    ".txt .text .md .markdown .rst .adoc .org .tex .csv .tsv .log .html .htm .xml".split()
+)
+CODE_EXTENSIONS = frozenset(
+    (
+        ".py .pyi .ipynb .js .mjs .cjs .ts .tsx .jsx .java .kt .kts .scala .c .h .cc .cpp .cxx .hpp "
+        ".cs .go .rs .rb .php .swift .m .mm .r .jl .lua .pl .pm .sh .bash .zsh .ps1 .sql .hs .ml "
+        ".ex .exs .erl .clj .dart .vue .svelte .css .scss .json .yaml .yml .toml .ini .cfg"
+    ).split()
+)
+IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .webp .gif .tif .tiff .bmp".split())
+PDF_EXTENSIONS = frozenset({".pdf"})
+JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson"})
+_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".venv", "venv"})
+#: Longest text kept in a record's payload (``text``); the full chunk is what was embedded.
+MAX_PAYLOAD_TEXT_CHARS = 8192
+TASKS = ("retrieval", "text-matching", "code")
+
+
+class Modality(str, enum.Enum):
+    TEXT = "text"
+    IMAGE = "image"
+
+
+class SourceError(ValueError):
+    """A bad source in strict mode (otherwise it is yielded as an :class:`ItemError`)."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to embed.
+
+    Attributes:
+        id: stable id from (source, page/chunk, content hash), or the JSONL line's own id.
+        modality: text or image (PDF pages are images).
+        task: the LoRA task to encode it with.
+        payload: what is stored with the vectors (source, kind, mime, page, chunk, sha256,
+            text, meta).
+        cost: tokens for a text, 1 for an image (progress and rates).
+    """
+
+    id: str | int
+    modality: Modality
+    task: str
+    payload: dict[str, Any]
+    cost: int
+    _loader: Callable[[], Any] = field(repr=False, compare=False)
+
+    def load(self) -> Any:
+        """The content to encode: the text, or the decoded RGB ``PIL.Image`` (decoded now)."""
+        return self._loader()
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """A source that could not be read; ingestion reports it and goes on (unless strict)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """How files become items.
+
+    Attributes:
+        include: glob patterns (on the path relative to the folder given, or the file name);
+            when set, files found in folders must match one. Files named directly are
+            always taken.
+        exclude: glob patterns of files found in folders to leave out.
+        task: "retrieval", "text-matching", "code", or "auto" (code files get "code", the
+            rest "retrieval").
+        chunk_tokens: chunk size in tokens for texts; chunk_overlap: tokens shared by
+            neighbouring chunks.
+        pdf_dpi: render resolution of PDF pages; pdf_text: also embed each page's text layer.
+        pdf_max_render_pixels: renders larger than this are scaled down.
+        metadata: user metadata stored under ``payload["meta"]`` of every item.
+        hidden: also walk hidden files and folders (names starting with ".").
+        strict: raise SourceError on the first bad source instead of yielding an ItemError.
+    """
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    task: str = "retrieval"
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+    pdf_dpi: float = DEFAULT_DPI
+    pdf_text: bool = True
+    pdf_max_render_pixels: int = DEFAULT_MAX_RENDER_PIXELS
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    hidden: bool = False
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if self.task not in (*TASKS, "auto"):
+            raise ValueError(f"task must be one of {', '.join(TASKS)} or 'auto', got {self.task!r}")
+        check_chunking(self.chunk_tokens, self.chunk_overlap)
+        if not self.pdf_dpi > 0:
+            raise ValueError(f"pdf_dpi must be positive, got {self.pdf_dpi!r}")
+        for name in ("include", "exclude"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, (value,))
+
+
+def stable_id(source: str, locator: str, content_sha256: str) -> str:
+    """Id of one item: 32 hex digits of sha256(source, locator, content hash)."""
+    key = "\x00".join((source, locator, content_sha256)).encode("utf-8")
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def mime_type(path: str | os.PathLike[str]) -> str:
+    suffix = Path(path).suffix.lower()
+    special = {".md": "text/markdown", ".markdown": "text/markdown", ".jsonl": "application/jsonl",
+               ".webp": "image/webp", ".rs": "text/x-rust", ".go": "text/x-go", ".ts": "text/x-typescript"}
+    return special.get(suffix) or mimetypes.guess_type(str(path))[0] or "application/octet-stream"
+
+
+def iter_items(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    tokenizer: Any | None = None,
+    options: SourceOptions | None = None,
+) -> Iterator[Item | ItemError]:
+    """Walk files and folders (recursively, sorted) and yield their items lazily.
+
+    Args:
+        paths: files and folders; .txt/.md (and other text), code files, images, PDFs, JSONL.
+        tokenizer: the model's tokenizer for token-aware chunking (words when None).
+        options: filters, task, chunking, PDF and strictness settings.
+
+    Yields:
+        An :class:`Item` per text chunk, image, PDF page and page text chunk, or an
+        :class:`ItemError` per bad source (strict mode raises SourceError instead).
+    """
+    from .jsonl import iter_jsonl  # local: jsonl imports this module
+
+    opts = options or SourceOptions()
+    for path, from_folder in _walk(paths, opts):
+        suffix = path.suffix.lower()
+        if suffix in JSONL_EXTENSIONS:
+            producer: Iterator[Item | ItemError] = iter_jsonl(path, tokenizer=tokenizer, options=opts)
+        else:
+            producer = _file_items(path, suffix, tokenizer, opts, from_folder)
+        for item in producer:
+            if isinstance(item, ItemError) and opts.strict:
+                raise SourceError(f"{item.source}: {item.reason}")
+            yield item
+
+
+def _walk(paths: Iterable[str | os.PathLike[str]], opts: SourceOptions) -> Iterator[tuple[Path, bool]]:
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    for raw in paths:
+        root = Path(raw)
+        if root.is_dir():
+            for path in _walk_folder(root, opts):
+                yield path, True
+        else:
+            yield root, False  # missing files are reported by _file_items
+
+
+def _walk_folder(root: Path, opts: SourceOptions) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and (opts.hidden or not d.startswith(".")))
+        for name in sorted(files):
+            if not opts.hidden and name.startswith("."):
+                continue
+            path = Path(folder, name)
+            rel = path.relative_to(root).as_posix()
+            if opts.include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in opts.include):
+                continue
+            if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in opts.exclude):
+                continue
+            yield path
+
+
+def _source_name(path: Path) -> str:
+    return path.resolve().as_posix()
+
+
+def _file_items(path: Path, suffix: str, tokenizer: Any, opts: SourceOptions, from_folder: bool) -> Iterator[Item | ItemError]:
+    source = _source_name(path)
+    if not path.exists():
+        yield ItemError(source, "no such file or directory")
+        return
+    if not path.is_file():
+        yield ItemError(source, "not a regular file")
+        return
+    try:
+        if suffix in TEXT_EXTENSIONS or suffix in CODE_EXTENSIONS:
+            yield from _text_file_items(path, source, suffix, tokenizer, opts)
+        elif suffix in IMAGE_EXTENSIONS:
+            yield _image_file_item(path, source, opts)
+        elif suffix in PDF_EXTENSIONS:
+            yield from _pdf_items(path, source, tokenizer, opts)
+        elif from_folder:
+            logger.debug("skipping %s: unsupported file type", source)
+        else:
+            yield ItemError(source, f"unsupported file type {suffix or '(no extension)'!r}")
+    except (OSError, PdfError, UnicodeDecodeError) as e:
+        yield ItemError(source, _reason(e))
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"not UTF-8 text ({error.reason} at byte {error.start})"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
+
+
+def _payload(source: str, kind: str, mime: str, sha: str, opts: SourceOptions, **extra: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"source": source, "kind": kind, "mime": mime, "sha256": sha}
+    payload.update({k: v for k, v in extra.items() if v is not None})
+    if opts.metadata:
+        payload["meta"] = dict(opts.metadata)
+    return payload
+
+
+def text_payload_value(text: str) -> str:
+    """The text kept in a payload (cut at ``MAX_PAYLOAD_TEXT_CHARS``)."""
+    return text if len(text) <= MAX_PAYLOAD_TEXT_CHARS else text[:MAX_PAYLOAD_TEXT_CHARS]
+
+
+def _text_items(
+    text: str, *, source: str, kind: str, mime: str, task: str, tokenizer: Any, opts: SourceOptions,
+    page: int | None = None,
+) -> Iterator[Item]:
+    for chunk in chunk_text(text, tokenizer, chunk_tokens=opts.chunk_tokens, overlap=opts.chunk_overlap):
+        sha = sha256_text(chunk.text)
+        locator = f"chunk={chunk.index}" if page is None else f"page={page};chunk={chunk.index}"
+        payload = _payload(source, kind, mime, sha, opts, page=page, chunk=chunk.index, task=task,
+                           text=text_payload_value(chunk.text))
+        yield Item(stable_id(source, locator, sha), Modality.TEXT, task, payload, chunk.tokens,
+                   functools.partial(str, chunk.text))
+
+
+def _text_file_items(path: Path, source: str, suffix: str, tokenizer: Any, opts: SourceOptions) -> Iterator[Item]:
+    text = path.read_bytes().decode("utf-8-sig")
+    is_code = suffix in CODE_EXTENSIONS
+    task = ("code" if is_code else "retrieval") if opts.task == "auto" else opts.task
+    if not text.strip():
+        logger.info("skipping %s: empty file", source)
+        return
+    yield from _text_items(text, source=source, kind="code" if is_code else "text", mime=mime_type(path),
+                           task=task, tokenizer=tokenizer, opts=opts)
+
+
+def _image_file_item(path: Path, source: str, opts: SourceOptions) -> Item:
+    from .inputs import load_image
+
+    sha = sha256_file(path)
+    task = "retrieval" if opts.task == "auto" else opts.task
+    payload = _payload(source, "image", mime_type(path), sha, opts, task=task)
+    return Item(stable_id(source, "image", sha), Modality.IMAGE, task, payload, 1,
+                functools.partial(load_image, str(path)))
+
+
+def _pdf_items(path: Path, source: str, tokenizer: Any, opts: SourceOptions) -> Iterator[Item]:
+    sha = sha256_file(path)
+    texts = page_texts(path)  # also proves the file opens before any item is yielded
+    task = "retrieval" if opts.task == "auto" else opts.task
+    for index, text in enumerate(texts):
+        page = index + 1
+        payload = _payload(source, "pdf_page", "application/pdf", sha, opts, page=page, task=task)
+        loader = functools.partial(render_page, path, index, dpi=opts.pdf_dpi, max_pixels=opts.pdf_max_render_pixels)
+        yield Item(stable_id(source, f"page={page}", sha), Modality.IMAGE, task, payload, 1, loader)
+        if opts.pdf_text and text.strip():
+            yield from _text_items(text, source=source, kind="pdf_text", mime="application/pdf", task=task,
+                                   tokenizer=tokenizer, opts=opts, page=page)
