@@ -21,7 +21,7 @@ from .config import (
     resolve_device,
     resolve_dtype,
 )
-from .errors import OptionError
+from .errors import EmbedderError, OptionError
 from .inputs import ImageSource, load_images, validate_texts
 from .loading import load_model, load_tokenizer, read_image_spec, resolve_checkpoint
 from .lora import TaskLoRA
@@ -235,7 +235,10 @@ class JinaV4Embedder:
                 raise OptionError(f"got {len(task)} tasks for {n} items; give one task or one per item")
             tasks = [Task.parse(t, what="task") for t in task]
         else:
-            raise OptionError(f"task must be a str, a Task or a list of them, got {task!r}")
+            raise OptionError(
+                f"task must be one of {[t.value for t in Task]} (a str or Task) or a list with "
+                f"one per item, got {task!r}"
+            )
         absent = sorted({t.value for t in tasks} - {t.value for t in self.tasks})
         if absent:
             raise OptionError(f"task(s) {absent} have no adapter in this checkpoint")
@@ -290,6 +293,8 @@ class JinaV4Embedder:
                     slots[i] = arr
         if multi is not None:
             multi = [s for s in slots if s is not None]
+            if len(multi) != n:
+                raise EmbedderError(f"internal error: {n - len(multi)} items got no multi-vectors")
         return EmbeddingBatch(dense=dense, multivectors=multi, token_counts=counts)
 
     @staticmethod

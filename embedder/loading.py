@@ -101,6 +101,15 @@ def map_checkpoint_key(key: str) -> str | None:
     return None
 
 
+def legacy_key(name: str) -> str:
+    """JinaV4Model state-dict name -> the released checkpoint's (legacy Qwen2.5-VL) name."""
+    if name.startswith("model.language_model."):
+        return "model." + name[len("model.language_model.") :]
+    if name.startswith("model.visual."):
+        return name[len("model.") :]
+    return name
+
+
 def _shard_files(folder: Path) -> dict[str, list[str]]:
     """Shard file name -> the tensor names the index puts there."""
     index_path = folder / INDEX_FILE
@@ -156,7 +165,8 @@ def load_backbone_weights(model: JinaV4Model, folder: Path) -> None:
                     unknown.append(key)
                     continue
                 loaded[name] = f.get_tensor(key)
-    _report_key_mismatch("checkpoint", unknown, [k for k in expected if k not in loaded])
+    missing = [legacy_key(k) for k in expected if k not in loaded]
+    _report_key_mismatch("checkpoint", unknown, missing)
     bad_shapes = [
         f"{k}: checkpoint {tuple(t.shape)} vs model {tuple(expected[k].shape)}"
         for k, t in loaded.items()

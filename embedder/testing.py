@@ -211,15 +211,6 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _legacy_name(name: str) -> str:
-    """JinaV4Model state-dict name -> the released checkpoint's (legacy Qwen2.5-VL) name."""
-    if name.startswith("model.language_model."):
-        return "model." + name[len("model.language_model.") :]
-    if name.startswith("model.visual."):
-        return name[len("model.") :]
-    return name
-
-
 def _random_like(name: str, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
     """Random values of a sensible scale per tensor kind (norms near 1, small biases)."""
     if len(shape) == 1:
@@ -257,7 +248,7 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
     Returns:
         The folder, ready for ``JinaV4Embedder.from_pretrained``.
     """
-    from .loading import read_config
+    from .loading import legacy_key, read_config
     from .model import JinaV4Model
 
     folder = Path(path)
@@ -271,7 +262,7 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
         skeleton = JinaV4Model(config, spec)
     gen = torch.Generator().manual_seed(seed)
     tensors = {
-        _legacy_name(name): _random_like(name, tuple(t.shape), gen).to(torch.bfloat16)
+        legacy_key(name): _random_like(name, tuple(t.shape), gen).to(torch.bfloat16)
         for name, t in skeleton.state_dict().items()
     }
     names = sorted(tensors)
