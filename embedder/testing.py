@@ -278,3 +278,65 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
     lora = {k: v.to(torch.bfloat16) for k, v in _lora_tensors(targets, gen)}
     save_file(lora, str(folder / "adapters" / "adapter_model.safetensors"), metadata={"format": "pt"})
     return folder
+
+
+@torch.no_grad()
+def _fill_random_(model: torch.nn.Module, seed: int) -> None:
+    """Random weights on the model's own device (fast on a GPU: no CPU init, no copies)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    for name, p in model.named_parameters():
+        if p.ndim == 1:
+            is_norm = "norm" in name or "ln_q" in name
+            p.normal_(0.0, 0.1 if is_norm else 0.02, generator=gen)
+            if is_norm:
+                p.add_(1.0)
+        elif "embed_tokens" in name:
+            p.normal_(0.0, 1.0, generator=gen)
+        else:
+            p.normal_(0.0, 1.0 / math.sqrt(math.prod(p.shape[1:])), generator=gen)
+
+
+def random_embedder(
+    preset: str = "full",
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+) -> Any:
+    """A JinaV4Embedder with random weights, built in memory (no checkpoint written).
+
+    ``preset="full"`` has the exact shapes of jina-embeddings-v4 (Qwen2.5-VL-3B backbone,
+    36 layers, 32-block vision tower, rank-32 LoRA for 3 tasks); ``"tiny"`` is the test
+    model. Only the weights' source differs from ``from_pretrained``: the model, LoRA,
+    processor and encoder are the same classes, so the forward path is the same. The
+    tokenizer is the small trained one (token *counts* differ from Qwen's, shapes don't).
+    """
+    from .config import resolve_device, resolve_dtype
+    from .encoder import JinaV4Embedder
+    from .loading import load_tokenizer, read_config, read_image_spec
+    from .lora import LoraFactors, TaskLoRA
+    from .model import build_model
+    from .processing import Processor
+
+    folder = Path(tempfile.mkdtemp(prefix="jina-v4-random-"))
+    special_ids = write_tokenizer(folder)
+    _write_json(folder / "config.json", config_dict(preset, special_ids))
+    _write_json(folder / "preprocessor_config.json", preprocessor_dict())
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    config, spec = read_config(folder, attn_implementation)
+    model = build_model(config, spec, dev, dt)
+    _fill_random_(model, seed)
+    gen = torch.Generator(device=dev).manual_seed(seed + 1)
+    factors: dict[Task, dict[str, LoraFactors]] = {}
+    for task in Task:
+        factors[task] = {}
+        for name, lin in model.lora_targets().items():
+            a = torch.randn(LORA_RANK, lin.in_features, generator=gen, device=dev, dtype=dt)
+            b = torch.randn(lin.out_features, LORA_RANK, generator=gen, device=dev, dtype=dt)
+            factors[task][name] = LoraFactors(a=a / math.sqrt(lin.in_features), b=b * 0.01)
+    lora = TaskLoRA(model.lora_targets(), factors, scale=1.0)
+    processor = Processor(load_tokenizer(folder), read_image_spec(folder), config)
+    return JinaV4Embedder(model, lora, processor, device=dev, dtype=dt)
