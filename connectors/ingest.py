@@ -300,10 +300,11 @@ class _Pipeline:
         multivector = self.store.spec.multivector
         if text:
             return self.encoder.encode_text(
-                contents, task=task, prompt_name="passage", multivector=multivector, max_length=self.opts.max_length
+                contents, task=task, prompt_name="passage", multivector=multivector,
+                max_length=self.opts.max_length, show_progress=False,
             )
         extra = {} if self.opts.max_pixels is None else {"max_pixels": self.opts.max_pixels}
-        return self.encoder.encode_image(contents, task=task, multivector=multivector, **extra)
+        return self.encoder.encode_image(contents, task=task, multivector=multivector, show_progress=False, **extra)
 
     # -- writer thread ---------------------------------------------------------------------
     def _write(self) -> None:

@@ -14,7 +14,12 @@ from .records import RecordId
 
 
 class Encoder(Protocol):
-    """What the pipeline needs from ``embedder.JinaV4Embedder``."""
+    """What the pipeline needs from ``embedder.JinaV4Embedder``.
+
+    Called as ``encode_text(texts, task=, prompt_name="passage", multivector=, max_length=,
+    show_progress=False)`` and ``encode_image(images, task=, multivector=, show_progress=False
+    [, max_pixels=])``; ``task`` is one str or one per item.
+    """
 
     def encode_text(self, texts: list[str], *, task: Any, prompt_name: str = ..., **kw: Any) -> Any: ...
 

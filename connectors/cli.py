@@ -1,0 +1,176 @@
+"""The ``jina-vdb`` command line: ingest, search, info, demo.
+
+The one place that wires an encoder (``embedder``, imported lazily) to a store. Errors are
+one line on stderr with exit code 1; ``--verbose`` adds the traceback and debug logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from . import cli_support as cs
+from .filters import parse_filter_args
+from .query import Query, SearchMode
+from .stores import STORE_URL_FORMS, open_or_create, open_store
+
+logger = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="jina-vdb",
+    help="jina-embeddings-v4 (dense + multi-vector) into Qdrant or Milvus, with hybrid late-interaction search.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StoreOpt = Annotated[str, typer.Option("--store", "-s", help=f"Where the collection lives: {STORE_URL_FORMS}.")]
+CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Hub id, local checkpoint folder, or 'tiny' (a tiny random model, offline).")
+]
+TaskOpt = Annotated[str, typer.Option(help="LoRA task: retrieval, text-matching or code.")]
+DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: cuda when available, else cpu).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")]
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders: text, code, images, PDFs, JSONL.")],
+    store: StoreOpt,
+    collection: CollectionOpt = "docs",
+    task: Annotated[str, typer.Option(help="retrieval, text-matching, code, or auto (code files -> code).")] = "retrieval",
+    dim: Annotated[Optional[int], typer.Option(help="Dense dim stored (default: the model's full dim).")] = None,
+    prefetch_dims: Annotated[
+        Optional[str], typer.Option(help="Matryoshka prefix dims stored for funnel queries, e.g. 128 or 128,256; 'none'.")
+    ] = None,
+    multivector: Annotated[bool, typer.Option(help="Store the 128-d token vectors (MaxSim).")] = True,
+    model: ModelOpt = cs.DEFAULT_MODEL,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Pixel budget per image / page (model default: 602112).")] = None,
+    dpi: Annotated[float, typer.Option(help="PDF render resolution.")] = 150.0,
+    pdf_text: Annotated[bool, typer.Option(help="Also embed each PDF page's text layer.")] = True,
+    chunk_tokens: Annotated[int, typer.Option(help="Text chunk size in tokens.")] = 2048,
+    chunk_overlap: Annotated[int, typer.Option(help="Tokens shared by neighbouring chunks.")] = 128,
+    include: Annotated[Optional[list[str]], typer.Option(help="Glob of files to take from folders (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Glob of files to leave out (repeatable).")] = None,
+    meta: Annotated[Optional[list[str]], typer.Option(help="key=value stored in every record's meta (repeatable).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Texts per encode call.")] = 32,
+    image_batch_size: Annotated[int, typer.Option(help="Images / pages per encode call.")] = 8,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad file instead of skipping it.")] = False,
+    device: DeviceOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Embed files and folders and upsert them; re-running skips what is already stored."""
+    from .ingest import IngestOptions
+    from .ingest import ingest as run_ingest
+
+    cs.setup_logging(verbose)
+    with cs.cli_errors(verbose):
+        from embedder.sources import SourceOptions, iter_items
+
+        source_opts = SourceOptions(
+            include=tuple(include or ()), exclude=tuple(exclude or ()), task=task, chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap, pdf_dpi=dpi, pdf_text=pdf_text, metadata=cs.parse_meta(meta or ()),
+            strict=strict,
+        )
+        ingest_opts = IngestOptions(
+            text_batch=batch_size, image_batch=image_batch_size, max_pixels=max_pixels, strict=strict,
+            progress=not quiet and cs.stderr_is_tty(),
+        )
+        encoder = cs.load_encoder(model, device=device)
+        spec, explicit = cs.build_spec(encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector)
+        with open_or_create(store, collection, spec, explicit=explicit) as db:
+            items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
+            summary = run_ingest(items, encoder, db, ingest_opts)
+        for line in summary.lines():
+            typer.echo(line)
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="The query text (or use --image).")] = None,
+    store: StoreOpt = "",
+    collection: CollectionOpt = "docs",
+    image: Annotated[Optional[Path], typer.Option(help="Search with an image instead of text.")] = None,
+    mode: Annotated[SearchMode, typer.Option(case_sensitive=False, help="Search mode.")] = SearchMode.HYBRID,
+    limit: Annotated[int, typer.Option(help="Results returned.")] = 10,
+    prefetch_limit: Annotated[int, typer.Option(help="Dense candidates reranked by MaxSim.")] = 100,
+    filter: Annotated[
+        Optional[list[str]], typer.Option("--filter", "-f", help="key=value, key=a,b, key>=n (repeat for AND).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
+    model: ModelOpt = cs.DEFAULT_MODEL,
+    task: TaskOpt = "retrieval",
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Search a collection with a text or an image query."""
+    cs.setup_logging(verbose)
+    with cs.cli_errors(verbose):
+        if (query is None) == (image is None):
+            raise ValueError("give either a query text or --image PATH (exactly one)")
+        if not store:
+            raise ValueError(f"--store is required: {STORE_URL_FORMS}")
+        conditions = parse_filter_args(filter or [])
+        with open_store(store, collection) as db:  # before the model: a bad store fails fast
+            encoder = cs.load_encoder(model, device=device)
+            multivector = db.spec.multivector and mode is not SearchMode.DENSE
+            if image is not None:
+                batch = encoder.encode_image([str(image)], task=task, multivector=multivector)
+            else:
+                batch = encoder.encode_text([query], task=task, prompt_name="query", multivector=multivector)
+            hits = db.search(Query.from_batch(batch), mode=mode, limit=limit, prefetch_limit=prefetch_limit,
+                             filter=conditions)
+        cs.print_hits(hits, as_json=as_json)
+
+
+@app.command()
+def info(
+    store: StoreOpt,
+    collection: CollectionOpt = "docs",
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show a collection's spec, counts, layout and size."""
+    cs.setup_logging(verbose)
+    with cs.cli_errors(verbose):
+        with open_store(store, collection) as db:
+            data = db.info()
+        if as_json:
+            typer.echo(json.dumps(data, indent=2, default=str))
+        else:
+            cs.print_mapping({"store": store, **data})
+
+
+@app.command()
+def demo(
+    model: ModelOpt = cs.DEFAULT_MODEL,
+    workdir: Annotated[Path, typer.Option(help="Where the sample corpus and the store go.")] = Path("jina_vdb_demo"),
+    store: Annotated[Optional[str], typer.Option("--store", "-s", help="Default: qdrant:WORKDIR/qdrant.")] = None,
+    limit: Annotated[int, typer.Option(help="Results per query.")] = 3,
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Generate a small multilingual corpus (texts, a chart, a table, a PDF), ingest it, run hybrid queries."""
+    from .demo import run_demo
+
+    cs.setup_logging(verbose)
+    with cs.cli_errors(verbose):
+        url = store or f"qdrant:{workdir / 'qdrant'}"
+        suffix = "tiny" if model == cs.TINY else hashlib.sha256(model.encode()).hexdigest()[:8]
+        run_demo(model=model, workdir=workdir, store=url, collection=f"demo-{suffix}", limit=limit, device=device)
+
+
+def main() -> Any:
+    """Console-script entry point (``jina-vdb``)."""
+    return app()
+
+
+if __name__ == "__main__":
+    main()

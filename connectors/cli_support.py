@@ -1,0 +1,203 @@
+"""What the CLI needs besides its commands: logging, models, specs, output formatting.
+
+The embedder (torch) is imported inside functions only, so ``jina-vdb info`` and
+``--help`` start without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .query import Hit
+from .spec import CollectionSpec
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "jinaai/jina-embeddings-v4"
+TINY = "tiny"
+_OUR_LOGGERS = ("connectors", "embedder")
+
+
+def setup_logging(verbose: bool) -> None:
+    """WARNING and up by default; --verbose: DEBUG for jina-vdb's own loggers."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in _OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@contextlib.contextmanager
+def cli_errors(verbose: bool) -> Iterator[None]:
+    """Turn any error into one line on stderr and exit code 1 (the traceback with --verbose)."""
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as e:
+        if verbose:
+            traceback.print_exc()
+        message = " ".join(str(e).split()) or type(e).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1) from None
+
+
+# -- models ---------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """jina-vdb's cache folder: $JINA_VDB_CACHE, else $XDG_CACHE_HOME/jina-vdb, else ~/.cache/jina-vdb."""
+    if os.environ.get("JINA_VDB_CACHE"):
+        return Path(os.environ["JINA_VDB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jina-vdb"
+
+
+def tiny_checkpoint() -> Path:
+    """The tiny random checkpoint, generated once into the cache (keyed by the generator's code)."""
+    from embedder import testing
+
+    key = hashlib.sha256(inspect.getsource(testing).encode()).hexdigest()[:12]
+    target = cache_dir() / f"tiny-{key}"
+    if (target / "model.safetensors.index.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="tiny-", dir=target.parent))
+    try:
+        testing.make_tiny_checkpoint(scratch, seed=0)
+        try:
+            os.replace(scratch, target)  # atomic: concurrent runs never see half a checkpoint
+        except OSError:
+            if not (target / "model.safetensors.index.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    logger.info("tiny checkpoint written to %s", target)
+    return target
+
+
+def load_encoder(model: str, *, device: str | None = None, dtype: str | None = None) -> Any:
+    """``--model``: "tiny", a local checkpoint folder, or a hub id (clear error when offline)."""
+    from embedder import JinaV4Embedder
+
+    if model == TINY:
+        return JinaV4Embedder.from_pretrained(tiny_checkpoint(), device=device, dtype=dtype)
+    local = Path(model).expanduser().is_dir()
+    try:
+        return JinaV4Embedder.from_pretrained(model, device=device, dtype=dtype)
+    except Exception as e:
+        if local or not _looks_offline(e):
+            raise
+        raise RuntimeError(
+            f"cannot download {model!r} from the Hugging Face hub ({type(e).__name__}: "
+            f"{str(e).splitlines()[0]}). Offline? Use --model tiny (a tiny random model, runs "
+            "anywhere) or --model PATH (a local copy of the checkpoint)"
+        ) from e
+
+
+def _looks_offline(error: BaseException) -> bool:
+    names = {t.__name__ for t in type(error).__mro__}
+    markers = {"LocalEntryNotFoundError", "ConnectionError", "ConnectError", "OfflineModeIsEnabled",
+               "HfHubHTTPError", "TimeoutException", "RepositoryNotFoundError", "GatedRepoError"}
+    return bool(names & markers) or "connect" in str(error).lower()
+
+
+def model_dims(encoder: Any) -> tuple[int, ...]:
+    return tuple(sorted(int(d) for d in encoder.matryoshka_dims))
+
+
+def build_spec(
+    encoder: Any, *, dim: int | None, prefetch_dims: str | None, multivector: bool
+) -> tuple[CollectionSpec, bool]:
+    """The spec for ``ingest`` from the options (defaults follow the model); and whether any was given."""
+    dims = model_dims(encoder)
+    full = dims[-1]
+    explicit = dim is not None or prefetch_dims is not None or not multivector
+    dim = full if dim is None else dim
+    if dim > full:
+        raise ValueError(f"--dim {dim} is larger than the model's dense vector ({full}); valid: {list(dims)}")
+    if dim not in dims:
+        logger.warning("--dim %d is not one of the model's Matryoshka dims %s", dim, list(dims))
+    prefetch = parse_dims(prefetch_dims) if prefetch_dims is not None else tuple(d for d in dims[:1] if d < dim)
+    return CollectionSpec(dim=dim, prefetch_dims=prefetch, multivector=multivector), explicit
+
+
+def parse_dims(text: str) -> tuple[int, ...]:
+    """``--prefetch-dims``: "128", "128,256", or "none" / "" for no prefetch vector."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--prefetch-dims must be comma-separated ints like 128,256 or 'none', got {text!r}") from None
+
+
+def parse_meta(items: Sequence[str]) -> dict[str, Any]:
+    """``--meta key=value`` (repeatable); ints and true/false are typed."""
+    meta: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--meta must look like key=value, got {item!r}")
+        v: Any = value
+        if value.lower() in ("true", "false"):
+            v = value.lower() == "true"
+        elif value.lstrip("-").isdigit():
+            v = int(value)
+        meta[key.strip()] = v
+    return meta
+
+
+# -- output ---------------------------------------------------------------------------------
+def describe_hit(hit: Hit) -> str:
+    """``source [#page=N] [chunk N]  "snippet"`` for one search result."""
+    p = hit.payload
+    where = str(p.get("source", hit.id))
+    if p.get("source"):
+        where = Path(where).name
+    if p.get("page") is not None:
+        where += f" #page={p['page']}"
+    if p.get("chunk"):  # chunk 0 of a one-chunk text says nothing
+        where += f" chunk {p['chunk']}"
+    kind = p.get("kind", "")
+    snippet = " ".join(str(p.get("text", "")).split())
+    snippet = (snippet[:70] + "...") if len(snippet) > 73 else snippet
+    return f"{kind:<8} {where}" + (f'  "{snippet}"' if snippet else "")
+
+
+def print_hits(hits: Sequence[Hit], *, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([{"id": h.id, "score": h.score, "payload": h.payload} for h in hits], ensure_ascii=False))
+        return
+    if not hits:
+        typer.echo("no results")
+    for rank, hit in enumerate(hits, start=1):
+        typer.echo(f"{rank:>3}. {hit.score:8.4f}  {describe_hit(hit)}")
+
+
+def print_mapping(data: dict[str, Any], *, indent: int = 0) -> None:
+    """A nested dict as aligned ``key: value`` lines."""
+    width = max((len(str(k)) for k in data), default=0)
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            typer.echo(" " * indent + f"{key}:")
+            print_mapping(value, indent=indent + 2)
+        else:
+            typer.echo(" " * indent + f"{str(key) + ':':<{width + 1}} {value}")
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,52 @@
+"""``jina-vdb demo``: sample corpus -> ingest -> a few hybrid queries, printed as ranked lists."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from . import cli_support as cs
+from .ingest import IngestOptions, ingest
+from .query import Query, SearchMode
+from .stores import open_store
+
+#: Queries in several languages; each has an obvious target in the sample corpus.
+DEMO_QUERIES = (
+    "What is the capital of Germany?",
+    "Quel est le prix d'un billet de train pour Lyon ?",
+    "bar chart of quarterly revenue",
+    "receipt with the total price of coffee and croissants",
+    "日本で一番高い山は？",
+)
+
+
+def run_demo(*, model: str, workdir: Path, store: str, collection: str, limit: int = 3, device: str | None = None) -> None:
+    """Write the sample corpus to ``workdir/corpus``, ingest it into ``store``, run ``DEMO_QUERIES``."""
+    from embedder.samples import write_sample_corpus
+    from embedder.sources import SourceOptions, iter_items
+
+    started = time.perf_counter()
+    corpus = workdir / "corpus"
+    files = write_sample_corpus(corpus)
+    typer.echo(f"sample corpus: {len(files)} files in {corpus} (texts in 6 languages, code, a chart, a table, a PDF)")
+    encoder = cs.load_encoder(model, device=device)
+    spec, _ = cs.build_spec(encoder, dim=None, prefetch_dims=None, multivector=True)
+    with open_store(store, collection, spec=spec) as db:
+        items = iter_items([corpus], tokenizer=encoder.tokenizer, options=SourceOptions(task="auto", pdf_dpi=100))
+        summary = ingest(items, encoder, db, IngestOptions(progress=False))
+        typer.echo(f"ingest into {store} (collection {collection!r}): " + summary.lines()[0])
+        for line in summary.lines()[1:]:
+            typer.echo(line)
+        for text in DEMO_QUERIES:
+            batch = encoder.encode_text([text], task="retrieval", prompt_name="query")
+            hits = db.search(Query.from_batch(batch), mode=SearchMode.HYBRID, limit=limit)
+            typer.echo(f"\nquery: {text}")
+            cs.print_hits(hits, as_json=False)
+    if model == cs.TINY:
+        typer.echo("\n(--model tiny has random weights: the ranking is arbitrary; drop it for the real model)")
+    typer.echo(
+        f"\ndone in {time.perf_counter() - started:.1f}s. Try: jina-vdb search \"revenue\" --store {store} "
+        f"--collection {collection}" + (" --model tiny" if model == cs.TINY else "")
+    )
