@@ -1,0 +1,136 @@
+"""Opening a MilvusClient: server or Milvus Lite file, with clear errors and no leaked tokens.
+
+Milvus Lite (``uri`` ending in ``.db``) runs in-process: pymilvus starts a gRPC server on
+127.0.0.1 per file, and that server holds an exclusive ``flock`` on ``<file>/LOCK`` until it
+is stopped. A second process gets a bare "Open local milvus failed" from pymilvus; we probe
+the lock ourselves and raise StoreLockedError naming the file. Closing the last MilvusStore
+of this process that uses a file stops its server, so the file is free for other processes
+(a client passed in by the caller is never closed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import StoreLockedError, StoreUnavailableError
+from .convert import pymilvus
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "MILVUS_TOKEN"
+#: Seconds to wait for a server to answer before StoreUnavailableError.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+_lite_users: dict[str, int] = {}
+_lite_lock = threading.Lock()
+
+
+def is_lite(uri: str) -> bool:
+    """Milvus Lite URIs are local paths ending in ``.db``."""
+    return uri.endswith(".db")
+
+
+def redact(uri: str) -> str:
+    """The URI without credentials (``https://user:pass@host`` -> ``https://***@host``)."""
+    parts = urlsplit(uri)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return uri
+
+
+def lite_locked(path: str) -> bool:
+    """Whether another process holds the Milvus Lite lock of ``path`` (a ``.db`` folder)."""
+    lock = Path(path) / "LOCK"
+    if not lock.exists():
+        return False
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only; Milvus Lite itself uses msvcrt on Windows
+    except ImportError:  # pragma: no cover
+        return False
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Connection:
+    """A client and whether this package owns it (then ``close`` releases it)."""
+
+    client: Any
+    uri: str | None
+    owned: bool
+
+    def close(self) -> None:
+        """Close an owned client; stop the Milvus Lite server when its last store closes."""
+        if not self.owned or self.client is None:
+            return
+        client, self.client = self.client, None
+        try:
+            client.close()
+        finally:
+            if self.uri and is_lite(self.uri):
+                _release_lite(self.uri)
+
+
+def connect(uri: str, *, token: str | None = None, client: Any = None, timeout: float | None = None) -> Connection:
+    """A MilvusClient for ``uri`` (or the caller's ``client``), with our error types.
+
+    Raises:
+        StoreLockedError: the Milvus Lite file is open in another process.
+        StoreUnavailableError: the server does not answer (the message names the URI, never the token).
+    """
+    if client is not None:
+        return Connection(client=client, uri=None, owned=False)
+    MilvusClient, MilvusException = pymilvus().MilvusClient, pymilvus().MilvusException
+    secret = token if token is not None else os.environ.get(TOKEN_ENV, "")
+    lite = is_lite(uri)
+    path = str(Path(uri).resolve()) if lite else uri
+    if lite:
+        with _lite_lock:
+            _lite_users[path] = _lite_users.get(path, 0) + 1
+    try:
+        made = MilvusClient(uri=path, token=secret, timeout=timeout or DEFAULT_CONNECT_TIMEOUT)
+    except MilvusException as e:
+        if lite:
+            _release_lite(path)
+            if lite_locked(path):
+                raise StoreLockedError(
+                    f"Milvus Lite file {path} is open in another process (it allows one process at a time); "
+                    "close it there or use a Milvus server"
+                ) from None
+        message = str(getattr(e, "message", e))
+        if secret:
+            message = message.replace(secret, "***")
+        raise StoreUnavailableError(f"cannot connect to Milvus at {redact(path)}: {message}") from None
+    return Connection(client=made, uri=path, owned=True)
+
+
+def _release_lite(path: str) -> None:
+    with _lite_lock:
+        users = _lite_users.get(path, 0) - 1
+        if users > 0:
+            _lite_users[path] = users
+            return
+        _lite_users.pop(path, None)
+    try:
+        from milvus_lite.server_manager import server_manager_instance  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - no Lite server can be running then
+        return
+    # Stops the in-process server (flushing its memtables) and frees the file lock.
+    server_manager_instance.release_server(path)
+    logger.info("stopped the Milvus Lite server of %s", path)

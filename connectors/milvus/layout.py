@@ -1,0 +1,107 @@
+"""What a multivector layout does: the interface ``MilvusStore`` drives, and the dense-only case.
+
+A layout owns everything about token vectors: the fields or companion collection that hold
+them, how a batch is written (and in which order, so an interrupted write can be re-run),
+and how MaxSim is computed (server-side in the struct layout, in numpy for token rows).
+The documents collection (pk, dense fields, payload) is the store's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import QueryError
+from ..spec import CollectionSpec
+from .convert import PAYLOAD, PK, Layout
+
+#: One scored candidate: (primary key, score, payload or None when not fetched yet).
+Scored = tuple[str, float, "dict[str, Any] | None"]
+
+
+@dataclass
+class Target:
+    """The collection a layout works on, and the client and request options to reach it."""
+
+    client: Any  # pymilvus.MilvusClient
+    name: str
+    spec: CollectionSpec
+    max_tokens: int | None = None
+    #: Extra keyword arguments for every request (timeout, consistency_level).
+    request: dict[str, Any] = field(default_factory=dict)
+    #: Keyword arguments for create_collection (num_shards, consistency_level).
+    create: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_hits(result: Any) -> list[Scored]:
+    """Rows of one ``search`` / ``hybrid_search`` answer (a single query) as Scored tuples."""
+    if not result:
+        return []
+    out = []
+    for hit in result[0]:
+        entity = hit.get("entity") or {}
+        key = hit.get(PK, hit.get("id"))
+        out.append((key, float(hit["distance"]), entity.get(PAYLOAD)))
+    return out
+
+
+class TokenLayout(ABC):
+    """The token-vector part of a collection."""
+
+    kind: Layout
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    # -- creation --------------------------------------------------------------------
+    def extend_schema(self, schema: Any) -> None:
+        """Add this layout's fields to the documents schema (before the collection exists)."""
+
+    def extend_indexes(self, index_params: Any) -> None:
+        """Add this layout's indexes to the documents index parameters."""
+
+    def verify(self, description: dict[str, Any]) -> None:
+        """Raise if the server dropped or changed a field this layout needs."""
+
+    def create_companions(self) -> None:
+        """Create any companion collection (idempotent)."""
+
+    def open_companions(self) -> None:
+        """Check and load any companion collection of an existing collection."""
+
+    def drop_companions(self) -> None:
+        """Drop any companion collection (idempotent)."""
+
+    # -- writes ------------------------------------------------------------------------
+    @abstractmethod
+    def write(self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]) -> None:
+        """Write documents rows (pk, dense fields, payload) and their token vectors."""
+
+    def delete_tokens(self, keys: Sequence[str]) -> None:
+        """Remove the token vectors of deleted documents (their rows are already gone)."""
+
+    # -- reads ---------------------------------------------------------------------------
+    def rerank(self, tokens: np.ndarray, candidates: Sequence[str], limit: int) -> list[Scored]:
+        """MaxSim of ``candidates`` against the query tokens, best ``limit`` first."""
+        raise QueryError("this collection stores no token vectors (multivector=False)")
+
+    def score_all(self, tokens: np.ndarray, expr: str, limit: int) -> list[Scored]:
+        """MaxSim over every document matching ``expr``, best ``limit`` first."""
+        raise QueryError("this collection stores no token vectors (multivector=False)")
+
+    def tokens_of(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored token vectors (t, 128) of these documents."""
+        return {}
+
+
+class DenseOnly(TokenLayout):
+    """``multivector=False``: documents rows only."""
+
+    kind = Layout.NONE
+
+    def write(self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]) -> None:
+        self.target.client.upsert(self.target.name, rows, **self.target.request)

@@ -1,0 +1,372 @@
+"""MilvusStore: a jina-vdb collection in Milvus (server or Milvus Lite file), through MilvusClient.
+
+    store = MilvusStore.create("docs", uri="./milvus.db")            # Milvus Lite: token_rows
+    store = MilvusStore.create("docs", uri="http://host:19530")      # Milvus >= 2.6.4: struct
+    store.upsert(records); store.search(Query.from_batch(batch), mode="hybrid")
+
+The documents collection holds ``pk`` (VARCHAR, type-tagged id: see convert.py), ``dense``
+and ``dense_<k>`` (HNSW, COSINE) and ``payload`` (JSON). Token vectors live where the layout
+puts them (struct_layout.py / token_rows.py); the layout is chosen from the server version
+at create(), logged, and recorded with the spec in the collection's properties for open().
+
+Every search mode runs the SearchPlan's cascade: the first stage searches the (filtered)
+collection, each later stage rescores only the previous stage's candidates (a dense stage
+with a ``pk in [...]`` filter, a MaxSim stage through the layout). Fusion is RRF of the
+cascades' rankings: server-side ``hybrid_search`` with RRFRanker in the struct layout,
+``connectors.vectors.rrf`` otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..base import VectorStore
+from ..errors import CollectionNotFoundError, RecordError, SchemaMismatchError
+from ..filters import Filter
+from ..query import Hit, SearchMode, SearchPlan, Stage
+from ..records import PreparedRecord, Record, RecordId, check_id
+from ..spec import CollectionSpec
+from ..vectors import rrf
+from . import convert as cv
+from .connection import Connection, connect, redact
+from .convert import PAYLOAD, PK, Layout
+from .layout import DenseOnly, Scored, Target, TokenLayout, parse_hits
+from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
+from .token_rows import TokenRowsLayout
+
+logger = logging.getLogger(__name__)
+
+_LAYOUTS: dict[Layout, type[TokenLayout]] = {
+    Layout.STRUCT: StructLayout,
+    Layout.TOKEN_ROWS: TokenRowsLayout,
+    Layout.NONE: DenseOnly,
+}
+_SPEC_ARGS = {"dim": 2048, "prefetch_dims": (128,), "multivector": True, "multivector_dtype": "float16"}
+
+
+class MilvusStore(VectorStore):
+    """One jina-vdb collection in Milvus. Create with ``create()``, reopen with ``open()``."""
+
+    def __init__(self, name: str, spec: CollectionSpec, conn: Connection, layout: Layout, *,
+                 max_tokens: int | None = None, timeout: float | None = None, create_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__(name, spec)
+        self._conn = conn
+        self.client = conn.client
+        request = {"timeout": timeout} if timeout is not None else {}
+        self._target = Target(self.client, name, spec, max_tokens, request, dict(create_kwargs or {}))
+        self.layout: TokenLayout = _LAYOUTS[layout](self._target)
+        self.transient_errors = (cv.pymilvus().MilvusUnavailableException,)
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        uri: str = "./milvus.db",
+        token: str | None = None,
+        client: Any = None,
+        spec: CollectionSpec | None = None,
+        dim: int = 2048,
+        prefetch_dims: Sequence[int] = (128,),
+        multivector: bool = True,
+        multivector_dtype: str = "float16",
+        layout: Layout | str = Layout.AUTO,
+        max_tokens: int | None = None,
+        num_shards: int | None = None,
+        consistency_level: str | None = None,
+        timeout: float | None = None,
+    ) -> MilvusStore:
+        """Create the collection, or open it if it exists with the same spec.
+
+        Args:
+            name: collection name (the token_rows layout adds ``<name>__tokens``).
+            uri: ``./file.db`` (Milvus Lite) or ``http(s)://host:19530``; ignored with ``client``.
+            token: ``user:password`` or an API key; defaults to ``$MILVUS_TOKEN``. Never logged.
+            client: an existing ``pymilvus.MilvusClient`` (not closed by ``close()``).
+            spec: the full CollectionSpec; otherwise built from dim, prefetch_dims, multivector
+                and multivector_dtype (giving both is an error).
+            layout: ``auto`` (from the server version), ``struct`` or ``token_rows``.
+            max_tokens: struct layout only: most token vectors per document (default 1024,
+                see struct_layout.py); longer records are refused.
+            num_shards, consistency_level: passed to Milvus at creation (consistency
+                defaults to ``Strong``: a search sees the upserts before it).
+            timeout: seconds to wait for a server at connect (default 10) and per request.
+
+        Raises:
+            SchemaMismatchError: the collection exists with another spec or layout, or the
+                server dropped a field (Milvus Lite and layout='struct').
+            StoreUnavailableError / StoreLockedError: see ``connection.connect``.
+        """
+        spec = _spec_from_args(spec, dim=dim, prefetch_dims=tuple(prefetch_dims), multivector=multivector,
+                               multivector_dtype=multivector_dtype)
+        wanted = _check_layout(layout, max_tokens)
+        conn = connect(uri, token=token, client=client, timeout=timeout)
+        try:
+            if conn.client.has_collection(name):
+                return cls._existing(name, conn, timeout, spec=spec, wanted=wanted)
+            chosen = _resolve_layout(conn.client, spec, wanted)
+            if chosen is not Layout.STRUCT:
+                max_tokens = None
+            elif max_tokens is None:
+                max_tokens = DEFAULT_MAX_TOKENS
+            create_kwargs = {"consistency_level": consistency_level or "Strong"}
+            if num_shards is not None:
+                create_kwargs["num_shards"] = num_shards
+            store = cls(name, spec, conn, chosen, max_tokens=max_tokens, timeout=timeout, create_kwargs=create_kwargs)
+            store._create_collection()
+            return store
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def open(cls, name: str, *, uri: str = "./milvus.db", token: str | None = None, client: Any = None,
+             timeout: float | None = None) -> MilvusStore:
+        """Open an existing collection; its spec and layout are read back from Milvus.
+
+        Raises:
+            CollectionNotFoundError: there is no collection ``name``.
+        """
+        conn = connect(uri, token=token, client=client, timeout=timeout)
+        try:
+            if not conn.client.has_collection(name):
+                where = redact(conn.uri) if conn.uri else "this client"
+                raise CollectionNotFoundError(f"no Milvus collection {name!r} at {where}")
+            return cls._existing(name, conn, timeout)
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def _existing(cls, name: str, conn: Connection, timeout: float | None, *, spec: CollectionSpec | None = None,
+                  wanted: Layout = Layout.AUTO) -> MilvusStore:
+        description = conn.client.describe_collection(name)
+        stored, layout, max_tokens = cv.read_properties(name, description)
+        if spec is not None and (diffs := spec.differences(stored)):
+            raise SchemaMismatchError(f"collection {name!r} exists with a different spec: {'; '.join(diffs)}")
+        if wanted is not Layout.AUTO and stored.multivector and wanted is not layout:
+            raise SchemaMismatchError(f"collection {name!r} exists with layout {layout.value!r}, not {wanted.value!r}")
+        store = cls(name, stored, conn, layout, max_tokens=max_tokens, timeout=timeout)
+        store._open_collection(description)
+        return store
+
+    def _create_collection(self) -> None:
+        """Companions first, then the documents collection, checked, then indexed and loaded:
+        the documents collection existing means the rest exists (create() repairs the rest)."""
+        client, t = self.client, self._target
+        self.layout.create_companions()
+        schema = cv.doc_schema(self.spec, self.layout.kind)
+        self.layout.extend_schema(schema)
+        props = cv.collection_properties(self.spec, self.layout.kind, t.max_tokens)
+        client.create_collection(self.name, schema=schema, properties=props, **t.create, **t.request)
+        try:
+            self._verify(client.describe_collection(self.name, **t.request))
+        except SchemaMismatchError:
+            client.drop_collection(self.name, **t.request)
+            self.layout.drop_companions()
+            raise
+        self._ensure_indexes()
+        client.load_collection(self.name, **t.request)
+        logger.info("created Milvus collection %r (layout %s, spec %s)", self.name, self.layout.kind.value, self.spec.to_dict())
+
+    def _open_collection(self, description: dict[str, Any]) -> None:
+        self._verify(description)
+        self._ensure_indexes()
+        state = self.client.get_load_state(self.name, **self._target.request).get("state")
+        if getattr(state, "name", str(state)) != "Loaded":
+            self.client.load_collection(self.name, **self._target.request)
+        self.layout.open_companions()
+        logger.info("opened Milvus collection %r (layout %s)", self.name, self.layout.kind.value)
+
+    def _verify(self, description: dict[str, Any]) -> None:
+        cv.check_description(self.name, description, self.spec, self.layout.kind)
+        self.layout.verify(description)
+
+    def _ensure_indexes(self) -> None:
+        """Create the indexes that are missing (all of them right after create_collection)."""
+        params = cv.dense_index_params(self.spec)
+        self.layout.extend_indexes(params)
+        existing = set(self.client.list_indexes(self.name, **self._target.request))
+        # Milvus Lite names an index after its field whatever index_name says; servers keep the name.
+        missing = type(params)(i for i in params if not {i.index_name, i.field_name} & existing)  # IndexParams is a list
+        if missing:
+            self.client.create_index(self.name, missing, **self._target.request)
+
+    # -- writes ------------------------------------------------------------------------
+    def upsert(self, records: Iterable[Record]) -> int:
+        """Insert or overwrite records by id (see ``VectorStore.upsert``).
+
+        Milvus-specific limits are checked for the whole batch before anything is written:
+        ids must encode to at most 1024 bytes, and in the struct layout a record may have at
+        most ``max_tokens`` token vectors.
+        """
+        records = list(records)
+        cap = self._target.max_tokens if self.layout.kind is Layout.STRUCT else None
+        for i, r in enumerate(records):
+            if isinstance(r, Record) and isinstance(r.id, int | str) and not isinstance(r.id, bool):
+                cv.encode_id(r.id, index=i)
+                if cap is not None and r.multivector is not None and np.ndim(r.multivector) == 2 and len(r.multivector) > cap:
+                    raise RecordError(
+                        f"multivector has {len(r.multivector)} tokens; this collection's max_tokens is {cap} "
+                        "(create it with a larger max_tokens, or use layout='token_rows')",
+                        index=i,
+                        record_id=r.id,
+                    )
+        return super().upsert(records)
+
+    def _write(self, records: Sequence[PreparedRecord]) -> None:
+        keys = [cv.encode_id(r.id) for r in records]
+        rows = [cv.doc_row(self.spec, k, r.vectors, r.payload) for k, r in zip(keys, records)]
+        tokens = [r.vectors.get(self.spec.multivector_field) for r in records]
+        self.layout.write(keys, rows, tokens)
+
+    def delete(self, ids: Sequence[RecordId]) -> None:
+        """Delete records by id (missing ids are ignored); documents rows go first."""
+        keys = [cv.encode_id(check_id(i)) for i in ids]
+        for group in cv.chunks(keys, cv.MAX_IDS_PER_EXPR):
+            self.client.delete(self.name, ids=list(group), **self._target.request)
+        if keys:
+            self.layout.delete_tokens(keys)
+
+    def drop(self) -> None:
+        """Drop the documents collection, then its companions."""
+        self.client.drop_collection(self.name, **self._target.request)
+        self.layout.drop_companions()
+
+    # -- reads -------------------------------------------------------------------------
+    def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
+        expr = cv.filter_expr(plan.filter) if plan.filter is not None else ""
+        if plan.mode is SearchMode.FUSION and isinstance(self.layout, StructLayout):
+            return self._hits(self._struct_fusion(plan, vectors, expr))
+        done: dict[tuple[Stage, ...], list[Scored]] = {}
+        rankings = [self._cascade(cascade, vectors, expr, done) for cascade in plan.cascades]
+        if not plan.fused:
+            return self._hits(rankings[0][: plan.limit])
+        payloads = {key: payload for ranking in rankings for key, _, payload in ranking if payload is not None}
+        fused = rrf([[key for key, _, _ in ranking] for ranking in rankings], k=plan.rrf_k)[: plan.limit]
+        return self._hits([(key, score, payloads.get(key)) for key, score in fused])
+
+    def _cascade(self, stages: tuple[Stage, ...], vectors: dict[str, Any], expr: str,
+                 done: dict[tuple[Stage, ...], list[Scored]]) -> list[Scored]:
+        """Run stages in order; prefixes already run for another cascade are reused."""
+        if stages in done:
+            return done[stages]
+        previous = self._cascade(stages[:-1], vectors, expr, done) if len(stages) > 1 else None
+        stage = stages[-1]
+        if previous is not None and not previous:
+            result: list[Scored] = []
+        elif stage.maxsim:
+            tokens = vectors[stage.field]
+            if previous is None:
+                result = self.layout.score_all(tokens, expr, stage.limit)
+            else:
+                result = self.layout.rerank(tokens, [key for key, _, _ in previous], stage.limit)
+        else:
+            restrict = expr if previous is None else cv.in_expr(PK, [key for key, _, _ in previous])
+            request = cv.dense_search_request(stage.field, vectors[stage.field], stage.limit, restrict, [PAYLOAD])
+            result = parse_hits(self.client.search(self.name, **request, **self._target.request))
+        done[stages] = result
+        return result
+
+    def _struct_fusion(self, plan: SearchPlan, vectors: dict[str, Any], expr: str) -> list[Scored]:
+        (dense_stage,) = plan.cascades[0]
+        candidates = self._cascade((dense_stage,), vectors, expr, {})
+        if not candidates:
+            return []
+        assert isinstance(self.layout, StructLayout)
+        return self.layout.fuse(
+            vectors[dense_stage.field], vectors[self.spec.multivector_field], [k for k, _, _ in candidates],
+            dense_stage.limit, plan.limit, expr, plan.rrf_k,
+        )
+
+    def _hits(self, scored: list[Scored]) -> list[Hit]:
+        """Hits in order, fetching the payloads the last stage did not return."""
+        missing = [key for key, _, payload in scored if payload is None]
+        fetched = {r[PK]: r[PAYLOAD] for r in self._get_rows(missing, [PAYLOAD])} if missing else {}
+        return [
+            Hit(id=cv.decode_id(key), score=score, payload=payload if payload is not None else fetched.get(key, {}))
+            for key, score, payload in scored
+        ]
+
+    def _get_rows(self, keys: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for group in cv.chunks(list(keys), cv.MAX_IDS_PER_EXPR):
+            rows.extend(self.client.get(self.name, ids=list(group), output_fields=fields, **self._target.request))
+        return rows
+
+    def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
+        """Records by id in the order asked (missing ids left out); vectors on request."""
+        keys = [cv.encode_id(check_id(i)) for i in ids]
+        fields = [PAYLOAD, self.spec.dense_field] if with_vectors else [PAYLOAD]
+        rows = {r[PK]: r for r in self._get_rows(keys, fields)}
+        tokens = self.layout.tokens_of(list(rows)) if with_vectors and self.spec.multivector and rows else {}
+        out = []
+        for key in keys:
+            row = rows.get(key)
+            if row is None:
+                continue
+            dense = np.asarray(row[self.spec.dense_field], dtype=np.float32) if with_vectors else None
+            out.append(Record(cv.decode_id(key), dense, tokens.get(key), row[PAYLOAD] or {}))
+        return out
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of records (matching the filter)."""
+        expr = cv.filter_expr(filter) if filter is not None else ""
+        rows = self.client.query(self.name, filter=expr, output_fields=["count(*)"], **self._target.request)
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def close(self) -> None:
+        """Close the client if this store opened it (idempotent)."""
+        self._conn.close()
+
+    def info(self) -> dict[str, Any]:
+        """Spec, count, layout and where the collection lives."""
+        return {**super().info(), "layout": self.layout.kind.value, "uri": redact(self._conn.uri) if self._conn.uri else None,
+                "max_tokens": self._target.max_tokens}
+
+
+def _spec_from_args(spec: CollectionSpec | None, **args: Any) -> CollectionSpec:
+    if spec is None:
+        return CollectionSpec(**args)
+    if not isinstance(spec, CollectionSpec):
+        raise TypeError(f"spec must be a CollectionSpec, got {type(spec).__name__}")
+    given = sorted(k for k, v in args.items() if v != _SPEC_ARGS[k])
+    if given:
+        raise ValueError(f"give either spec= or {', '.join(given)}, not both")
+    return spec
+
+
+def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:
+    try:
+        wanted = Layout(layout)
+    except ValueError:
+        valid = ", ".join(repr(v.value) for v in (Layout.AUTO, Layout.STRUCT, Layout.TOKEN_ROWS))
+        raise ValueError(f"layout must be one of {valid}, got {layout!r}") from None
+    if wanted is Layout.NONE:
+        raise ValueError("layout='none' is implied by multivector=False; pass 'auto'")
+    if max_tokens is not None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
+            raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        if max_tokens > SERVER_ARRAY_CAP:
+            logger.warning("max_tokens=%d is above Milvus' default array cap %d: the server refuses it unless "
+                           "proxy.maxArrayCapacity is raised", max_tokens, SERVER_ARRAY_CAP)
+    return wanted
+
+
+def _resolve_layout(client: Any, spec: CollectionSpec, wanted: Layout) -> Layout:
+    """The layout a new collection gets; the choice and its reason are logged."""
+    if not spec.multivector:
+        return Layout.NONE
+    version = str(client.get_server_version())
+    if wanted is not Layout.AUTO:
+        logger.info("Milvus %s: layout %r as requested", version, wanted.value)
+        return wanted
+    chosen, reason = cv.choose_layout(version)
+    log = logger.warning if "not recognised" in reason else logger.info
+    log("Milvus multivector layout %r: %s", chosen.value, reason)
+    return chosen
