@@ -195,7 +195,8 @@ class MilvusStore(VectorStore):
         # Milvus Lite names an index after its field whatever index_name says; servers keep the name.
         missing = type(params)(i for i in params if not {i.index_name, i.field_name} & existing)  # IndexParams is a list
         if missing:
-            self.client.create_index(self.name, missing, **self._target.request)
+            # sync=False: pymilvus would poll every 0.5 s per index; load_collection waits anyway.
+            self.client.create_index(self.name, missing, sync=False, **self._target.request)
 
     # -- writes ------------------------------------------------------------------------
     def upsert(self, records: Iterable[Record]) -> int:

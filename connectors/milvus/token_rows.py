@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SchemaMismatchError
 from ..vectors import l2_normalize
 from .convert import (
     ID_MAX_BYTES,
@@ -163,17 +164,22 @@ class TokenRowsLayout(TokenLayout):
     def create_companions(self) -> None:
         t = self.target
         if t.client.has_collection(self.tokens_name, **t.request):
+            props = t.client.describe_collection(self.tokens_name, **t.request).get("properties") or {}
+            if props.get(COMPANION_PROPERTY) != t.name:
+                raise SchemaMismatchError(
+                    f"collection {self.tokens_name!r} exists and is not the token collection of {t.name!r}; "
+                    "rename one of them"
+                )
             # Left by an interrupted create or drop: its rows belong to no document.
             logger.warning("dropping orphan token collection %r", self.tokens_name)
             t.client.drop_collection(self.tokens_name, **t.request)
         t.client.create_collection(
-            self.tokens_name,
-            schema=token_schema(t.spec.multivector_dim),
-            index_params=token_index_params(),
-            properties={COMPANION_PROPERTY: t.name},
-            **t.create,
-            **t.request,
+            self.tokens_name, schema=token_schema(t.spec.multivector_dim), properties={COMPANION_PROPERTY: t.name},
+            **t.create, **t.request,
         )
+        # sync=False: pymilvus would poll the (empty, instantly indexed) collection every 0.5 s.
+        t.client.create_index(self.tokens_name, token_index_params(), sync=False, **t.request)
+        t.client.load_collection(self.tokens_name, **t.request)
 
     def open_companions(self) -> None:
         t = self.target
