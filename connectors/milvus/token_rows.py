@@ -184,7 +184,7 @@ class TokenRowsLayout(TokenLayout):
     def open_companions(self) -> None:
         t = self.target
         if not t.client.has_collection(self.tokens_name, **t.request):
-            raise ValueError(f"token collection {self.tokens_name!r} of {t.name!r} is missing")
+            raise SchemaMismatchError(f"token collection {self.tokens_name!r} of {t.name!r} is missing; drop {t.name!r} and re-ingest")
         state = t.client.get_load_state(self.tokens_name, **t.request).get("state")
         if getattr(state, "name", str(state)) != "Loaded":
             t.client.load_collection(self.tokens_name, **t.request)

@@ -1,0 +1,374 @@
+"""Milvus connector: translation units, the struct layout's requests (against an in-memory fake
+of a 2.6 server, through pymilvus' own request builders), and Milvus Lite specifics."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from corpus import make_corpus, planted_query, random_query
+from fake_milvus import FakeMilvus
+
+from connectors import (
+    AnyOf,
+    CollectionSpec,
+    Eq,
+    MissingDependencyError,
+    Not,
+    Range,
+    Record,
+    RecordError,
+    SchemaMismatchError,
+    StoreUnavailableError,
+)
+from connectors.milvus import Layout, MilvusStore
+from connectors.milvus import convert as cv
+from connectors.milvus import struct_layout as sl
+from connectors.milvus import token_rows as tr
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = CollectionSpec(dim=64, prefetch_dims=(16,))
+
+
+# -- ids -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("record_id", [0, 7, 2**63 - 1, "7", "i:7", "a#1", "s:", "dé jà \"q\" \\ \n", "x" * 1000])
+def test_ids_round_trip_with_their_type(record_id):
+    key = cv.encode_id(record_id)
+    back = cv.decode_id(key)
+    assert back == record_id and type(back) is type(record_id)
+
+
+def test_int_and_string_ids_never_collide():
+    assert cv.encode_id(7) != cv.encode_id("7")
+
+
+def test_too_long_id_is_a_record_error_before_anything_is_written(tmp_path):
+    store = MilvusStore.create("ids", uri=str(tmp_path / "m.db"), spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False))
+    good = Record(1, np.ones(8), None, {})
+    with pytest.raises(RecordError, match=r"record 1 id=.*id is too long"):
+        store.upsert([good, Record("é" * 600, np.ones(8), None, {})])
+    assert store.count() == 0
+    store.close()
+
+
+# -- filter expressions ------------------------------------------------------------------------
+def test_filter_expressions_are_exact():
+    p = 'payload["lang"]'
+    assert cv.filter_expr(Eq("lang", "de")) == f'(exists {p} and ({p} == "de" or json_contains({p}, "de")))'
+    q = 'payload["page"]'
+    assert cv.filter_expr(AnyOf("page", (1, 3))) == (
+        f"(exists {q} and ({q} == 1 or {q} == 3 or json_contains_any({q}, [1, 3])))"
+    )
+    assert cv.filter_expr(Range("page", gte=2, lt=5.5)) == f"(exists {q} and {q} >= 2 and {q} < 5.5)"
+    assert cv.filter_expr(Eq("meta.ok", True)) == (
+        '(exists payload["meta"]["ok"] and (payload["meta"]["ok"] == true or json_contains(payload["meta"]["ok"], true)))'
+    )
+    both = cv.filter_expr(Eq("a", 1) & ~Eq("b", 2) | Range("c", gt=0))
+    assert both.startswith("((") and " and (not (exists payload[\"b\"]" in both and both.endswith(" > 0))")
+
+
+def test_strings_are_escaped_for_both_grammars():
+    assert cv.quote_string('a"b\\c\nd\te\rf') == '"a\\"b\\\\c\\nd\\te\\rf"'
+    assert cv.quote_string("dé jà 東京") == '"dé jà 東京"'  # no \u escapes: Milvus Lite has none
+    assert cv.literal(1e-7) == "0.0000001" and cv.literal(False) == "false" and cv.literal(-3) == "-3"
+    assert cv.in_expr("pk", ['s:a"b', "i:1"]) == 'pk in ["s:a\\"b", "i:1"]'
+
+
+PAYLOADS = [
+    {"lang": "en", "page": 1, "tags": ["t1", "all"], "meta": {"page": 4}},
+    {"lang": "de", "page": 3, "tags": "t2"},
+    {"lang": 'he said "hi" \\ \n', "page": 2.5, "tags": ["t2"]},
+    {"lang": "dé jà", "page": 7},
+    {"tags": []},
+    {},
+]
+FILTERS = [
+    Eq("lang", "de"), Eq("lang", 'he said "hi" \\ \n'), Eq("lang", "dé jà"), Eq("tags", "t2"), Eq("meta.page", 4),
+    AnyOf("tags", ("t1", "zz")), AnyOf("page", (1, 7)), Range("page", gt=1, lte=3), Not(Eq("lang", "en")),
+    Not(Eq("meta.page", 4)), Not(AnyOf("tags", ("t2",))), Eq("lang", "de") | Range("page", gte=7),
+    Not(Eq("lang", "de") | Eq("lang", "en")) & Not(Eq("tags", "t1")),
+]
+
+
+def test_filters_on_milvus_lite_match_the_python_reference(tmp_path):
+    """Missing keys, lists, nested keys and quoting: Milvus Lite agrees with Filter.matches."""
+    spec = CollectionSpec(dim=8, prefetch_dims=(), multivector=False)
+    store = MilvusStore.create("flt", uri=str(tmp_path / "m.db"), spec=spec)
+    rng = np.random.default_rng(0)
+    store.upsert([Record(i, rng.standard_normal(8), None, p) for i, p in enumerate(PAYLOADS)])
+    for flt in FILTERS:
+        expected = {i for i, p in enumerate(PAYLOADS) if flt.matches(p)}
+        hits = store.search(random_query(dim=8), mode="dense", limit=10, filter=flt)
+        assert {h.id for h in hits} == expected, (flt, cv.filter_expr(flt))
+        assert store.count(flt) == len(expected), flt
+    store.close()
+
+
+# -- capability detection ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "version, layout",
+    [
+        ("milvus_lite-3.2.2", Layout.TOKEN_ROWS),
+        ("v2.6.4", Layout.STRUCT),
+        ("v2.6.10-gpu", Layout.STRUCT),
+        ("2.7.0-rc1", Layout.STRUCT),
+        ("v2.6.3", Layout.TOKEN_ROWS),
+        ("v2.5.14", Layout.TOKEN_ROWS),
+        ("Zilliz Cloud (Compatible with Milvus 2.6)", Layout.TOKEN_ROWS),
+        ("unknown", Layout.TOKEN_ROWS),
+    ],
+)
+def test_layout_follows_the_server_version(version, layout):
+    assert cv.choose_layout(version)[0] is layout
+
+
+def test_auto_layout_on_milvus_lite_is_token_rows_and_logged(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="connectors.milvus"):
+        store = MilvusStore.create("auto", uri=str(tmp_path / "m.db"), spec=SPEC)
+    assert store.layout.kind is Layout.TOKEN_ROWS
+    assert any("token_rows" in r.getMessage() and "Milvus Lite" in r.getMessage() for r in caplog.records)
+    store.close()
+    reopened = MilvusStore.open("auto", uri=str(tmp_path / "m.db"))
+    assert reopened.layout.kind is Layout.TOKEN_ROWS and reopened.spec == SPEC
+    with pytest.raises(SchemaMismatchError, match="layout 'token_rows', not 'struct'"):
+        MilvusStore.create("auto", uri=str(tmp_path / "m.db"), spec=SPEC, layout="struct")
+    reopened.close()
+
+
+def test_struct_forced_on_milvus_lite_is_caught_not_silently_dropped(tmp_path):
+    """Milvus Lite accepts an Array of Structs field and leaves it out of the collection."""
+    uri = str(tmp_path / "m.db")
+    with pytest.raises(SchemaMismatchError, match=r"dropped the Array of Structs field 'multi'"):
+        MilvusStore.create("forced", uri=uri, spec=SPEC, layout="struct")
+    probe = MilvusStore.create("probe", uri=uri, spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False))
+    assert not probe.client.has_collection("forced")  # nothing half-made is left behind
+    probe.close()
+
+
+def test_guard_passes_a_struct_field_the_server_kept_and_catches_a_dropped_one():
+    kept, dropped = FakeMilvus(), FakeMilvus(drop_struct_fields=True)
+    MilvusStore.create("ok", client=kept, spec=SPEC).close()
+    with pytest.raises(SchemaMismatchError, match="dropped"):
+        MilvusStore.create("ko", client=dropped, spec=SPEC, layout="struct")
+    assert "ko" not in dropped.collections
+
+
+# -- the struct layout, as sent to pymilvus ------------------------------------------------------
+def test_struct_schema_and_indexes_as_sent():
+    fake = FakeMilvus()
+    store = MilvusStore.create("docs", client=fake, spec=CollectionSpec(dim=2048, prefetch_dims=(128,)), num_shards=2)
+    (create,) = fake.calls_of("create_collection")
+    schema = create["schema"].to_dict()
+    assert [(f["name"], f["type"].name, f.get("params")) for f in schema["fields"]] == [
+        ("pk", "VARCHAR", {"max_length": 1024}),
+        ("dense", "FLOAT_VECTOR", {"dim": 2048}),
+        ("dense_128", "FLOAT_VECTOR", {"dim": 128}),
+        ("payload", "JSON", None),
+    ]
+    (struct,) = schema["struct_fields"]
+    assert struct["name"] == "multi" and struct["max_capacity"] == sl.DEFAULT_MAX_TOKENS == 1024
+    assert [(f["name"], f["type"].name, f["params"]) for f in struct["fields"]] == [("vec", "FLOAT_VECTOR", {"dim": 128})]
+    assert create["num_shards"] == 2 and create["consistency_level"] == "Strong"
+    assert create["properties"][cv.PROP_LAYOUT] == "struct" and create["properties"][cv.PROP_MAX_TOKENS] == "1024"
+    (index_call,) = fake.calls_of("create_index")
+    assert [(p.field_name, p.index_type, p.get_index_configs()["metric_type"]) for p in index_call["index_params"]] == [
+        ("dense", "HNSW", "COSINE"), ("dense_128", "HNSW", "COSINE"), ("multi[vec]", "HNSW", "MAX_SIM_COSINE"),
+    ]
+    # On the wire: the struct's vector is an ARRAY_OF_VECTOR of FLOAT_VECTOR with dim and max_capacity.
+    described = fake.collections["docs"]["described"]["struct_array_fields"][0]["fields"][0]
+    assert described["type"].name == "_ARRAY_OF_VECTOR" and described["element_type"].name == "FLOAT_VECTOR"
+    assert described["params"] == {"dim": 128, "max_capacity": 1024}
+    assert store.info()["layout"] == "struct"
+
+
+def test_default_max_tokens_covers_a_page_at_the_default_max_pixels():
+    assert sl.max_tokens_for(602112) == 768 + sl.TEMPLATE_TOKENS <= sl.DEFAULT_MAX_TOKENS <= sl.SERVER_ARRAY_CAP
+
+
+def test_maxsim_and_fusion_requests():
+    tokens = np.random.default_rng(0).standard_normal((5, 128)).astype(np.float32)
+    request = sl.maxsim_request("multi", tokens, 7, 'pk in ["i:1"]')
+    (query,) = request["data"]
+    np.testing.assert_array_equal(query.to_numpy(), tokens)
+    assert {k: v for k, v in request.items() if k != "data"} == {
+        "anns_field": "multi[vec]", "limit": 7, "filter": 'pk in ["i:1"]', "output_fields": ["payload"],
+        "search_params": {"metric_type": "MAX_SIM_COSINE", "params": {"ef": 64}},
+    }
+    fusion = sl.fusion_request("dense", np.ones(64), "multi", tokens, ["i:1", "s:a"], 100, 10, '(exists payload["x"])', 60)
+    dense_req, multi_req = fusion["reqs"]
+    assert (dense_req.anns_field, dense_req.limit, dense_req.expr) == ("dense", 100, '(exists payload["x"])')
+    assert dense_req.param == {"metric_type": "COSINE", "params": {"ef": 100}}
+    assert (multi_req.anns_field, multi_req.limit, multi_req.expr) == ("multi[vec]", 100, 'pk in ["i:1", "s:a"]')
+    assert multi_req.param["metric_type"] == "MAX_SIM_COSINE"
+    assert fusion["ranker"].dict() == {"strategy": "rrf", "params": {"k": 60}}
+    assert (fusion["limit"], fusion["output_fields"]) == (10, ["payload"])
+
+
+@pytest.fixture(scope="module")
+def struct_store():
+    """The contract corpus in the struct layout on the fake 2.6 server."""
+    corpus = make_corpus()
+    fake = FakeMilvus()
+    store = MilvusStore.create("contract", client=fake, spec=corpus.spec)
+    store.upsert(corpus.records)
+    return store, fake, corpus
+
+
+def test_struct_rows_as_sent(struct_store):
+    store, fake, corpus = struct_store
+    row = fake.calls_of("upsert")[0]["rows"][1]
+    assert set(row) == {"pk", "dense", "dense_32", "payload", "multi"}
+    assert row["pk"] == "s:doc-1" and row["payload"] == corpus.records[1].payload
+    stored = np.asarray([e["vec"] for e in row["multi"]])
+    np.testing.assert_allclose(stored, corpus.stored_tokens(corpus.records[1]), atol=1e-6)  # float16-rounded
+
+
+@pytest.mark.parametrize("mode", ["dense", "multivector", "hybrid", "funnel", "fusion"])
+def test_struct_layout_runs_every_mode_on_the_server(struct_store, mode):
+    store, fake, corpus = struct_store
+    query = planted_query(corpus, 17)
+    hits = store.search(query, mode=mode, limit=5, prefetch_limit=20)
+    assert hits[0].id == corpus.records[17].id and hits[0].payload == corpus.records[17].payload
+    assert len(hits) == 5
+
+
+def test_struct_hybrid_is_dense_then_server_side_maxsim_over_the_candidates(struct_store):
+    store, fake, corpus = struct_store
+    query = random_query(seed=9)
+    fake.calls.clear()
+    hits = store.search(query, mode="hybrid", limit=5, prefetch_limit=10)
+    dense_call, maxsim_call = fake.calls_of("search")
+    assert dense_call["anns_field"] == "dense" and dense_call["limit"] == 10 and dense_call["filter"] == ""
+    dense_top = [i for i, _ in corpus.dense_ranking(query)[:10]]
+    assert maxsim_call["anns_field"] == "multi[vec]" and maxsim_call["limit"] == 5
+    assert maxsim_call["filter"] == cv.in_expr("pk", [cv.encode_id(i) for i in dense_top])
+    expected = [(i, s) for i, s in corpus.maxsim_ranking(query) if i in dense_top][:5]
+    assert [h.id for h in hits] == [i for i, _ in expected]
+    np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-4)
+
+
+def test_struct_fusion_is_one_hybrid_search_with_rrf(struct_store):
+    store, fake, corpus = struct_store
+    query = planted_query(corpus, 8)
+    fake.calls.clear()
+    hits = store.search(query, mode="fusion", limit=10, prefetch_limit=len(corpus.records))
+    assert len(fake.calls_of("search")) == 1 and len(fake.calls_of("hybrid_search")) == 1
+    expected = dict(corpus.rrf_ranking(query))
+    assert hits[0].id == corpus.records[8].id
+    for h in hits:
+        assert h.score == pytest.approx(expected[h.id], rel=1e-6)
+
+
+def test_struct_funnel_and_exhaustive_maxsim_equal_numpy(struct_store):
+    store, fake, corpus = struct_store
+    query = random_query(seed=5)
+    expected = corpus.maxsim_ranking(query)[:8]
+    for mode in ("funnel", "multivector"):
+        hits = store.search(query, mode=mode, limit=8, prefetch_limit=len(corpus.records))
+        assert [h.id for h in hits] == [i for i, _ in expected], mode
+        np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-4)
+
+
+def test_struct_get_with_vectors_and_too_many_tokens(struct_store):
+    store, fake, corpus = struct_store
+    (rec,) = store.get([corpus.records[3].id], with_vectors=True)
+    np.testing.assert_allclose(rec.multivector, corpus.stored_tokens(corpus.records[3]), atol=1e-6)
+    small = MilvusStore.create("small", client=FakeMilvus(), spec=SPEC, max_tokens=4)
+    rng = np.random.default_rng(0)
+    ok, too_long = (Record(i, rng.standard_normal(64), rng.standard_normal((t, 128)), {}) for i, t in ((1, 4), (2, 5)))
+    with pytest.raises(RecordError, match=r"record 1 id=2: multivector has 5 tokens; .*max_tokens is 4"):
+        small.upsert([ok, too_long])
+    assert small.count() == 0
+
+
+# -- token rows: writes, interruptions ----------------------------------------------------------
+def _token_rows(store: MilvusStore, record_id) -> list[dict]:
+    name = tr.companion_name(store.name)
+    return store.client.query(name, filter=f'{tr.DOC_ID} == "{cv.encode_id(record_id)}"', output_fields=[tr.POS], limit=16384)
+
+
+def test_shrinking_a_document_deletes_its_extra_token_rows(tmp_path):
+    corpus = make_corpus(n=4, dim=64, prefetch_dims=(16,))
+    store = MilvusStore.create("shrink", uri=str(tmp_path / "m.db"), spec=corpus.spec)
+    r = corpus.records[0]
+    store.upsert([Record(r.id, r.dense, np.vstack([r.multivector] * 3), r.payload)])
+    store.upsert([r])
+    assert sorted(row[tr.POS] for row in _token_rows(store, r.id)) == list(range(len(r.multivector)))
+    store.close()
+
+
+def test_interrupted_write_is_invisible_then_repaired_by_rerunning(tmp_path, monkeypatch):
+    corpus = make_corpus(n=6, dim=64, prefetch_dims=(16,))
+    store = MilvusStore.create("crash", uri=str(tmp_path / "m.db"), spec=corpus.spec)
+    store.upsert(corpus.records[:3])
+    real_upsert = store.client.upsert
+
+    def crash_on_documents(name, rows, **kw):
+        if name == "crash":
+            raise RuntimeError("killed")
+        return real_upsert(name, rows, **kw)
+
+    monkeypatch.setattr(store.client, "upsert", crash_on_documents)
+    with pytest.raises(RuntimeError):
+        store.upsert(corpus.records[3:])  # token rows written, documents rows not
+    monkeypatch.undo()
+    assert store.count() == 3  # the new documents are not visible
+    hits = store.search(random_query(dim=64), mode="multivector", limit=10)
+    assert {h.id for h in hits} == {r.id for r in corpus.records[:3]}  # orphan token rows are ignored
+    store.upsert(corpus.records[3:])  # re-run
+    assert store.count() == 6
+    for r in corpus.records[3:]:
+        assert len(_token_rows(store, r.id)) == len(r.multivector)
+    query = planted_query(corpus, 4)
+    expected = corpus.maxsim_ranking(query)
+    hits = store.search(query, mode="multivector", limit=6)
+    assert [h.id for h in hits] == [i for i, _ in expected]
+    store.close()
+
+
+# -- connections ---------------------------------------------------------------------------------
+def test_unreachable_server_names_the_uri_never_the_token(monkeypatch):
+    monkeypatch.setenv("MILVUS_TOKEN", "env-s3cret")
+    start = time.monotonic()
+    for kwargs in ({"token": "arg-s3cret"}, {}):
+        with pytest.raises(StoreUnavailableError) as err:
+            MilvusStore.create("x", uri="http://127.0.0.1:1", timeout=2, **kwargs)
+        message = str(err.value)
+        assert "http://127.0.0.1:1" in message and "s3cret" not in message
+        assert err.value.__cause__ is None  # no chained exception carrying connection details
+    with pytest.raises(StoreUnavailableError) as err:
+        MilvusStore.open("x", uri="http://root:pw-s3cret@127.0.0.1:1", timeout=2)
+    assert "***@127.0.0.1:1" in str(err.value) and "s3cret" not in str(err.value)
+    assert time.monotonic() - start < 20
+
+
+def test_missing_pymilvus_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pymilvus", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pymilvus"):
+        cv.pymilvus()
+
+
+def test_importing_the_backend_imports_neither_pymilvus_nor_torch():
+    code = "import sys, connectors.milvus; print(sorted(m for m in ('pymilvus', 'torch', 'PIL') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip() == "[]"
+
+
+def test_closing_the_last_store_frees_the_lite_file_for_other_processes(tmp_path):
+    uri = str(tmp_path / "m.db")
+    store = MilvusStore.create("free", uri=uri, spec=SPEC)
+    other = MilvusStore.open("free", uri=uri)
+    store.close()
+    code = f"from connectors.milvus import MilvusStore; MilvusStore.open('free', uri={uri!r}).close(); print('OPENED')"
+    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,  # noqa: E731
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "StoreLockedError" in run().stderr  # `other` still holds it
+    other.close()
+    assert "OPENED" in run().stdout
