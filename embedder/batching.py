@@ -79,16 +79,16 @@ class Pipeline(Generic[T, R]):
     def __call__(
         self, batches: Sequence[Batch], *, total: int, show: bool, desc: str
     ) -> Iterator[tuple[Batch, R]]:
-        with (
-            ThreadPoolExecutor(1) as worker,
-            tqdm(total=total, disable=not show, desc=desc, unit="item") as bar,
-        ):
-            if not batches:
+        with tqdm(total=total, disable=not show, desc=desc, unit="item") as bar:
+            if len(batches) == 1:  # nothing to overlap with: skip the thread (query latency)
+                yield batches[0], self._run(batches[0], self._prepare(batches[0]))
+                bar.update(len(batches[0].indices))
                 return
-            pending: Future[T] = worker.submit(self._prepare, batches[0])
-            for k, batch in enumerate(batches):
-                prepared = pending.result()
-                if k + 1 < len(batches):
-                    pending = worker.submit(self._prepare, batches[k + 1])
-                yield batch, self._run(batch, prepared)
-                bar.update(len(batch.indices))
+            with ThreadPoolExecutor(1) as worker:
+                pending: Future[T] | None = None
+                for k, batch in enumerate(batches):
+                    prepared = self._prepare(batch) if pending is None else pending.result()
+                    if k + 1 < len(batches):
+                        pending = worker.submit(self._prepare, batches[k + 1])
+                    yield batch, self._run(batch, prepared)
+                    bar.update(len(batch.indices))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLModel
 
+from . import attention
 from .config import ModelSpec
 from .errors import EmbedderError
 
@@ -197,15 +198,31 @@ def build_model(
     model.to(dtype)  # still on meta: only the dtype changes (buffers are replaced below)
     model.to_empty(device=device)
     _restore_buffers(model, config, spec, device)
+    _batch_vision_windows(model)
     model.eval().requires_grad_(False)
     logger.info(
-        "built Qwen2.5-VL backbone: %d layers, hidden %d, vision depth %d, attention %s",
+        "built Qwen2.5-VL backbone: %d layers, hidden %d, vision depth %d, attention %s / %s",
         config.text_config.num_hidden_layers,
         spec.hidden_size,
         config.vision_config.depth,
         model.model.language_model.config._attn_implementation,
+        model.model.visual.config._attn_implementation,
     )
     return model
+
+
+def _batch_vision_windows(model: JinaV4Model) -> None:
+    """Swap the vision tower's sdpa for the same math without a Python loop over windows.
+
+    Set after construction: transformers checks implementation names at init and would
+    try to import a flash-attention kernel for this one (see :mod:`.attention`).
+    """
+    configs = {id(m.config): m.config for m in model.model.visual.modules() if hasattr(m, "config")}
+    if any(c._attn_implementation != "sdpa" for c in configs.values()):
+        return  # eager / flash-attention were asked for: leave them
+    attention.register()
+    for cfg in configs.values():
+        cfg._attn_implementation = attention.VISION_ATTENTION
 
 
 def _restore_buffers(
