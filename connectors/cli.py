@@ -17,7 +17,7 @@ import typer
 from . import cli_support as cs
 from .filters import parse_filter_args
 from .query import Query, SearchMode
-from .stores import STORE_URL_FORMS, open_or_create, open_store
+from .stores import STORE_URL_FORMS, open_or_create, open_store, parse_store_url
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,10 @@ def ingest(
             text_batch=batch_size, image_batch=image_batch_size, max_pixels=max_pixels, strict=strict,
             progress=not quiet and cs.stderr_is_tty(),
         )
+        where = parse_store_url(store)  # a bad URL fails before the model loads
         encoder = cs.load_encoder(model, device=device)
         spec, explicit = cs.build_spec(encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector)
-        with open_or_create(store, collection, spec, explicit=explicit) as db:
+        with open_or_create(where, collection, spec, explicit=explicit) as db:
             items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
             summary = run_ingest(items, encoder, db, ingest_opts)
         for line in summary.lines():

@@ -1,0 +1,67 @@
+"""Checks shared by the ingestion tests: a store holds exactly these items, with the right vectors."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from connectors import VectorStore
+from connectors.vectors import l2_normalize, matryoshka_prefix
+
+TINY_DIM, TINY_PREFETCH = 64, (16,)
+
+
+def direct_encoding(embedder: Any, item: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Encode one item on its own, the way a user would without the pipeline."""
+    content = item.load()
+    if str(item.modality.value) == "text":
+        batch = embedder.encode_text([content], task=item.task, prompt_name="passage")
+    else:
+        batch = embedder.encode_image([content], task=item.task)
+    return batch.dense[0], batch.multivectors[0]
+
+
+def assert_store_holds(store: VectorStore, items: Sequence[Any], embedder: Any) -> None:
+    """Exactly ``items`` are stored, each once, with the vectors of a direct encoding and their payloads."""
+    ids = [it.id for it in items]
+    assert len(set(ids)) == len(ids)
+    assert store.count() == len(ids)
+    records = store.get(ids, with_vectors=True)
+    assert [r.id for r in records] == ids
+    for item, record in zip(items, records):
+        dense, multi = direct_encoding(embedder, item)
+        np.testing.assert_allclose(record.dense, matryoshka_prefix(dense, store.spec.dim), atol=1e-4, err_msg=str(item.id))
+        assert record.multivector is not None and record.multivector.shape == multi.shape, item.id
+        # token vectors are stored as float16
+        np.testing.assert_allclose(record.multivector, l2_normalize(multi), atol=3e-3, err_msg=str(item.id))
+        assert record.payload == item.payload
+
+
+class SpyEncoder:
+    """The real encoder, counting what it is asked to encode (and optionally failing on purpose)."""
+
+    def __init__(self, inner: Any, *, poison: str | None = None, broken: bool = False, gate: threading.Event | None = None) -> None:
+        self.inner, self.poison, self.broken, self.gate = inner, poison, broken, gate
+        self.calls: list[int] = []
+        self.encoded = 0
+
+    def _check(self, contents: Sequence[Any]) -> None:
+        if self.gate is not None:
+            assert self.gate.wait(timeout=30), "test gate never opened"
+        self.calls.append(len(contents))
+        if self.broken:
+            raise RuntimeError("the encoder is broken")
+        if self.poison and any(isinstance(c, str) and self.poison in c for c in contents):
+            raise ValueError(f"cannot encode text containing {self.poison!r}")
+        self.encoded += len(contents)
+
+    def encode_text(self, texts: Sequence[str], **kw: Any) -> Any:
+        self._check(texts)
+        return self.inner.encode_text(texts, **kw)
+
+    def encode_image(self, images: Sequence[Any], **kw: Any) -> Any:
+        self._check(images)
+        return self.inner.encode_image(images, **kw)
