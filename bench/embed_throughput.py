@@ -42,7 +42,9 @@ def report(stage: str, value: str, detail: str) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", choices=["full", "tiny"], default="full")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
@@ -56,7 +58,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--page-size", default="1240x1754", help="WxH of the random pages (A4 @150dpi)")
     p.add_argument("--max-pixels", type=int, default=602112)
     p.add_argument("--batch-tokens", type=int, default=None, help="default: the encoder's")
-    p.add_argument("--text-budgets", default="", help="extra batch_tokens values for passages, e.g. 32768,131072")
+    p.add_argument(
+        "--text-budgets",
+        default="",
+        help="extra batch_tokens values for passages, e.g. 32768,131072",
+    )
     p.add_argument("--no-multivector", action="store_true", help="dense only")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
@@ -103,15 +109,21 @@ def run_text(emb, args, rng, kw) -> None:
     budgets = [kw.get("batch_tokens")] + [int(b) for b in args.text_budgets.split(",") if b]
     for budget in budgets:
         run_kw = {**kw, "batch_tokens": budget} if budget else kw
-        _run_passages(emb, args, passages, run_kw, f"text passages{f' @{budget}' if budget else ''}")
+        _run_passages(
+            emb, args, passages, run_kw, f"text passages{f' @{budget}' if budget else ''}"
+        )
 
 
 def _run_passages(emb, args, passages, kw, label) -> None:
-    out, secs = timed(emb, lambda: emb.encode_text(passages, task="retrieval", prompt_name="passage", **kw))
+    out, secs = timed(
+        emb, lambda: emb.encode_text(passages, task="retrieval", prompt_name="passage", **kw)
+    )
     tokens = int(out.token_counts.sum())
     counts = out.token_counts
-    detail = (f"{len(passages)} passages, {tokens} tokens (median {int(np.median(counts))}, "
-              f"max {counts.max()}), {secs:.2f} s, {len(passages) / secs:.1f} passages/s")  # fmt: skip
+    detail = (
+        f"{len(passages)} passages, {tokens} tokens (median {int(np.median(counts))}, "
+        f"max {counts.max()}), {secs:.2f} s, {len(passages) / secs:.1f} passages/s"
+    )
     flops = FLOP_PER_TOKEN.get(args.preset)
     if flops:
         detail += f", ~{tokens * flops / secs / 1e12:.0f} TFLOP/s"
@@ -123,14 +135,16 @@ def _run_passages(emb, args, passages, kw, label) -> None:
 def run_queries(emb, args, rng, kw) -> None:
     queries = make_texts(emb.tokenizer, rng.integers(6, 24, size=args.queries).tolist(), rng)
     out, secs = timed(emb, lambda: emb.encode_text(queries, task="retrieval", **kw))
-    report("queries (one call)", f"{len(queries) / secs:,.0f} q/s",
-           f"{len(queries)} queries, {int(out.token_counts.sum())} tokens, {secs:.3f} s")  # fmt: skip
+    detail = f"{len(queries)} queries, {int(out.token_counts.sum())} tokens, {secs:.3f} s"
+    report("queries (one call)", f"{len(queries) / secs:,.0f} q/s", detail)
     times = []
     for q in queries[: args.latency_queries]:
         _, secs = timed(emb, lambda q=q: emb.encode_text([q], task="retrieval", **kw))
         times.append(secs)
     p50, p95 = np.percentile(times, [50, 95]) * 1000
-    report("query latency (single)", f"{p50:.1f} ms p50", f"p95 {p95:.1f} ms over {len(times)} calls")
+    report(
+        "query latency (single)", f"{p50:.1f} ms p50", f"p95 {p95:.1f} ms over {len(times)} calls"
+    )
     # The model's forward alone on the same kind of input: the rest is encoder overhead.
     ids = emb._processor.tokenize_texts(queries[:1], ["Query: "], 64)[0]
     batch = emb._processor.collate_text(ids).to(emb.device)
@@ -166,13 +180,15 @@ def main() -> None:
     sync(emb)
     gpu = torch.cuda.get_device_name(emb.device) if emb.device.type == "cuda" else "cpu"
     n_params = sum(p.numel() for p in emb._model.parameters())
-    report("build", f"{time.perf_counter() - start:.1f} s",
-           f"{args.preset}: {n_params / 1e9:.2f}B params on {gpu}, {emb.dtype}, attn {args.attn}")  # fmt: skip
+    detail = f"{args.preset}: {n_params / 1e9:.2f}B params on {gpu}, {emb.dtype}, attn {args.attn}"
+    report("build", f"{time.perf_counter() - start:.1f} s", detail)
     kw = {"multivector": not args.no_multivector}
     if args.batch_tokens:
         kw["batch_tokens"] = args.batch_tokens
     rng = np.random.default_rng(args.seed)
-    warm_texts = make_texts(emb.tokenizer, passage_lengths(128, args.median_tokens, args.max_tokens, rng), rng)
+    warm_texts = make_texts(
+        emb.tokenizer, passage_lengths(128, args.median_tokens, args.max_tokens, rng), rng
+    )
     _, secs = timed(emb, lambda: emb.encode_text(warm_texts, task="retrieval", **kw))
     _, secs2 = timed(emb, lambda: emb.encode_image([_blank(300, 200)], task="code", **kw))
     report("warm-up", f"{secs + secs2:.1f} s", "kernels, allocator, LoRA merges")

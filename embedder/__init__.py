@@ -9,24 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    CheckpointError as CheckpointError,
-)
-from .errors import (
-    EmbedderError as EmbedderError,
-)
-from .errors import (
-    ImageInputError as ImageInputError,
-)
-from .errors import (
-    InputError as InputError,
-)
-from .errors import (
-    OptionError as OptionError,
-)
-from .errors import (
-    TextInputError as TextInputError,
-)
+from .errors import CheckpointError as CheckpointError
+from .errors import EmbedderError as EmbedderError
+from .errors import ImageInputError as ImageInputError
+from .errors import InputError as InputError
+from .errors import OptionError as OptionError
+from .errors import TextInputError as TextInputError
 
 if TYPE_CHECKING:
     from .config import MultivectorDType as MultivectorDType

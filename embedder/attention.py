@@ -34,15 +34,17 @@ def windowed_sdpa(
 ) -> tuple[torch.Tensor, None]:
     """Non-causal attention over packed windows; returns (1, N, heads, head_dim)."""
     if cu_seq_lens_q is None:  # one window at a time: plain SDPA
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling)
+        out = F.scaled_dot_product_attention(
+            query, key, value, attn_mask=attention_mask, scale=scaling
+        )
         return out.transpose(1, 2).contiguous(), None  # (B, N, heads, d)
     _, heads, total, dim = query.shape  # (1, heads, N, d)
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (N, heads, d)
     out = torch.empty_like(q)  # (N, heads, d)
     bounds = cu_seq_lens_q.tolist()
-    starts, lengths = bounds[:-1], [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+    starts, lengths = bounds[:-1], [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     by_length: dict[int, list[int]] = {}
-    for start, length in zip(starts, lengths):
+    for start, length in zip(starts, lengths, strict=True):
         if length > 0:
             by_length.setdefault(length, []).append(start)
     for length, group in by_length.items():
@@ -50,7 +52,9 @@ def windowed_sdpa(
         rows = (first[:, None] + torch.arange(length, device=q.device)).reshape(-1)  # (n * L,)
         shape = (len(group), length, heads, dim)
 
-        def gather(t: torch.Tensor, rows: torch.Tensor = rows, shape: tuple = shape) -> torch.Tensor:
+        def gather(
+            t: torch.Tensor, rows: torch.Tensor = rows, shape: tuple = shape
+        ) -> torch.Tensor:
             return t.index_select(0, rows).view(shape).transpose(1, 2)  # (n, heads, L, d)
 
         res = F.scaled_dot_product_attention(gather(q), gather(k), gather(v), scale=scaling)

@@ -251,7 +251,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         if isinstance(dtype, str):
             key = dtype.removeprefix("torch.")
             if key not in _DTYPES:
-                raise OptionError(f"dtype={dtype!r} is not supported; expected one of {list(_DTYPES)}")
+                raise OptionError(
+                    f"dtype={dtype!r} is not supported; expected one of {list(_DTYPES)}"
+                )
             chosen = _DTYPES[key]
         elif dtype in _DTYPES.values():
             chosen = dtype

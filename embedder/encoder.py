@@ -42,7 +42,9 @@ class JinaV4Embedder:
     """jina-embeddings-v4: dense (Matryoshka) and multi-vector embeddings from one forward.
 
     Build it with :meth:`from_pretrained`. All three task adapters stay loaded; a call may
-    give one task for every item or one per item.
+    give one task for every item or one per item. One instance runs one call at a time
+    (the active task's LoRA is merged into shared weights): do not call it from several
+    threads at once.
     """
 
     def __init__(
@@ -232,7 +234,9 @@ class JinaV4Embedder:
             tasks = [Task.parse(task, what="task")] * n
         elif isinstance(task, Sequence):
             if len(task) != n:
-                raise OptionError(f"got {len(task)} tasks for {n} items; give one task or one per item")
+                raise OptionError(
+                    f"got {len(task)} tasks for {n} items; give one task or one per item"
+                )
             tasks = [Task.parse(t, what="task") for t in task]
         else:
             raise OptionError(

@@ -34,7 +34,20 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Checkpoint tensors the embedder deliberately does not use (logged, never silent).
 IGNORED_KEYS = frozenset({"lm_head.weight"})
-_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "adapters/*"]
+_HUB_PATTERNS = [
+    "config.json",
+    "preprocessor_config.json",
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer*",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "adapters/adapter_config.json",
+    "adapters/adapter_model.safetensors",
+]
 # Legacy (checkpoint) name prefix -> JinaV4Model name prefix. Current transformers
 # names are accepted as they are, so re-saved checkpoints load too.
 _KEY_MAP = (
@@ -44,7 +57,9 @@ _KEY_MAP = (
     ("visual.", "model.visual."),
     (f"{PROJECTOR}.", f"{PROJECTOR}."),
 )
-_ADAPTER_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.(?P<task>[^.]+)\.weight$")
+_ADAPTER_KEY = re.compile(
+    r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.(?P<task>[^.]+)\.weight$"
+)
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
@@ -72,7 +87,9 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read {path}: {e}") from e
 
 
-def read_config(folder: Path, attn_implementation: str = "sdpa") -> tuple[Qwen2_5_VLConfig, ModelSpec]:
+def read_config(
+    folder: Path, attn_implementation: str = "sdpa"
+) -> tuple[Qwen2_5_VLConfig, ModelSpec]:
     """config.json -> the backbone config (jina keys removed) and the head spec."""
     raw = _read_json(folder / CONFIG_FILE)
     qwen = {k: v for k, v in raw.items() if k not in JINA_CONFIG_KEYS and k != "auto_map"}
@@ -124,7 +141,9 @@ def _shard_files(folder: Path) -> dict[str, list[str]]:
         shards.setdefault(shard, []).append(key)
     missing = sorted(s for s in shards if not (folder / s).is_file())
     if missing:
-        raise CheckpointError(f"missing weight shard(s) {missing} listed in {INDEX_FILE} ({folder})")
+        raise CheckpointError(
+            f"missing weight shard(s) {missing} listed in {INDEX_FILE} ({folder})"
+        )
     return shards
 
 
@@ -155,7 +174,9 @@ def load_backbone_weights(model: JinaV4Model, folder: Path) -> None:
             present = set(f.keys())
             absent = [k for k in keys if k not in present]
             if absent:
-                raise CheckpointError(f"{shard} lacks {len(absent)} tensor(s) its index lists: {absent[:10]}")
+                raise CheckpointError(
+                    f"{shard} lacks {len(absent)} tensor(s) its index lists: {absent[:10]}"
+                )
             for key in keys:
                 if key in IGNORED_KEYS:
                     logger.info("ignoring checkpoint tensor %s (not needed for embeddings)", key)

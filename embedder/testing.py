@@ -19,8 +19,17 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-from tokenizers import pre_tokenizers, processors, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 from .config import Task
 
@@ -223,12 +232,16 @@ def _random_like(name: str, shape: tuple[int, ...], gen: torch.Generator) -> tor
     return torch.randn(shape, generator=gen) / math.sqrt(fan_in)
 
 
-def _lora_tensors(targets: dict[str, tuple[int, int]], gen: torch.Generator) -> Iterator[tuple[str, torch.Tensor]]:
+def _lora_tensors(
+    targets: dict[str, tuple[int, int]], gen: torch.Generator
+) -> Iterator[tuple[str, torch.Tensor]]:
     for task in Task:
         for module, (out_f, in_f) in targets.items():
             prefix = f"base_model.model.{module}"
             a = torch.randn(LORA_RANK, in_f, generator=gen) / math.sqrt(in_f)  # (r, in)
-            b = torch.randn(out_f, LORA_RANK, generator=gen) * (0.3 / math.sqrt(LORA_RANK))  # (out, r)
+            b = torch.randn(out_f, LORA_RANK, generator=gen) * (
+                0.3 / math.sqrt(LORA_RANK)
+            )  # (out, r)
             yield f"{prefix}.lora_A.{task.value}.weight", a
             yield f"{prefix}.lora_B.{task.value}.weight", b
 
@@ -276,7 +289,9 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
     _write_json(folder / "model.safetensors.index.json", index)
     targets = {n: (m.out_features, m.in_features) for n, m in skeleton.lora_targets().items()}
     lora = {k: v.to(torch.bfloat16) for k, v in _lora_tensors(targets, gen)}
-    save_file(lora, str(folder / "adapters" / "adapter_model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        lora, str(folder / "adapters" / "adapter_model.safetensors"), metadata={"format": "pt"}
+    )
     return folder
 
 

@@ -46,7 +46,9 @@ def test_plan_batches_respects_budget_groups_and_covers_all() -> None:
     seen = sorted(i for b in plan for i in b.indices)
     assert seen == list(range(len(costs)))
     for batch in plan:
-        assert len({groups[i] for i in batch.indices}) == 1 and batch.group == groups[batch.indices[0]]
+        assert (
+            len({groups[i] for i in batch.indices}) == 1 and batch.group == groups[batch.indices[0]]
+        )
         longest = max(costs[i] for i in batch.indices)
         assert batch.padded_tokens == longest * len(batch.indices)
         assert batch.padded_tokens <= 64 or len(batch.indices) == 1  # 100 runs alone
@@ -84,7 +86,16 @@ def test_output_follows_input_order(tiny_embedder) -> None:
 
 
 def test_mixed_task_batch_equals_per_task_batches(tiny_embedder) -> None:
-    tasks = ["retrieval", "code", "text-matching", "code", "retrieval", "retrieval", "code", "text-matching"]
+    tasks = [
+        "retrieval",
+        "code",
+        "text-matching",
+        "code",
+        "retrieval",
+        "retrieval",
+        "code",
+        "text-matching",
+    ]
     mixed = tiny_embedder.encode_text(TEXTS, task=tasks, prompt_name="passage")
     for task in ("retrieval", "code", "text-matching"):
         idx = [i for i, t in enumerate(tasks) if t == task]
@@ -94,7 +105,10 @@ def test_mixed_task_batch_equals_per_task_batches(tiny_embedder) -> None:
         for i, m in zip(idx, alone.multivectors, strict=True):
             np.testing.assert_array_equal(mixed.multivectors[i], m)
     singles = _concat(
-        [tiny_embedder.encode_text([t], task=k, prompt_name="passage") for t, k in zip(TEXTS, tasks)]
+        [
+            tiny_embedder.encode_text([t], task=k, prompt_name="passage")
+            for t, k in zip(TEXTS, tasks, strict=True)
+        ]
     )
     _assert_same(mixed, singles)
 

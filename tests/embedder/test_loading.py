@@ -126,7 +126,9 @@ def test_missing_shard_names_the_file(tiny_checkpoint: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("name", ["adapter_model.safetensors", "adapter_config.json"])
-def test_missing_adapter_file_names_the_file(tiny_checkpoint: Path, tmp_path: Path, name: str) -> None:
+def test_missing_adapter_file_names_the_file(
+    tiny_checkpoint: Path, tmp_path: Path, name: str
+) -> None:
     folder = _copy(tiny_checkpoint, tmp_path)
     (folder / "adapters" / name).unlink()
     with pytest.raises(CheckpointError, match=re.escape(name)):

@@ -92,7 +92,9 @@ def test_over_max_length_is_truncated_with_one_warning(tiny_embedder, caplog) ->
         out = tiny_embedder.encode_text(texts, task="retrieval", max_length=24)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "2 of 3 texts" in warnings[0].getMessage() and "max_length=24" in warnings[0].getMessage()
+    assert (
+        "2 of 3 texts" in warnings[0].getMessage() and "max_length=24" in warnings[0].getMessage()
+    )
     assert out.token_counts[0] == out.token_counts[2] == 24
     assert out.multivectors[0].shape == (24, 128)
     # Right truncation: the kept tokens are the first 24, so a text that *starts* the

@@ -39,7 +39,9 @@ class Reference:
 
     def __init__(self, folder: Path, task: str, tokenizer) -> None:
         raw = json.loads((folder / "config.json").read_text())
-        self.config = Qwen2_5_VLConfig.from_dict({k: v for k, v in raw.items() if k not in JINA_KEYS})
+        self.config = Qwen2_5_VLConfig.from_dict(
+            {k: v for k, v in raw.items() if k not in JINA_KEYS}
+        )
         self.model = Qwen2_5_VLModel(self.config).float().eval()
         hidden = self.config.text_config.hidden_size
         self.proj = torch.nn.Linear(hidden, raw["multi_vector_projector_dim"])
@@ -81,7 +83,9 @@ class Reference:
 
     @torch.no_grad()
     def text(self, text: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-        ids = self.tokenizer(prefix + text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = self.tokenizer(prefix + text, add_special_tokens=False, return_tensors="pt")[
+            "input_ids"
+        ]
         out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
         return self._heads(out.last_hidden_state[0], slice(None))
 
@@ -159,7 +163,11 @@ def test_every_task_changes_the_output(tiny_embedder) -> None:
         lambda t: tiny_embedder.encode_image([image], task=t),
     ):
         outs = {t.value: encode(t) for t in Task}
-        for a, b in [("retrieval", "text-matching"), ("retrieval", "code"), ("text-matching", "code")]:
+        for a, b in [
+            ("retrieval", "text-matching"),
+            ("retrieval", "code"),
+            ("text-matching", "code"),
+        ]:
             cos = np.sum(outs[a].dense * outs[b].dense, axis=1)
             assert (cos < 0.999).all(), (a, b, cos)
             assert not np.allclose(outs[a].multivectors[0], outs[b].multivectors[0], atol=1e-3)
@@ -171,7 +179,9 @@ def test_query_and_passage_prompts(tiny_embedder) -> None:
     assert (np.sum(q.dense * p.dense, axis=1) < 0.9999).all()
     tok = tiny_embedder.tokenizer
     for i, text in enumerate(TEXTS):
-        assert p.token_counts[i] == len(tok("Passage: " + text, add_special_tokens=False)["input_ids"])
+        assert p.token_counts[i] == len(
+            tok("Passage: " + text, add_special_tokens=False)["input_ids"]
+        )
     # text-matching is symmetric: "passage" gets the "Query: " prefix too (documented choice).
     tq = tiny_embedder.encode_text(TEXTS, task="text-matching", prompt_name="query")
     tp = tiny_embedder.encode_text(TEXTS, task="text-matching", prompt_name="passage")
