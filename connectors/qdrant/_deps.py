@@ -9,8 +9,14 @@ from ..errors import MissingDependencyError
 
 _PACKAGES = {
     # module -> (what it is for, pip requirement)
-    "qdrant_edge": ("qdrant-edge-py is required for embedded stores (path=...)", "qdrant-edge-py>=0.9"),
-    "qdrant_client": ("qdrant-client is required for url=, local= and client= stores", "qdrant-client>=1.15"),
+    "qdrant_edge": (
+        "qdrant-edge-py is required for embedded stores (path=...)",
+        "qdrant-edge-py>=0.9",
+    ),
+    "qdrant_client": (
+        "qdrant-client is required for url=, local= and client= stores",
+        "qdrant-client>=1.15",
+    ),
 }
 
 
@@ -20,7 +26,9 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as e:
         what, requirement = _PACKAGES[module]
-        raise MissingDependencyError(f"{what}: pip install '{requirement}' (or pip install jina-vdb)") from e
+        raise MissingDependencyError(
+            f"{what}: pip install '{requirement}' (or pip install jina-vdb)"
+        ) from e
 
 
 def edge() -> ModuleType:

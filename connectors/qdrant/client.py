@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import CollectionNotFoundError, ConnectorError, QueryError, SchemaMismatchError, StoreLockedError, StoreUnavailableError
+from ..errors import (
+    CollectionNotFoundError,
+    ConnectorError,
+    QueryError,
+    SchemaMismatchError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
 from ..filters import Filter
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
@@ -44,7 +51,9 @@ class ClientQdrantStore(QdrantStore):
     hnsw_ef: int | None = 128
     _secret: str | None = None  # the API key, redacted from every message
 
-    def __init__(self, name: str, spec: CollectionSpec, client: Any, *, owns_client: bool, where: str) -> None:
+    def __init__(
+        self, name: str, spec: CollectionSpec, client: Any, *, owns_client: bool, where: str
+    ) -> None:
         super().__init__(name, spec)
         self.where = where  # for messages: a URL without credentials, or the local folder
         self._client = client
@@ -65,15 +74,17 @@ class ClientQdrantStore(QdrantStore):
         replication_factor: int | None = None,
     ) -> ClientQdrantStore:
         """Create the collection (or open it when it exists with the same spec)."""
-        store = cls._connect(name, where, spec, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+        store = cls._connect(
+            name, where, spec, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
+        )
         try:
             existing = store._existing_spec()
             if existing is not None:
                 diffs = spec.differences(existing)
                 if diffs:
                     raise SchemaMismatchError(
-                        f"collection {name!r} at {store.where} exists with another spec: {'; '.join(diffs)}. "
-                        "Open it with QdrantStore.open, or drop it first."
+                        f"collection {name!r} at {store.where} exists with another spec: "
+                        f"{'; '.join(diffs)}. Open it with QdrantStore.open, or drop it first."
                     )
                 store.spec = existing
                 return store
@@ -94,10 +105,18 @@ class ClientQdrantStore(QdrantStore):
 
     @classmethod
     def open_on(
-        cls, name: str, where: tuple[str, Any], *, api_key: str | None, prefer_grpc: bool, timeout: int
+        cls,
+        name: str,
+        where: tuple[str, Any],
+        *,
+        api_key: str | None,
+        prefer_grpc: bool,
+        timeout: int,
     ) -> ClientQdrantStore:
         """Open an existing collection and read its spec back."""
-        store = cls._connect(name, where, CollectionSpec(), api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+        store = cls._connect(
+            name, where, CollectionSpec(), api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
+        )
         try:
             spec = store._existing_spec()
             if spec is None:
@@ -112,7 +131,14 @@ class ClientQdrantStore(QdrantStore):
 
     @classmethod
     def _connect(
-        cls, name: str, where: tuple[str, Any], spec: CollectionSpec, *, api_key: str | None, prefer_grpc: bool, timeout: int
+        cls,
+        name: str,
+        where: tuple[str, Any],
+        spec: CollectionSpec,
+        *,
+        api_key: str | None,
+        prefer_grpc: bool,
+        timeout: int,
     ) -> ClientQdrantStore:
         kind, value = where
         _deps.require("qdrant_client")
@@ -120,13 +146,21 @@ class ClientQdrantStore(QdrantStore):
 
         if kind == "client":
             if not isinstance(value, QdrantClient):
-                raise TypeError(f"client must be a qdrant_client.QdrantClient, got {type(value).__name__}")
+                raise TypeError(
+                    f"client must be a qdrant_client.QdrantClient, got {type(value).__name__}"
+                )
             store = cls(name, spec, value, owns_client=False, where="")
         elif kind == "local":
             store = cls(name, spec, _local_client(value), owns_client=True, where="")
         else:
             key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-            client = QdrantClient(url=value, api_key=key, prefer_grpc=prefer_grpc, timeout=timeout, check_compatibility=False)
+            client = QdrantClient(
+                url=value,
+                api_key=key,
+                prefer_grpc=prefer_grpc,
+                timeout=timeout,
+                check_compatibility=False,
+            )
             store = cls(name, spec, client, owns_client=True, where="")
             store._secret = key or None
         store._describe(store._client.init_options)
@@ -140,7 +174,11 @@ class ClientQdrantStore(QdrantStore):
             self.hnsw_ef = None  # local mode is brute force and warns about search params
             return
         grpc = bool(options.get("prefer_grpc"))
-        url = options.get("url") or options.get("location") or f"{options.get('host') or 'localhost'}:{options.get('port')}"
+        url = (
+            options.get("url")
+            or options.get("location")
+            or f"{options.get('host') or 'localhost'}:{options.get('port')}"
+        )
         self.where = _display_url(str(url), grpc_port=options.get("grpc_port") if grpc else None)
         self.max_request_bytes = GRPC_REQUEST_BYTES if grpc else REST_REQUEST_BYTES
         logger.info("Qdrant server at %s (%s)", self.where, "gRPC" if grpc else "REST")
@@ -151,7 +189,10 @@ class ClientQdrantStore(QdrantStore):
         info = self._call(lambda c: c.get_collection(self.name))
         spec = convert.spec_from_metadata(getattr(info.config, "metadata", None))
         if spec is None:
-            logger.warning("collection %r has no jina-vdb metadata; deriving its spec from its vectors", self.name)
+            logger.warning(
+                "collection %r has no jina-vdb metadata; deriving its spec from its vectors",
+                self.name,
+            )
             spec = convert.spec_from_client_params(
                 self.name, info.config.params.vectors, info.config.quantization_config
             )
@@ -192,13 +233,17 @@ class ClientQdrantStore(QdrantStore):
         point_ids = self._point_ids(ids)
         if not point_ids:
             return []
-        points = self._call(lambda c: c.retrieve(self.name, point_ids, with_payload=True, with_vectors=with_vectors))
+        points = self._call(
+            lambda c: c.retrieve(self.name, point_ids, with_payload=True, with_vectors=with_vectors)
+        )
         return self._order_records(ids, points, with_vectors)
 
     def count(self, filter: Filter | None = None) -> int:
         """Number of records (matching the filter), counted exactly."""
         if filter is not None and not isinstance(filter, Filter):
-            raise QueryError(f"filter must be a connectors.filters.Filter, got {type(filter).__name__}")
+            raise QueryError(
+                f"filter must be a connectors.filters.Filter, got {type(filter).__name__}"
+            )
         flt = convert.client_filter(filter)
         return int(self._call(lambda c: c.count(self.name, count_filter=flt, exact=True)).count)
 
@@ -206,8 +251,12 @@ class ClientQdrantStore(QdrantStore):
         """Spec, count, where the collection lives and its status."""
         details = super().info()
         info = self._call(lambda c: c.get_collection(self.name))
-        details.update(engine="qdrant-client", where=self.where, status=str(info.status),
-                       indexed_vectors=info.indexed_vectors_count)
+        details.update(
+            engine="qdrant-client",
+            where=self.where,
+            status=str(info.status),
+            indexed_vectors=info.indexed_vectors_count,
+        )
         return details
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -227,14 +276,18 @@ def _local_client(location: str) -> Any:
     from qdrant_client import QdrantClient
 
     try:
-        return QdrantClient(location=":memory:") if location == ":memory:" else QdrantClient(path=location)
+        return (
+            QdrantClient(location=":memory:")
+            if location == ":memory:"
+            else QdrantClient(path=location)
+        )
     except RuntimeError as e:
         if "already accessed" not in str(e):
             raise
         raise StoreLockedError(
-            f"Qdrant local-mode folder {location} is already open in another process (or by another "
-            "client in this one): one client per folder. Close it there, pass client= to share "
-            "one, or use a Qdrant server."
+            f"Qdrant local-mode folder {location} is already open in another process (or by "
+            "another client in this one): one client per folder. Close it there, pass client= "
+            "to share one, or use a Qdrant server."
         ) from e
 
 
@@ -248,15 +301,16 @@ def _display_url(url: str, *, grpc_port: int | None) -> str:
 
 
 def _translate_server_error(error: Exception, where: str, secret: str | None) -> Exception | None:
-    """Connection faults -> StoreUnavailableError / TransientServerError; others unchanged (None)."""
+    """Connection faults -> StoreUnavailableError / TransientServerError; others: None."""
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
     reason = _reason(error, secret)
+    denied = f"Qdrant at {where} refused the credentials (%s); check api_key / {API_KEY_ENV}"
     if isinstance(error, ResponseHandlingException):
         return StoreUnavailableError(f"cannot reach Qdrant at {where}: {reason}")
     if isinstance(error, UnexpectedResponse):
         if error.status_code in (401, 403):
-            return ConnectorError(f"Qdrant at {where} refused the credentials (HTTP {error.status_code}); check api_key / {API_KEY_ENV}")
+            return ConnectorError(denied % f"HTTP {error.status_code}")
         if error.status_code in (429, 502, 503, 504):
             return TransientServerError(f"Qdrant at {where} is busy or unavailable: {reason}")
         return None
@@ -267,7 +321,7 @@ def _translate_server_error(error: Exception, where: str, secret: str | None) ->
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         code = error.code()
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-            return ConnectorError(f"Qdrant at {where} refused the credentials ({code.name}); check api_key / {API_KEY_ENV}")
+            return ConnectorError(denied % code.name)
         if code is grpc.StatusCode.UNAVAILABLE:
             return StoreUnavailableError(f"cannot reach Qdrant at {where}: {reason}")
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -32,13 +32,16 @@ INT8_QUANTILE = 0.99
 
 
 @dataclass(frozen=True)
-class HnswSettings:
-    """HNSW build parameters of the dense fields (the token field always has m=0)."""
+class EdgeTuning:
+    """Engine settings of a new qdrant-edge shard (not part of the spec: results do not change)."""
 
+    #: HNSW graph of the dense fields (the token field always has m=0).
     m: int = 16
     ef_construct: int = 100
     #: KB of vectors per segment below which a search scans instead of walking the graph.
     full_scan_threshold: int = 10_000
+    #: Segments after optimize(): searches (and MaxSim reranks) run one thread per segment.
+    segments: int | None = None
 
 
 # -- ids and payloads -----------------------------------------------------------------------
@@ -52,7 +55,9 @@ def stored_payload(record_id: RecordId, payload: dict[str, Any]) -> dict[str, An
     return {**payload, ID_KEY: record_id} if isinstance(record_id, str) else dict(payload)
 
 
-def user_id_and_payload(pid: Any, payload: dict[str, Any] | None) -> tuple[RecordId, dict[str, Any]]:
+def user_id_and_payload(
+    pid: Any, payload: dict[str, Any] | None
+) -> tuple[RecordId, dict[str, Any]]:
     """The user's id (with its type) and the payload without the reserved key."""
     clean = dict(payload or {})
     original = clean.pop(ID_KEY, None)
@@ -89,14 +94,18 @@ def _vector_lists(record: PreparedRecord) -> dict[str, list[Any]]:
 def edge_points(records: Sequence[PreparedRecord]) -> list[Any]:
     """qdrant_edge Points for prepared records."""
     qe = _deps.edge()
-    return [qe.Point(point_id(r.id), _vector_lists(r), stored_payload(r.id, r.payload)) for r in records]
+    return [
+        qe.Point(point_id(r.id), _vector_lists(r), stored_payload(r.id, r.payload)) for r in records
+    ]
 
 
 def client_points(records: Sequence[PreparedRecord]) -> list[Any]:
     """qdrant_client PointStructs for prepared records."""
     m = _deps.models()
     return [
-        m.PointStruct(id=point_id(r.id), vector=_vector_lists(r), payload=stored_payload(r.id, r.payload))
+        m.PointStruct(
+            id=point_id(r.id), vector=_vector_lists(r), payload=stored_payload(r.id, r.payload)
+        )
         for r in records
     ]
 
@@ -116,10 +125,14 @@ def _translate(flt: Filter, kit: _FilterKit) -> Any:
         return kit.field(key=flt.key, match=kit.match_value(flt.value))
     if isinstance(flt, AnyOf):
         if isinstance(flt.values[0], bool):  # MatchAny takes only strings or ints
-            return kit.filter(should=[kit.field(key=flt.key, match=kit.match_value(v)) for v in flt.values])
+            return kit.filter(
+                should=[kit.field(key=flt.key, match=kit.match_value(v)) for v in flt.values]
+            )
         return kit.field(key=flt.key, match=kit.match_any(list(flt.values)))
     if isinstance(flt, Range):
-        return kit.field(key=flt.key, range=kit.range(gt=flt.gt, gte=flt.gte, lt=flt.lt, lte=flt.lte))
+        return kit.field(
+            key=flt.key, range=kit.range(gt=flt.gt, gte=flt.gte, lt=flt.lt, lte=flt.lte)
+        )
     if isinstance(flt, And):
         return kit.filter(must=[_translate(c, kit) for c in flt.conditions])
     if isinstance(flt, Or):
@@ -146,7 +159,9 @@ def edge_filter(flt: Filter | None) -> Any:
     if flt is None:
         return None
     qe = _deps.edge()
-    kit = _FilterKit(qe.Filter, qe.FieldCondition, _edge_match_value, lambda v: qe.MatchAny(v), qe.RangeFloat)
+    kit = _FilterKit(
+        qe.Filter, qe.FieldCondition, _edge_match_value, lambda v: qe.MatchAny(v), qe.RangeFloat
+    )
     return _as_filter(_translate(flt, kit), kit, qe.Filter)
 
 
@@ -156,7 +171,11 @@ def client_filter(flt: Filter | None) -> Any:
         return None
     m = _deps.models()
     kit = _FilterKit(
-        m.Filter, m.FieldCondition, lambda v: m.MatchValue(value=v), lambda v: m.MatchAny(any=v), m.Range
+        m.Filter,
+        m.FieldCondition,
+        lambda v: m.MatchValue(value=v),
+        lambda v: m.MatchAny(any=v),
+        m.Range,
     )
     return _as_filter(_translate(flt, kit), kit, m.Filter)
 
@@ -173,7 +192,9 @@ def _hnsw_ef(stage: Stage, hnsw_ef: int | None) -> int | None:
     return max(hnsw_ef, stage.limit)
 
 
-def edge_request(plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None) -> Any:
+def edge_request(
+    plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
+) -> Any:
     """A SearchPlan as one ``qdrant_edge.QueryRequest`` (stage i prefetches stage i-1).
 
     The filter goes on every stage so no candidate list is filled with excluded points.
@@ -216,7 +237,9 @@ def edge_request(plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: i
     )
 
 
-def client_query(plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None) -> dict[str, Any]:
+def client_query(
+    plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
+) -> dict[str, Any]:
     """A SearchPlan as keyword arguments of ``QdrantClient.query_points`` (nested prefetches)."""
     m = _deps.models()
     flt = client_filter(plan.filter)
@@ -253,11 +276,15 @@ def client_query(plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: i
 
 
 # -- schema -------------------------------------------------------------------------------
-def edge_config(spec: CollectionSpec, hnsw: HnswSettings) -> Any:
+def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
     """The ``qdrant_edge.EdgeConfig`` of a spec: named vectors dense, dense_<k>, multi."""
     qe = _deps.edge()
-    graph = qe.HnswIndexConfig(m=hnsw.m, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold)
-    int8 = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned)
+    graph = qe.HnswIndexConfig(
+        m=tuning.m, ef_construct=tuning.ef_construct, full_scan_threshold=tuning.full_scan_threshold
+    )
+    int8 = qe.ScalarQuantizationConfig(
+        qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned
+    )
     vectors = {
         spec.dense_field: qe.EdgeVectorParams(
             size=spec.dim,
@@ -277,18 +304,25 @@ def edge_config(spec: CollectionSpec, hnsw: HnswSettings) -> Any:
             else qe.VectorStorageDatatype.Float32,
             # HnswIndexConfig needs all three numbers; only m=0 matters (no graph).
             hnsw_config=qe.HnswIndexConfig(
-                m=MULTI_HNSW_M, ef_construct=hnsw.ef_construct, full_scan_threshold=hnsw.full_scan_threshold
+                m=MULTI_HNSW_M,
+                ef_construct=tuning.ef_construct,
+                full_scan_threshold=tuning.full_scan_threshold,
             ),
             memory=qe.Memory.Cold if spec.on_disk else None,
         )
-    return qe.EdgeConfig(vectors=vectors, hnsw_config=graph)
+    optimizers = (
+        qe.EdgeOptimizersConfig(default_segment_number=tuning.segments) if tuning.segments else None
+    )
+    return qe.EdgeConfig(vectors=vectors, hnsw_config=graph, optimizers=optimizers)
 
 
 def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
     """``vectors_config`` for ``QdrantClient.create_collection``."""
     m = _deps.models()
     int8 = m.ScalarQuantization(
-        scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True)
+        scalar=m.ScalarQuantizationConfig(
+            type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
+        )
     )
     vectors = {
         spec.dense_field: m.VectorParams(
@@ -305,7 +339,9 @@ def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
             distance=m.Distance.COSINE,
             multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
             hnsw_config=m.HnswConfigDiff(m=MULTI_HNSW_M),
-            datatype=m.Datatype.FLOAT16 if spec.multivector_dtype is VectorDtype.FLOAT16 else m.Datatype.FLOAT32,
+            datatype=m.Datatype.FLOAT16
+            if spec.multivector_dtype is VectorDtype.FLOAT16
+            else m.Datatype.FLOAT32,
             on_disk=True if spec.on_disk else None,
         )
     return vectors
@@ -327,7 +363,9 @@ def spec_from_metadata(metadata: dict[str, Any] | None) -> CollectionSpec | None
 _PREFIX = re.compile(r"^dense_(\d+)$")
 
 
-def spec_from_client_params(name: str, vectors: Any, collection_quantization: Any = None) -> CollectionSpec:
+def spec_from_client_params(
+    name: str, vectors: Any, collection_quantization: Any = None
+) -> CollectionSpec:
     """Derive a spec from an existing collection's vector params (one not created by jina-vdb).
 
     Raises SchemaMismatchError when the collection lacks the named vectors jina-vdb uses.
@@ -354,6 +392,8 @@ def spec_from_client_params(name: str, vectors: Any, collection_quantization: An
     return CollectionSpec(
         dim=dense.size,
         prefetch_dims=tuple(int(mt.group(1)) for key in vectors if (mt := _PREFIX.match(key))),
-        quantization=Quantization.INT8 if isinstance(quant, m.ScalarQuantization) else Quantization.NONE,
+        quantization=Quantization.INT8
+        if isinstance(quant, m.ScalarQuantization)
+        else Quantization.NONE,
         **tokens,
     )

@@ -39,7 +39,7 @@ class EdgeQdrantStore(QdrantStore):
     optimize_every: int = 20_000
     #: HNSW beam width of dense stages (raised to the stage's limit when that is larger).
     hnsw_ef: int | None = 128
-    hnsw: convert.HnswSettings = convert.HnswSettings()
+    tuning: convert.EdgeTuning = convert.EdgeTuning()
 
     def __init__(self, name: str, spec: CollectionSpec, folder: Path, shard: Any) -> None:
         super().__init__(name, spec)
@@ -57,8 +57,8 @@ class EdgeQdrantStore(QdrantStore):
             diffs = spec.differences(existing)
             if diffs:
                 raise SchemaMismatchError(
-                    f"collection {name!r} in {folder} exists with another spec: {'; '.join(diffs)}. "
-                    "Open it with QdrantStore.open, or drop it first."
+                    f"collection {name!r} in {folder} exists with another spec: "
+                    f"{'; '.join(diffs)}. Open it with QdrantStore.open, or drop it first."
                 )
             return cls._load(name, folder, existing)
         # The spec file goes first: a folder with a spec but no shard heals on the next open.
@@ -86,7 +86,7 @@ class EdgeQdrantStore(QdrantStore):
         if (shard_path / "edge_config.json").exists():
             shard = _guard_lock(folder, lambda: qe.EdgeShard.load(str(shard_path)))
         else:
-            config = convert.edge_config(spec, cls.hnsw)
+            config = convert.edge_config(spec, cls.tuning)
             shard = _guard_lock(folder, lambda: qe.EdgeShard.create(str(shard_path), config))
         return cls(name, spec, folder, shard)
 
@@ -109,7 +109,10 @@ class EdgeQdrantStore(QdrantStore):
         changed = shard.optimize()
         logger.info(
             "optimized qdrant-edge collection %r (%d new points, changed=%s) in %.1fs",
-            self.name, self._pending, changed, time.perf_counter() - start,
+            self.name,
+            self._pending,
+            changed,
+            time.perf_counter() - start,
         )
         self._pending = 0
 
@@ -136,9 +139,13 @@ class EdgeQdrantStore(QdrantStore):
     def count(self, filter: Filter | None = None) -> int:
         """Number of records (matching the filter), counted exactly."""
         if filter is not None and not isinstance(filter, Filter):
-            raise QueryError(f"filter must be a connectors.filters.Filter, got {type(filter).__name__}")
+            raise QueryError(
+                f"filter must be a connectors.filters.Filter, got {type(filter).__name__}"
+            )
         qe = _deps.edge()
-        return int(self._live().count(qe.CountRequest(exact=True, filter=convert.edge_filter(filter))))
+        return int(
+            self._live().count(qe.CountRequest(exact=True, filter=convert.edge_filter(filter)))
+        )
 
     def info(self) -> dict[str, Any]:
         """Spec, count, folder and segment/index state."""

@@ -1,7 +1,7 @@
 """QdrantStore: one-line create/open of a collection on qdrant-edge, local mode or a server.
 
-    QdrantStore.create("docs")                                   # embedded qdrant-edge, ./qdrant_data
-    QdrantStore.create("docs", url="http://host:6333")           # a Qdrant server (gRPC preferred)
+    QdrantStore.create("docs")                          # embedded qdrant-edge in ./qdrant_data
+    QdrantStore.create("docs", url="http://host:6333")  # a Qdrant server (gRPC preferred)
     QdrantStore.create("docs", client=QdrantClient(":memory:"))  # any QdrantClient
 
 The engine-specific classes live in ``edge.py`` (EdgeShard) and ``client.py`` (QdrantClient);
@@ -90,15 +90,22 @@ class QdrantStore(VectorStore):
             StoreLockedError: an embedded folder is open in another process.
             StoreUnavailableError: the server cannot be reached (the message names the URL).
         """
-        given = {"dim": dim, "prefetch_dims": tuple(prefetch_dims), "multivector": multivector,
-                 "multivector_dtype": multivector_dtype, "quantization": quantization, "on_disk": on_disk}
+        given = {
+            "dim": dim,
+            "prefetch_dims": tuple(prefetch_dims),
+            "multivector": multivector,
+            "multivector_dtype": multivector_dtype,
+            "quantization": quantization,
+            "on_disk": on_disk,
+        }
         spec = _resolve_spec(spec, given)
         where = _where(path=path, local=local, url=url, client=client)
         _check_name(name)
         server_opts = {"shard_number": shard_number, "replication_factor": replication_factor}
         if where[0] in ("path", "local") and any(v is not None for v in server_opts.values()):
             raise ValueError(
-                f"shard_number and replication_factor apply to Qdrant servers (url= or client=), not {where[0]}="
+                "shard_number and replication_factor apply to Qdrant servers (url= or client=), "
+                f"not to {where[0]}="
             )
         if where[0] == "path":
             from .edge import EdgeQdrantStore
@@ -107,7 +114,13 @@ class QdrantStore(VectorStore):
         from .client import ClientQdrantStore
 
         return ClientQdrantStore.create_on(
-            name, where, spec, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout, **server_opts
+            name,
+            where,
+            spec,
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            timeout=timeout,
+            **server_opts,
         )
 
     @classmethod
@@ -135,13 +148,17 @@ class QdrantStore(VectorStore):
             return EdgeQdrantStore.open_at(name, Path(where[1]))
         from .client import ClientQdrantStore
 
-        return ClientQdrantStore.open_on(name, where, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout)
+        return ClientQdrantStore.open_on(
+            name, where, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
+        )
 
     # -- shared by both engines ---------------------------------------------------------
     def optimize(self) -> None:
         """Build pending indexes now (qdrant-edge); servers and local mode need nothing."""
 
-    def _order_records(self, ids: Sequence[RecordId], points: Sequence[Any], with_vectors: bool) -> list[Record]:
+    def _order_records(
+        self, ids: Sequence[RecordId], points: Sequence[Any], with_vectors: bool
+    ) -> list[Record]:
         by_id: dict[RecordId, Record] = {}
         for point in points:
             record = convert.to_record(point, self.spec, with_vectors)
@@ -169,15 +186,23 @@ def _resolve_spec(spec: CollectionSpec | None, given: dict[str, Any]) -> Collect
         raise TypeError(f"spec must be a CollectionSpec, got {type(spec).__name__}")
     changed = sorted(k for k, v in given.items() if v != _SPEC_ARGS[k])
     if changed:
-        raise ValueError(f"pass either spec= or the spec fields, not both (also given: {', '.join(changed)})")
+        raise ValueError(
+            f"pass either spec= or the spec fields, not both (also given: {', '.join(changed)})"
+        )
     return spec
 
 
 def _where(*, path: Any, local: Any, url: str | None, client: Any) -> tuple[str, Any]:
     """Which engine: exactly one of path / local / url / client; nothing -> path=./qdrant_data."""
-    chosen = {k: v for k, v in (("path", path), ("local", local), ("url", url), ("client", client)) if v is not None}
+    chosen = {
+        k: v
+        for k, v in (("path", path), ("local", local), ("url", url), ("client", client))
+        if v is not None
+    }
     if len(chosen) > 1:
-        raise ValueError(f"give one of path=, local=, url=, client=; got {', '.join(sorted(chosen))}")
+        raise ValueError(
+            f"give one of path=, local=, url=, client=; got {', '.join(sorted(chosen))}"
+        )
     if not chosen:
         return "path", DEFAULT_PATH
     ((kind, value),) = chosen.items()

@@ -1,0 +1,294 @@
+"""Query latency per search mode and disk bytes per document, per backend (not a test).
+
+    python bench/query_latency.py                         # 2k docs, every backend
+    python bench/query_latency.py --docs 20000 --backends qdrant-edge
+    python bench/query_latency.py --docs 2000 20000 --json results.json
+
+Synthetic data: random unit vectors, ``--tokens`` token vectors of 128 dims per document,
+a 2048-d dense vector (its Matryoshka prefixes are stored by the connector). Queries are
+noisy copies of random documents (``--query-tokens`` tokens), so "top1" checks that the
+planted document comes first. Latency is wall time of ``store.search`` after warm-up.
+
+Adding a backend = one entry in BACKENDS: a setup function that creates an empty store in
+a folder, and the largest N it is sensible to run it at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from connectors import CollectionSpec, Query, Record, SearchMode, VectorStore  # noqa: E402
+from connectors.vectors import l2_normalize  # noqa: E402
+
+logger = logging.getLogger("bench.query_latency")
+
+
+@dataclass(frozen=True)
+class BenchBackend:
+    """How to create an empty store in ``folder`` and reopen it; ``max_docs``: skip larger runs."""
+
+    setup: Callable[[Path, CollectionSpec], VectorStore]
+    reopen: Callable[[Path], VectorStore]
+    max_docs: int | None = None
+    #: Folder whose size is the store's disk footprint (None: in memory or not measurable).
+    disk: Callable[[Path], Path | None] = lambda folder: folder
+
+
+def _qdrant_edge(folder: Path, spec: CollectionSpec) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.create("bench", path=folder, spec=spec)
+
+
+def _qdrant_edge_open(folder: Path) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.open("bench", path=folder)
+
+
+def _qdrant_local(folder: Path, spec: CollectionSpec) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.create("bench", local=str(folder), spec=spec)
+
+
+def _qdrant_local_open(folder: Path) -> VectorStore:
+    from connectors.qdrant import QdrantStore
+
+    return QdrantStore.open("bench", local=str(folder))
+
+
+def _milvus_lite(folder: Path, spec: CollectionSpec) -> VectorStore:
+    from connectors.milvus import MilvusStore
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return MilvusStore.create("bench", uri=str(folder / "bench.db"), spec=spec)
+
+
+def _milvus_lite_open(folder: Path) -> VectorStore:
+    from connectors.milvus import MilvusStore
+
+    return MilvusStore.open("bench", uri=str(folder / "bench.db"))
+
+
+BACKENDS: dict[str, BenchBackend] = {
+    "qdrant-edge": BenchBackend(_qdrant_edge, _qdrant_edge_open),
+    # Pure-Python brute force: ~0.3 s per query at 2k docs, several seconds and 7+ GB at 20k.
+    "qdrant-local": BenchBackend(_qdrant_local, _qdrant_local_open, max_docs=2_000),
+    # Token rows in pure-Python Milvus Lite: hybrid fetches ~30k token rows per query; the
+    # multivector mode streams all of them (tens of seconds at 2k docs): --modes to leave it out.
+    "milvus-lite": BenchBackend(_milvus_lite, _milvus_lite_open, max_docs=2_000),
+}
+
+
+# -- synthetic data -------------------------------------------------------------------------
+def documents(
+    n: int, *, dim: int, tokens: int, seed: int, batch: int = 256
+) -> Iterator[list[Record]]:
+    """Batches of random documents (generated lazily: 20k x 300 x 128 floats is 3 GB)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        dense = l2_normalize(rng.standard_normal((size, dim), dtype=np.float32))
+        multi = l2_normalize(rng.standard_normal((size, tokens, 128), dtype=np.float32))
+        yield [
+            Record(
+                id=start + i,
+                dense=dense[i],
+                multivector=multi[i],
+                payload={"n": start + i, "lang": "en" if (start + i) % 2 else "de"},
+            )
+            for i in range(size)
+        ]
+
+
+def planted_queries(
+    n_docs: int, count: int, *, dim: int, tokens: int, query_tokens: int, seed: int
+) -> list[tuple[int, Query]]:
+    """Queries near random documents: regenerate those documents from the same seed."""
+    rng = np.random.default_rng(seed + 1)
+    targets = rng.choice(n_docs, size=count, replace=False).tolist()
+    wanted = set(targets)
+    found: dict[int, Record] = {}
+    for batch in documents(n_docs, dim=dim, tokens=tokens, seed=seed):
+        found.update((r.id, r) for r in batch if r.id in wanted)
+    queries = []
+    for t in targets:
+        doc = found[t]
+        dense = l2_normalize(doc.dense + 0.04 * rng.standard_normal(dim, dtype=np.float32))
+        pick = rng.choice(tokens, size=query_tokens, replace=False)
+        toks = l2_normalize(
+            doc.multivector[pick]
+            + 0.08 * rng.standard_normal((query_tokens, 128), dtype=np.float32)
+        )
+        queries.append((t, Query(dense=dense, multivector=toks)))
+    return queries
+
+
+def folder_bytes(path: Path | None) -> int | None:
+    if path is None or not path.exists():
+        return None
+    # Allocated blocks, as du counts them: qdrant preallocates sparse 32 MiB chunk files.
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+
+
+# -- one run --------------------------------------------------------------------------------
+def run(name: str, backend: BenchBackend, n: int, args: argparse.Namespace, workdir: Path) -> dict:
+    spec = CollectionSpec(
+        dim=args.dim,
+        prefetch_dims=tuple(args.prefetch_dims),
+        multivector_dtype=args.dtype,
+        quantization=args.quantization,
+    )
+    folder = workdir / f"{name}-{n}"
+    store = backend.setup(folder, spec)
+    start = time.perf_counter()
+    for batch in documents(n, dim=args.dim, tokens=args.tokens, seed=args.seed):
+        store.upsert(batch)
+    upserted = time.perf_counter() - start
+    store.close()  # qdrant-edge builds its indexes here
+    ingest = time.perf_counter() - start
+    start = time.perf_counter()
+    store = backend.reopen(folder)
+    reopen = time.perf_counter() - start
+    # Warm-up queries target other documents than the timed ones: timing runs on warm caches
+    # (as in a long-running service), not on pages the very same query just touched.
+    planted = planted_queries(
+        n,
+        args.warmup + args.queries,
+        dim=args.dim,
+        tokens=args.tokens,
+        query_tokens=args.query_tokens,
+        seed=args.seed,
+    )
+    warmup, queries = planted[: args.warmup], planted[args.warmup :]
+    result = {
+        "backend": name,
+        "docs": n,
+        "ingest_s": round(ingest, 1),
+        "upsert_s": round(upserted, 1),
+        "reopen_s": round(reopen, 2),
+        "disk_bytes_per_doc": None,
+        "modes": {},
+    }
+    for mode in args.modes:
+        kwargs = {"mode": mode, "limit": 10, "prefetch_limit": args.prefetch_limit}
+        # Exhaustive MaxSim scores every document (seconds at 20k): fewer queries for it.
+        few = mode == SearchMode.MULTIVECTOR.value
+        timed = queries[: args.exhaustive_queries] if few else queries
+        for _, q in warmup[:2] if few else warmup:
+            store.search(q, **kwargs)
+        times, top1 = [], 0
+        for target, q in timed:
+            t0 = time.perf_counter()
+            hits = store.search(q, **kwargs)
+            times.append((time.perf_counter() - t0) * 1000)
+            top1 += bool(hits) and hits[0].id == target
+        result["modes"][mode] = {
+            "p50_ms": round(statistics.median(times), 2),
+            "p95_ms": round(float(np.percentile(times, 95)), 2),
+            "top1": round(top1 / len(timed), 3),
+        }
+        logger.info("%s n=%d %s: %s", name, n, mode, result["modes"][mode])
+    store.close()
+    size = folder_bytes(backend.disk(folder))
+    result["disk_bytes_per_doc"] = None if size is None else round(size / n)
+    return result
+
+
+def table(results: list[dict], modes: list[str]) -> str:
+    head = (
+        "| backend | docs | "
+        + " | ".join(f"{m} p50/p95 ms (top1)" for m in modes)
+        + " | bytes/doc | ingest s | reopen s |"
+    )
+    lines = [head, "|" + "---|" * (len(modes) + 5)]
+    for r in results:
+        cells = [
+            f"{r['modes'][m]['p50_ms']} / {r['modes'][m]['p95_ms']} ({r['modes'][m]['top1']})"
+            for m in modes
+        ]
+        lines.append(
+            f"| {r['backend']} | {r['docs']} | "
+            + " | ".join(cells)
+            + f" | {r['disk_bytes_per_doc']} | {r['ingest_s']} | {r['reopen_s']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--docs", type=int, nargs="+", default=[2000])
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=[m.value for m in SearchMode],
+        choices=[m.value for m in SearchMode],
+    )
+    p.add_argument("--queries", type=int, default=50)
+    p.add_argument(
+        "--exhaustive-queries", type=int, default=10, help="timed queries of the multivector mode"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=20, help="queries run before timing (other targets)"
+    )
+    p.add_argument("--tokens", type=int, default=300)
+    p.add_argument("--query-tokens", type=int, default=32)
+    p.add_argument("--dim", type=int, default=2048)
+    p.add_argument("--prefetch-dims", type=int, nargs="*", default=[128])
+    p.add_argument("--prefetch-limit", type=int, default=100)
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--quantization", default="none", choices=["none", "int8"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where stores are written (default: a temp dir, removed)",
+    )
+    p.add_argument("--force", action="store_true", help="run backends above their max_docs too")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="jvdb-bench-"))
+    results = []
+    try:
+        for n in args.docs:
+            for name in args.backends:
+                backend = BACKENDS[name]
+                if backend.max_docs is not None and n > backend.max_docs and not args.force:
+                    logger.info(
+                        "skipping %s at %d docs (max_docs=%d; --force to run)",
+                        name,
+                        n,
+                        backend.max_docs,
+                    )
+                    continue
+                results.append(run(name, backend, n, args, workdir))
+                shutil.rmtree(workdir / f"{name}-{n}", ignore_errors=True)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(table(results, args.modes))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
