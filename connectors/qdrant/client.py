@@ -24,7 +24,7 @@ from ..filters import Filter
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec
-from . import _deps, convert
+from . import _deps, convert, schema
 from .store import QdrantStore
 
 logger = logging.getLogger(__name__)
@@ -92,10 +92,10 @@ class ClientQdrantStore(QdrantStore):
             store._call(
                 lambda c: c.create_collection(
                     name,
-                    vectors_config=convert.client_vectors_config(spec),
+                    vectors_config=schema.client_vectors_config(spec),
                     shard_number=shard_number,
                     replication_factor=replication_factor,
-                    metadata=convert.spec_metadata(spec),
+                    metadata=schema.spec_metadata(spec),
                 )
             )
             return store
@@ -187,13 +187,13 @@ class ClientQdrantStore(QdrantStore):
         if not self._call(lambda c: c.collection_exists(self.name)):
             return None
         info = self._call(lambda c: c.get_collection(self.name))
-        spec = convert.spec_from_metadata(getattr(info.config, "metadata", None))
+        spec = schema.spec_from_metadata(getattr(info.config, "metadata", None))
         if spec is None:
             logger.warning(
                 "collection %r has no jina-vdb metadata; deriving its spec from its vectors",
                 self.name,
             )
-            spec = convert.spec_from_client_params(
+            spec = schema.spec_from_client_params(
                 self.name, info.config.params.vectors, info.config.quantization_config
             )
         return spec

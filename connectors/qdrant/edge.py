@@ -21,7 +21,7 @@ from ..filters import Filter
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec
-from . import _deps, convert
+from . import _deps, convert, schema
 from .store import QdrantStore
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,10 @@ class EdgeQdrantStore(QdrantStore):
 
     #: qdrant-edge indexes nothing until optimize() runs. After an upsert call, optimize once
     #: this many points were written since the last one; close() optimizes whatever is left.
-    optimize_every: int = 20_000
+    optimize_every: int = 10_000
     #: HNSW beam width of dense stages (raised to the stage's limit when that is larger).
     hnsw_ef: int | None = 128
-    tuning: convert.EdgeTuning = convert.EdgeTuning()
+    tuning: schema.EdgeTuning = schema.EdgeTuning()
 
     def __init__(self, name: str, spec: CollectionSpec, folder: Path, shard: Any) -> None:
         super().__init__(name, spec)
@@ -86,7 +86,7 @@ class EdgeQdrantStore(QdrantStore):
         if (shard_path / "edge_config.json").exists():
             shard = _guard_lock(folder, lambda: qe.EdgeShard.load(str(shard_path)))
         else:
-            config = convert.edge_config(spec, cls.tuning)
+            config = schema.edge_config(spec, cls.tuning)
             shard = _guard_lock(folder, lambda: qe.EdgeShard.create(str(shard_path), config))
         return cls(name, spec, folder, shard)
 
@@ -211,7 +211,7 @@ def _read_spec(folder: Path) -> CollectionSpec | None:
         data = json.loads((folder / SPEC_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    spec = convert.spec_from_metadata(data)
+    spec = schema.spec_from_metadata(data)
     if spec is None:
         raise SchemaMismatchError(f"{folder / SPEC_FILE} holds no jina-vdb collection spec")
     return spec
@@ -219,5 +219,5 @@ def _read_spec(folder: Path) -> CollectionSpec | None:
 
 def _write_spec(folder: Path, spec: CollectionSpec) -> None:
     tmp = folder / (SPEC_FILE + ".tmp")
-    tmp.write_text(json.dumps(convert.spec_metadata(spec), indent=2), encoding="utf-8")
+    tmp.write_text(json.dumps(schema.spec_metadata(spec), indent=2), encoding="utf-8")
     os.replace(tmp, folder / SPEC_FILE)  # atomic: a reader never sees half a spec

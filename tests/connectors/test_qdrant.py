@@ -28,7 +28,7 @@ from connectors import (
     StoreLockedError,
     StoreUnavailableError,
 )
-from connectors.qdrant import QdrantStore, convert
+from connectors.qdrant import QdrantStore, convert, schema
 from connectors.records import ID_NAMESPACE, prepare_records
 
 qdrant_client = pytest.importorskip("qdrant_client")
@@ -105,7 +105,7 @@ def test_float32_multivector_and_dense_only_schema(memory_client):
 
 def test_spec_derived_from_a_collection_without_metadata(memory_client, corpus):
     spec = corpus.spec
-    memory_client.create_collection("foreign", vectors_config=convert.client_vectors_config(spec))
+    memory_client.create_collection("foreign", vectors_config=schema.client_vectors_config(spec))
     store = QdrantStore.open("foreign", client=memory_client)
     assert store.spec == spec
     with pytest.raises(SchemaMismatchError, match="prefetch_dims"):

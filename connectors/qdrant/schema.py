@@ -1,0 +1,155 @@
+"""Collection schemas: a CollectionSpec as qdrant-edge / qdrant-client vector params, and back.
+
+Named vectors: ``dense`` (dim, cosine, optional int8), ``dense_<k>`` per Matryoshka prefix
+and ``multi`` (128, cosine, MaxSim, HNSW m=0, float16 by default). The spec itself is stored
+next to the collection (metadata / a json file) so ``open()`` reads it back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import SchemaMismatchError
+from ..spec import CollectionSpec, Quantization, VectorDtype
+from . import _deps
+
+#: Collection metadata key (qdrant-client) / json file key (qdrant-edge) holding the spec.
+SPEC_KEY = "jina_vdb"
+SPEC_FORMAT = 1
+#: Token vectors are only rescored, never searched through a graph (SPEC: m=0).
+MULTI_HNSW_M = 0
+#: Scalar int8 quantisation keeps 99% of the value range; the tails are clipped.
+INT8_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class EdgeTuning:
+    """Engine settings of a new qdrant-edge shard (not part of the spec: results do not change)."""
+
+    #: HNSW graph of the dense fields (the token field always has m=0).
+    m: int = 16
+    ef_construct: int = 100
+    #: KB of vectors per segment below which a search scans instead of walking the graph.
+    full_scan_threshold: int = 10_000
+
+
+def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
+    """The ``qdrant_edge.EdgeConfig`` of a spec: named vectors dense, dense_<k>, multi."""
+    qe = _deps.edge()
+    graph = qe.HnswIndexConfig(
+        m=tuning.m, ef_construct=tuning.ef_construct, full_scan_threshold=tuning.full_scan_threshold
+    )
+    int8 = qe.ScalarQuantizationConfig(
+        qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned
+    )
+    vectors = {
+        spec.dense_field: qe.EdgeVectorParams(
+            size=spec.dim,
+            distance=qe.Distance.Cosine,
+            quantization_config=int8 if spec.quantization is Quantization.INT8 else None,
+        )
+    }
+    for k in spec.prefetch_dims:
+        vectors[spec.prefix_field(k)] = qe.EdgeVectorParams(size=k, distance=qe.Distance.Cosine)
+    if spec.multivector:
+        vectors[spec.multivector_field] = qe.EdgeVectorParams(
+            size=spec.multivector_dim,
+            distance=qe.Distance.Cosine,
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            datatype=qe.VectorStorageDatatype.Float16
+            if spec.multivector_dtype is VectorDtype.FLOAT16
+            else qe.VectorStorageDatatype.Float32,
+            # HnswIndexConfig needs all three numbers; only m=0 matters (no graph).
+            hnsw_config=qe.HnswIndexConfig(
+                m=MULTI_HNSW_M,
+                ef_construct=tuning.ef_construct,
+                full_scan_threshold=tuning.full_scan_threshold,
+            ),
+            memory=qe.Memory.Cold if spec.on_disk else None,
+        )
+    return qe.EdgeConfig(vectors=vectors, hnsw_config=graph)
+
+
+def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
+    """``vectors_config`` for ``QdrantClient.create_collection``."""
+    m = _deps.models()
+    int8 = m.ScalarQuantization(
+        scalar=m.ScalarQuantizationConfig(
+            type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
+        )
+    )
+    vectors = {
+        spec.dense_field: m.VectorParams(
+            size=spec.dim,
+            distance=m.Distance.COSINE,
+            quantization_config=int8 if spec.quantization is Quantization.INT8 else None,
+        )
+    }
+    for k in spec.prefetch_dims:
+        vectors[spec.prefix_field(k)] = m.VectorParams(size=k, distance=m.Distance.COSINE)
+    if spec.multivector:
+        vectors[spec.multivector_field] = m.VectorParams(
+            size=spec.multivector_dim,
+            distance=m.Distance.COSINE,
+            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+            hnsw_config=m.HnswConfigDiff(m=MULTI_HNSW_M),
+            datatype=m.Datatype.FLOAT16
+            if spec.multivector_dtype is VectorDtype.FLOAT16
+            else m.Datatype.FLOAT32,
+            on_disk=True if spec.on_disk else None,
+        )
+    return vectors
+
+
+def spec_metadata(spec: CollectionSpec) -> dict[str, Any]:
+    """What is stored next to a collection so ``open()`` can read the spec back."""
+    return {SPEC_KEY: {"format": SPEC_FORMAT, "spec": spec.to_dict()}}
+
+
+def spec_from_metadata(metadata: dict[str, Any] | None) -> CollectionSpec | None:
+    """The spec written by ``spec_metadata`` (None when absent)."""
+    entry = (metadata or {}).get(SPEC_KEY)
+    if not isinstance(entry, dict) or "spec" not in entry:
+        return None
+    return CollectionSpec.from_dict(entry["spec"])
+
+
+_PREFIX = re.compile(r"^dense_(\d+)$")
+
+
+def spec_from_client_params(
+    name: str, vectors: Any, collection_quantization: Any = None
+) -> CollectionSpec:
+    """Derive a spec from an existing collection's vector params (one not created by jina-vdb).
+
+    Raises SchemaMismatchError when the collection lacks the named vectors jina-vdb uses.
+    """
+    m = _deps.models()
+    if not isinstance(vectors, dict) or "dense" not in vectors:
+        raise SchemaMismatchError(
+            f"collection {name!r} has no named vector 'dense' (vectors: {vectors!r}); it was not "
+            "created by jina-vdb: create a new collection with QdrantStore.create"
+        )
+    dense = vectors["dense"]
+    multi = vectors.get("multi")
+    if multi is not None and multi.multivector_config is None:
+        raise SchemaMismatchError(f"collection {name!r}: vector 'multi' is not a multivector")
+    quant = dense.quantization_config or collection_quantization
+    tokens: dict[str, Any] = {"multivector": multi is not None}
+    if multi is not None:  # a dense-only collection keeps the spec defaults for token fields
+        float16 = multi.datatype == m.Datatype.FLOAT16
+        tokens.update(
+            multivector_dtype=VectorDtype.FLOAT16 if float16 else VectorDtype.FLOAT32,
+            multivector_dim=multi.size,
+            on_disk=bool(multi.on_disk),
+        )
+    return CollectionSpec(
+        dim=dense.size,
+        prefetch_dims=tuple(int(mt.group(1)) for key in vectors if (mt := _PREFIX.match(key))),
+        quantization=Quantization.INT8
+        if isinstance(quant, m.ScalarQuantization)
+        else Quantization.NONE,
+        **tokens,
+    )
