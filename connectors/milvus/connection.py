@@ -87,12 +87,15 @@ class Connection:
                 _release_lite(self.uri)
 
 
-def connect(uri: str, *, token: str | None = None, client: Any = None, timeout: float | None = None) -> Connection:
+def connect(
+    uri: str, *, token: str | None = None, client: Any = None, timeout: float | None = None
+) -> Connection:
     """A MilvusClient for ``uri`` (or the caller's ``client``), with our error types.
 
     Raises:
         StoreLockedError: the Milvus Lite file is open in another process.
-        StoreUnavailableError: the server does not answer (the message names the URI, never the token).
+        StoreUnavailableError: the server does not answer (the message names the URI, never
+            the token).
     """
     if client is not None:
         return Connection(client=client, uri=None, owned=False)
@@ -110,13 +113,16 @@ def connect(uri: str, *, token: str | None = None, client: Any = None, timeout: 
             _release_lite(path)
             if lite_locked(path):
                 raise StoreLockedError(
-                    f"Milvus Lite file {path} is open in another process (it allows one process at a time); "
+                    f"Milvus Lite file {path} is open in another process "
+                    "(it allows one process at a time); "
                     "close it there or use a Milvus server"
                 ) from None
         message = str(getattr(e, "message", e))
         if secret:
             message = message.replace(secret, "***")
-        raise StoreUnavailableError(f"cannot connect to Milvus at {redact(path)}: {message}") from None
+        raise StoreUnavailableError(
+            f"cannot connect to Milvus at {redact(path)}: {message}"
+        ) from None
     return Connection(client=made, uri=path, owned=True)
 
 

@@ -57,7 +57,9 @@ class Layout(str, enum.Enum):
 
     AUTO = "auto"  # choose from the server's capabilities at create()
     STRUCT = "struct"  # Array of Structs field + MAX_SIM index (Milvus >= 2.6.4)
-    TOKEN_ROWS = "token_rows"  # companion collection, one row per token (Milvus Lite, older servers)
+    TOKEN_ROWS = (
+        "token_rows"  # companion collection, one row per token (Milvus Lite, older servers)
+    )
     NONE = "none"  # multivector=False: no token vectors at all
 
 
@@ -67,7 +69,8 @@ def pymilvus() -> ModuleType:
         return importlib.import_module("pymilvus")
     except ImportError as e:
         raise MissingDependencyError(
-            "pymilvus is required for MilvusStore: pip install 'pymilvus>=2.6' (or pip install jina-vdb)"
+            "pymilvus is required for MilvusStore: "
+            "pip install 'pymilvus>=2.6' (or pip install jina-vdb)"
         ) from e
 
 
@@ -77,7 +80,8 @@ def encode_id(record_id: RecordId, *, index: int | None = None) -> str:
     key = f"i:{record_id}" if isinstance(record_id, int) else f"s:{record_id}"
     if len(key.encode("utf-8")) > ID_MAX_BYTES:
         raise RecordError(
-            f"id is too long for Milvus ({len(key.encode('utf-8'))} bytes encoded, at most {ID_MAX_BYTES})",
+            f"id is too long for Milvus ({len(key.encode('utf-8'))} bytes encoded, "
+            f"at most {ID_MAX_BYTES})",
             index=index,
             record_id=record_id,
         )
@@ -91,7 +95,9 @@ def decode_id(key: str) -> RecordId:
         return int(value)
     if tag == "s":
         return value
-    raise ValueError(f"primary key {key!r} was not written by jina-vdb (expected 'i:' or 's:' prefix)")
+    raise ValueError(
+        f"primary key {key!r} was not written by jina-vdb (expected 'i:' or 's:' prefix)"
+    )
 
 
 # -- filter expressions --------------------------------------------------------------------
@@ -146,7 +152,11 @@ def filter_expr(flt: Filter) -> str:
     if isinstance(flt, Range):
         path = json_path(flt.key)
         ops = (("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<="))
-        bounds = [f"{path} {op} {literal(getattr(flt, name))}" for name, op in ops if getattr(flt, name) is not None]
+        bounds = [
+            f"{path} {op} {literal(getattr(flt, name))}"
+            for name, op in ops
+            if getattr(flt, name) is not None
+        ]
         return f"(exists {path} and {' and '.join(bounds)})"
     if isinstance(flt, And):
         return "(" + " and ".join(filter_expr(c) for c in flt.conditions) + ")"
@@ -178,7 +188,7 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 # -- server capabilities -------------------------------------------------------------------
 def parse_version(text: str) -> tuple[int, int, int] | None:
-    """``v2.6.4`` / ``2.6.4-rc1`` / ``... Compatible with Milvus 2.6`` -> (2, 6, 4); None if absent."""
+    """``v2.6.4`` / ``2.6.4-rc1`` / ``... Milvus 2.6`` -> (2, 6, 4) / (2, 6, 0); None if absent."""
     m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
     if not m:
         return None
@@ -191,16 +201,24 @@ def choose_layout(server_version: str) -> tuple[Layout, str]:
         return Layout.TOKEN_ROWS, f"{server_version} is Milvus Lite (no Array of Structs / MAX_SIM)"
     version = parse_version(server_version)
     if version is None:
-        return Layout.TOKEN_ROWS, f"server version {server_version!r} is not recognised; assuming no Array of Structs"
+        return (
+            Layout.TOKEN_ROWS,
+            f"server version {server_version!r} is not recognised; assuming no Array of Structs",
+        )
     needed = ".".join(map(str, STRUCT_MIN_VERSION))
     if version >= STRUCT_MIN_VERSION:
-        return Layout.STRUCT, f"server {server_version} >= {needed} supports Array of Structs with MAX_SIM"
+        return (
+            Layout.STRUCT,
+            f"server {server_version} >= {needed} supports Array of Structs with MAX_SIM",
+        )
     return Layout.TOKEN_ROWS, f"server {server_version} < {needed} has no Array of Structs"
 
 
 # -- collection metadata (how open() finds the spec and the layout again) ------------------
-def collection_properties(spec: CollectionSpec, layout: Layout, max_tokens: int | None) -> dict[str, str]:
-    """Collection properties recording the spec and layout (Milvus Lite keeps properties, not descriptions)."""
+def collection_properties(
+    spec: CollectionSpec, layout: Layout, max_tokens: int | None
+) -> dict[str, str]:
+    """Properties recording the spec and layout (Milvus Lite keeps properties, not descriptions)."""
     props = {
         PROP_FORMAT: FORMAT_VERSION,
         PROP_SPEC: json.dumps(spec.to_dict(), sort_keys=True),
@@ -211,17 +229,21 @@ def collection_properties(spec: CollectionSpec, layout: Layout, max_tokens: int 
     return props
 
 
-def read_properties(name: str, description: dict[str, Any]) -> tuple[CollectionSpec, Layout, int | None]:
+def read_properties(
+    name: str, description: dict[str, Any]
+) -> tuple[CollectionSpec, Layout, int | None]:
     """Spec, layout and max_tokens back from ``describe_collection`` output."""
     props = description.get("properties") or {}
     if PROP_SPEC not in props or PROP_LAYOUT not in props:
         raise SchemaMismatchError(
-            f"collection {name!r} exists but was not created by jina-vdb (no {PROP_SPEC!r} property); "
+            f"collection {name!r} exists but was not created by jina-vdb "
+            f"(no {PROP_SPEC!r} property); "
             "use another name or drop it"
         )
     if props.get(PROP_FORMAT) != FORMAT_VERSION:
         raise SchemaMismatchError(
-            f"collection {name!r} has jina-vdb format {props.get(PROP_FORMAT)!r}; this version reads {FORMAT_VERSION!r}"
+            f"collection {name!r} has jina-vdb format {props.get(PROP_FORMAT)!r}; "
+            f"this version reads {FORMAT_VERSION!r}"
         )
     spec = CollectionSpec.from_dict(json.loads(props[PROP_SPEC]))
     max_tokens = int(props[PROP_MAX_TOKENS]) if PROP_MAX_TOKENS in props else None
@@ -254,10 +276,16 @@ def doc_schema(spec: CollectionSpec, layout: Layout) -> Any:
 
 def dense_index_params(spec: CollectionSpec, index_params: Any | None = None) -> Any:
     """HNSW + COSINE on every dense field."""
-    params = index_params if index_params is not None else pymilvus().MilvusClient.prepare_index_params()
+    params = (
+        index_params if index_params is not None else pymilvus().MilvusClient.prepare_index_params()
+    )
     for name in dense_fields(spec):
         params.add_index(
-            field_name=name, index_name=f"{name}_hnsw", index_type="HNSW", metric_type="COSINE", params=dict(HNSW_BUILD)
+            field_name=name,
+            index_name=f"{name}_hnsw",
+            index_type="HNSW",
+            metric_type="COSINE",
+            params=dict(HNSW_BUILD),
         )
     return params
 
@@ -281,7 +309,9 @@ def dense_search_request(
     }
 
 
-def doc_row(spec: CollectionSpec, key: str, vectors: dict[str, np.ndarray], payload: dict[str, Any]) -> dict[str, Any]:
+def doc_row(
+    spec: CollectionSpec, key: str, vectors: dict[str, np.ndarray], payload: dict[str, Any]
+) -> dict[str, Any]:
     """One documents-collection row (without the layout's token fields)."""
     row: dict[str, Any] = {PK: key, PAYLOAD: payload}
     for name in dense_fields(spec):
@@ -289,8 +319,10 @@ def doc_row(spec: CollectionSpec, key: str, vectors: dict[str, np.ndarray], payl
     return row
 
 
-def check_description(name: str, description: dict[str, Any], spec: CollectionSpec, layout: Layout) -> None:
-    """Raise if the server does not have every field we asked for (Milvus Lite drops some silently)."""
+def check_description(
+    name: str, description: dict[str, Any], spec: CollectionSpec, layout: Layout
+) -> None:
+    """Raise if the server lacks a field we asked for (Milvus Lite drops some silently)."""
     fields = {f["name"]: f for f in description.get("fields", [])}
     missing = [f for f in (PK, PAYLOAD, *dense_fields(spec)) if f not in fields]
     if layout is Layout.TOKEN_ROWS and N_TOKENS not in fields:

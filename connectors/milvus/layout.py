@@ -60,29 +60,38 @@ class TokenLayout(ABC):
     # -- creation --------------------------------------------------------------------
     def extend_schema(self, schema: Any) -> None:
         """Add this layout's fields to the documents schema (before the collection exists)."""
+        return None
 
     def extend_indexes(self, index_params: Any) -> None:
         """Add this layout's indexes to the documents index parameters."""
+        return None
 
     def verify(self, description: dict[str, Any]) -> None:
         """Raise if the server dropped or changed a field this layout needs."""
+        return None
 
     def create_companions(self) -> None:
         """Create any companion collection (idempotent)."""
+        return None
 
     def open_companions(self) -> None:
         """Check and load any companion collection of an existing collection."""
+        return None
 
     def drop_companions(self) -> None:
         """Drop any companion collection (idempotent)."""
+        return None
 
     # -- writes ------------------------------------------------------------------------
     @abstractmethod
-    def write(self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]) -> None:
+    def write(
+        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]
+    ) -> None:
         """Write documents rows (pk, dense fields, payload) and their token vectors."""
 
     def delete_tokens(self, keys: Sequence[str]) -> None:
         """Remove the token vectors of deleted documents (their rows are already gone)."""
+        return None
 
     # -- reads ---------------------------------------------------------------------------
     def rerank(self, tokens: np.ndarray, candidates: Sequence[str], limit: int) -> list[Scored]:
@@ -103,5 +112,7 @@ class DenseOnly(TokenLayout):
 
     kind = Layout.NONE
 
-    def write(self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]) -> None:
+    def write(
+        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]
+    ) -> None:
         self.target.client.upsert(self.target.name, rows, **self.target.request)

@@ -45,19 +45,35 @@ _LAYOUTS: dict[Layout, type[TokenLayout]] = {
     Layout.TOKEN_ROWS: TokenRowsLayout,
     Layout.NONE: DenseOnly,
 }
-_SPEC_ARGS = {"dim": 2048, "prefetch_dims": (128,), "multivector": True, "multivector_dtype": "float16"}
+_SPEC_ARGS = {
+    "dim": 2048,
+    "prefetch_dims": (128,),
+    "multivector": True,
+    "multivector_dtype": "float16",
+}
 
 
 class MilvusStore(VectorStore):
     """One jina-vdb collection in Milvus. Create with ``create()``, reopen with ``open()``."""
 
-    def __init__(self, name: str, spec: CollectionSpec, conn: Connection, layout: Layout, *,
-                 max_tokens: int | None = None, timeout: float | None = None, create_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: CollectionSpec,
+        conn: Connection,
+        layout: Layout,
+        *,
+        max_tokens: int | None = None,
+        timeout: float | None = None,
+        create_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(name, spec)
         self._conn = conn
         self.client = conn.client
         request = {"timeout": timeout} if timeout is not None else {}
-        self._target = Target(self.client, name, spec, max_tokens, request, dict(create_kwargs or {}))
+        self._target = Target(
+            self.client, name, spec, max_tokens, request, dict(create_kwargs or {})
+        )
         self.layout: TokenLayout = _LAYOUTS[layout](self._target)
         self.transient_errors = (cv.pymilvus().MilvusUnavailableException,)
 
@@ -102,8 +118,13 @@ class MilvusStore(VectorStore):
                 server dropped a field (Milvus Lite and layout='struct').
             StoreUnavailableError / StoreLockedError: see ``connection.connect``.
         """
-        spec = _spec_from_args(spec, dim=dim, prefetch_dims=tuple(prefetch_dims), multivector=multivector,
-                               multivector_dtype=multivector_dtype)
+        spec = _spec_from_args(
+            spec,
+            dim=dim,
+            prefetch_dims=tuple(prefetch_dims),
+            multivector=multivector,
+            multivector_dtype=multivector_dtype,
+        )
         wanted = _check_layout(layout, max_tokens)
         conn = connect(uri, token=token, client=client, timeout=timeout)
         try:
@@ -117,7 +138,15 @@ class MilvusStore(VectorStore):
             create_kwargs = {"consistency_level": consistency_level or "Strong"}
             if num_shards is not None:
                 create_kwargs["num_shards"] = num_shards
-            store = cls(name, spec, conn, chosen, max_tokens=max_tokens, timeout=timeout, create_kwargs=create_kwargs)
+            store = cls(
+                name,
+                spec,
+                conn,
+                chosen,
+                max_tokens=max_tokens,
+                timeout=timeout,
+                create_kwargs=create_kwargs,
+            )
             store._create_collection()
             return store
         except BaseException:
@@ -125,8 +154,15 @@ class MilvusStore(VectorStore):
             raise
 
     @classmethod
-    def open(cls, name: str, *, uri: str = "./milvus.db", token: str | None = None, client: Any = None,
-             timeout: float | None = None) -> MilvusStore:
+    def open(
+        cls,
+        name: str,
+        *,
+        uri: str = "./milvus.db",
+        token: str | None = None,
+        client: Any = None,
+        timeout: float | None = None,
+    ) -> MilvusStore:
         """Open an existing collection; its spec and layout are read back from Milvus.
 
         Raises:
@@ -143,14 +179,25 @@ class MilvusStore(VectorStore):
             raise
 
     @classmethod
-    def _existing(cls, name: str, conn: Connection, timeout: float | None, *, spec: CollectionSpec | None = None,
-                  wanted: Layout = Layout.AUTO) -> MilvusStore:
+    def _existing(
+        cls,
+        name: str,
+        conn: Connection,
+        timeout: float | None,
+        *,
+        spec: CollectionSpec | None = None,
+        wanted: Layout = Layout.AUTO,
+    ) -> MilvusStore:
         description = conn.client.describe_collection(name)
         stored, layout, max_tokens = cv.read_properties(name, description)
         if spec is not None and (diffs := spec.differences(stored)):
-            raise SchemaMismatchError(f"collection {name!r} exists with a different spec: {'; '.join(diffs)}")
+            raise SchemaMismatchError(
+                f"collection {name!r} exists with a different spec: {'; '.join(diffs)}"
+            )
         if wanted is not Layout.AUTO and stored.multivector and wanted is not layout:
-            raise SchemaMismatchError(f"collection {name!r} exists with layout {layout.value!r}, not {wanted.value!r}")
+            raise SchemaMismatchError(
+                f"collection {name!r} exists with layout {layout.value!r}, not {wanted.value!r}"
+            )
         store = cls(name, stored, conn, layout, max_tokens=max_tokens, timeout=timeout)
         store._open_collection(description)
         return store
@@ -163,7 +210,9 @@ class MilvusStore(VectorStore):
         schema = cv.doc_schema(self.spec, self.layout.kind)
         self.layout.extend_schema(schema)
         props = cv.collection_properties(self.spec, self.layout.kind, t.max_tokens)
-        client.create_collection(self.name, schema=schema, properties=props, **t.create, **t.request)
+        client.create_collection(
+            self.name, schema=schema, properties=props, **t.create, **t.request
+        )
         try:
             self._verify(client.describe_collection(self.name, **t.request))
         except SchemaMismatchError:
@@ -172,7 +221,12 @@ class MilvusStore(VectorStore):
             raise
         self._ensure_indexes()
         client.load_collection(self.name, **t.request)
-        logger.info("created Milvus collection %r (layout %s, spec %s)", self.name, self.layout.kind.value, self.spec.to_dict())
+        logger.info(
+            "created Milvus collection %r (layout %s, spec %s)",
+            self.name,
+            self.layout.kind.value,
+            self.spec.to_dict(),
+        )
 
     def _open_collection(self, description: dict[str, Any]) -> None:
         self._verify(description)
@@ -192,8 +246,10 @@ class MilvusStore(VectorStore):
         params = cv.dense_index_params(self.spec)
         self.layout.extend_indexes(params)
         existing = set(self.client.list_indexes(self.name, **self._target.request))
-        # Milvus Lite names an index after its field whatever index_name says; servers keep the name.
-        missing = type(params)(i for i in params if not {i.index_name, i.field_name} & existing)  # IndexParams is a list
+        # Milvus Lite names an index after its field whatever index_name says; servers keep it.
+        missing = type(params)(
+            i for i in params if not {i.index_name, i.field_name} & existing
+        )  # IndexParams is a list
         if missing:
             # sync=False: pymilvus would poll every 0.5 s per index; load_collection waits anyway.
             self.client.create_index(self.name, missing, sync=False, **self._target.request)
@@ -211,9 +267,15 @@ class MilvusStore(VectorStore):
         for i, r in enumerate(records):
             if isinstance(r, Record) and isinstance(r.id, int | str) and not isinstance(r.id, bool):
                 cv.encode_id(r.id, index=i)
-                if cap is not None and r.multivector is not None and np.ndim(r.multivector) == 2 and len(r.multivector) > cap:
+                if (
+                    cap is not None
+                    and r.multivector is not None
+                    and np.ndim(r.multivector) == 2
+                    and len(r.multivector) > cap
+                ):
                     raise RecordError(
-                        f"multivector has {len(r.multivector)} tokens; this collection's max_tokens is {cap} "
+                        f"multivector has {len(r.multivector)} tokens; "
+                        f"this collection's max_tokens is {cap} "
                         "(create it with a larger max_tokens, or use layout='token_rows')",
                         index=i,
                         record_id=r.id,
@@ -222,7 +284,10 @@ class MilvusStore(VectorStore):
 
     def _write(self, records: Sequence[PreparedRecord]) -> None:
         keys = [cv.encode_id(r.id) for r in records]
-        rows = [cv.doc_row(self.spec, k, r.vectors, r.payload) for k, r in zip(keys, records)]
+        rows = [
+            cv.doc_row(self.spec, k, r.vectors, r.payload)
+            for k, r in zip(keys, records, strict=True)
+        ]
         tokens = [r.vectors.get(self.spec.multivector_field) for r in records]
         self.layout.write(keys, rows, tokens)
 
@@ -243,17 +308,29 @@ class MilvusStore(VectorStore):
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
         expr = cv.filter_expr(plan.filter) if plan.filter is not None else ""
         if plan.mode is SearchMode.FUSION and isinstance(self.layout, StructLayout):
-            return self._hits(self._struct_fusion(plan, vectors, expr))
+            return self._hits(self._struct_fusion(self.layout, plan, vectors, expr))
         done: dict[tuple[Stage, ...], list[Scored]] = {}
         rankings = [self._cascade(cascade, vectors, expr, done) for cascade in plan.cascades]
         if not plan.fused:
             return self._hits(rankings[0][: plan.limit])
-        payloads = {key: payload for ranking in rankings for key, _, payload in ranking if payload is not None}
-        fused = rrf([[key for key, _, _ in ranking] for ranking in rankings], k=plan.rrf_k)[: plan.limit]
+        payloads = {
+            key: payload
+            for ranking in rankings
+            for key, _, payload in ranking
+            if payload is not None
+        }
+        fused = rrf([[key for key, _, _ in ranking] for ranking in rankings], k=plan.rrf_k)[
+            : plan.limit
+        ]
         return self._hits([(key, score, payloads.get(key)) for key, score in fused])
 
-    def _cascade(self, stages: tuple[Stage, ...], vectors: dict[str, Any], expr: str,
-                 done: dict[tuple[Stage, ...], list[Scored]]) -> list[Scored]:
+    def _cascade(
+        self,
+        stages: tuple[Stage, ...],
+        vectors: dict[str, Any],
+        expr: str,
+        done: dict[tuple[Stage, ...], list[Scored]],
+    ) -> list[Scored]:
         """Run stages in order; prefixes already run for another cascade are reused."""
         if stages in done:
             return done[stages]
@@ -269,20 +346,29 @@ class MilvusStore(VectorStore):
                 result = self.layout.rerank(tokens, [key for key, _, _ in previous], stage.limit)
         else:
             restrict = expr if previous is None else cv.in_expr(PK, [key for key, _, _ in previous])
-            request = cv.dense_search_request(stage.field, vectors[stage.field], stage.limit, restrict, [PAYLOAD])
+            request = cv.dense_search_request(
+                stage.field, vectors[stage.field], stage.limit, restrict, [PAYLOAD]
+            )
             result = parse_hits(self.client.search(self.name, **request, **self._target.request))
         done[stages] = result
         return result
 
-    def _struct_fusion(self, plan: SearchPlan, vectors: dict[str, Any], expr: str) -> list[Scored]:
+    def _struct_fusion(
+        self, layout: StructLayout, plan: SearchPlan, vectors: dict[str, Any], expr: str
+    ) -> list[Scored]:
+        """Struct layout fusion: dense candidates, then one hybrid_search (RRF on the server)."""
         (dense_stage,) = plan.cascades[0]
         candidates = self._cascade((dense_stage,), vectors, expr, {})
         if not candidates:
             return []
-        assert isinstance(self.layout, StructLayout)
-        return self.layout.fuse(
-            vectors[dense_stage.field], vectors[self.spec.multivector_field], [k for k, _, _ in candidates],
-            dense_stage.limit, plan.limit, expr, plan.rrf_k,
+        return layout.fuse(
+            vectors[dense_stage.field],
+            vectors[self.spec.multivector_field],
+            [k for k, _, _ in candidates],
+            dense_stage.limit,
+            plan.limit,
+            expr,
+            plan.rrf_k,
         )
 
     def _hits(self, scored: list[Scored]) -> list[Hit]:
@@ -290,14 +376,22 @@ class MilvusStore(VectorStore):
         missing = [key for key, _, payload in scored if payload is None]
         fetched = {r[PK]: r[PAYLOAD] for r in self._get_rows(missing, [PAYLOAD])} if missing else {}
         return [
-            Hit(id=cv.decode_id(key), score=score, payload=payload if payload is not None else fetched.get(key, {}))
+            Hit(
+                id=cv.decode_id(key),
+                score=score,
+                payload=payload if payload is not None else fetched.get(key, {}),
+            )
             for key, score, payload in scored
         ]
 
     def _get_rows(self, keys: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for group in cv.chunks(list(keys), cv.MAX_IDS_PER_EXPR):
-            rows.extend(self.client.get(self.name, ids=list(group), output_fields=fields, **self._target.request))
+            rows.extend(
+                self.client.get(
+                    self.name, ids=list(group), output_fields=fields, **self._target.request
+                )
+            )
         return rows
 
     def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
@@ -305,20 +399,28 @@ class MilvusStore(VectorStore):
         keys = [cv.encode_id(check_id(i)) for i in ids]
         fields = [PAYLOAD, self.spec.dense_field] if with_vectors else [PAYLOAD]
         rows = {r[PK]: r for r in self._get_rows(keys, fields)}
-        tokens = self.layout.tokens_of(list(rows)) if with_vectors and self.spec.multivector and rows else {}
+        tokens = (
+            self.layout.tokens_of(list(rows))
+            if with_vectors and self.spec.multivector and rows
+            else {}
+        )
         out = []
         for key in keys:
             row = rows.get(key)
             if row is None:
                 continue
-            dense = np.asarray(row[self.spec.dense_field], dtype=np.float32) if with_vectors else None
+            dense = (
+                np.asarray(row[self.spec.dense_field], dtype=np.float32) if with_vectors else None
+            )
             out.append(Record(cv.decode_id(key), dense, tokens.get(key), row[PAYLOAD] or {}))
         return out
 
     def count(self, filter: Filter | None = None) -> int:
         """Number of records (matching the filter)."""
         expr = cv.filter_expr(filter) if filter is not None else ""
-        rows = self.client.query(self.name, filter=expr, output_fields=["count(*)"], **self._target.request)
+        rows = self.client.query(
+            self.name, filter=expr, output_fields=["count(*)"], **self._target.request
+        )
         return int(rows[0]["count(*)"]) if rows else 0
 
     def close(self) -> None:
@@ -327,8 +429,12 @@ class MilvusStore(VectorStore):
 
     def info(self) -> dict[str, Any]:
         """Spec, count, layout and where the collection lives."""
-        return {**super().info(), "layout": self.layout.kind.value, "uri": redact(self._conn.uri) if self._conn.uri else None,
-                "max_tokens": self._target.max_tokens}
+        return {
+            **super().info(),
+            "layout": self.layout.kind.value,
+            "uri": redact(self._conn.uri) if self._conn.uri else None,
+            "max_tokens": self._target.max_tokens,
+        }
 
 
 def _spec_from_args(spec: CollectionSpec | None, **args: Any) -> CollectionSpec:
@@ -354,8 +460,12 @@ def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
             raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
         if max_tokens > SERVER_ARRAY_CAP:
-            logger.warning("max_tokens=%d is above Milvus' default array cap %d: the server refuses it unless "
-                           "proxy.maxArrayCapacity is raised", max_tokens, SERVER_ARRAY_CAP)
+            logger.warning(
+                "max_tokens=%d is above Milvus' default array cap %d: the server refuses it unless "
+                "proxy.maxArrayCapacity is raised",
+                max_tokens,
+                SERVER_ARRAY_CAP,
+            )
     return wanted
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import SchemaMismatchError
 from .convert import PAYLOAD, PK, Layout, and_expr, in_expr, pymilvus
-from .layout import Scored, Target, TokenLayout, parse_hits
+from .layout import Scored, TokenLayout, parse_hits
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +57,23 @@ def add_struct_field(schema: Any, field: str, dim: int, max_tokens: int) -> None
     DataType = pymilvus().DataType
     struct = pymilvus().MilvusClient.create_struct_field_schema()
     struct.add_field(VEC, DataType.FLOAT_VECTOR, dim=dim)
-    schema.add_field(field, DataType.ARRAY, element_type=DataType.STRUCT, struct_schema=struct, max_capacity=max_tokens)
+    schema.add_field(
+        field,
+        DataType.ARRAY,
+        element_type=DataType.STRUCT,
+        struct_schema=struct,
+        max_capacity=max_tokens,
+    )
 
 
 def add_struct_index(index_params: Any, field: str) -> None:
     """MAX_SIM_COSINE over the embedding list (HNSW, the type Milvus documents for it)."""
     index_params.add_index(
-        field_name=sub_field(field), index_name=f"{field}_maxsim", index_type="HNSW", metric_type=METRIC, params=dict(HNSW_BUILD)
+        field_name=sub_field(field),
+        index_name=f"{field}_maxsim",
+        index_type="HNSW",
+        metric_type=METRIC,
+        params=dict(HNSW_BUILD),
     )
 
 
@@ -108,12 +118,18 @@ def fusion_request(
 
     reqs = [
         AnnSearchRequest(
-            data=[np.asarray(dense, dtype=np.float32).tolist()], anns_field=dense_field,
-            param=dense_search_params(prefetch), limit=prefetch, expr=expr or None,
+            data=[np.asarray(dense, dtype=np.float32).tolist()],
+            anns_field=dense_field,
+            param=dense_search_params(prefetch),
+            limit=prefetch,
+            expr=expr or None,
         ),
         AnnSearchRequest(
-            data=[embedding_list(tokens)], anns_field=sub_field(multi_field),
-            param=maxsim_search_params(prefetch), limit=prefetch, expr=in_expr(PK, candidates),
+            data=[embedding_list(tokens)],
+            anns_field=sub_field(multi_field),
+            param=maxsim_search_params(prefetch),
+            limit=prefetch,
+            expr=in_expr(PK, candidates),
         ),
     ]
     return {"reqs": reqs, "ranker": RRFRanker(k=rrf_k), "limit": limit, "output_fields": [PAYLOAD]}
@@ -134,7 +150,12 @@ class StructLayout(TokenLayout):
         return self.target.spec.multivector_field
 
     def extend_schema(self, schema: Any) -> None:
-        add_struct_field(schema, self.field, self.target.spec.multivector_dim, self.target.max_tokens or DEFAULT_MAX_TOKENS)
+        add_struct_field(
+            schema,
+            self.field,
+            self.target.spec.multivector_dim,
+            self.target.max_tokens or DEFAULT_MAX_TOKENS,
+        )
 
     def extend_indexes(self, index_params: Any) -> None:
         add_struct_index(index_params, self.field)
@@ -146,29 +167,52 @@ class StructLayout(TokenLayout):
         sub = {s.get("name") for s in (fields.get(self.field) or {}).get("struct_fields", [])}
         if VEC not in sub:
             raise SchemaMismatchError(
-                f"the server dropped the Array of Structs field {self.field!r} of collection {self.target.name!r} "
+                f"the server dropped the Array of Structs field {self.field!r} "
+                f"of collection {self.target.name!r} "
                 f"(fields it kept: {sorted(fields)}): it does not support layout='struct' "
                 "(Milvus Lite and Milvus < 2.6.4 don't); use layout='token_rows' or 'auto'"
             )
 
-    def write(self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]) -> None:
-        for row, toks in zip(rows, tokens):
+    def write(
+        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]
+    ) -> None:
+        for row, toks in zip(rows, tokens, strict=True):
             row[self.field] = struct_value(toks)
         self.target.client.upsert(self.target.name, rows, **self.target.request)
 
     def rerank(self, tokens: np.ndarray, candidates: Sequence[str], limit: int) -> list[Scored]:
         t = self.target
-        return parse_hits(t.client.search(t.name, **maxsim_request(self.field, tokens, limit, in_expr(PK, candidates)), **t.request))
+        return parse_hits(
+            t.client.search(
+                t.name,
+                **maxsim_request(self.field, tokens, limit, in_expr(PK, candidates)),
+                **t.request,
+            )
+        )
 
     def score_all(self, tokens: np.ndarray, expr: str, limit: int) -> list[Scored]:
         t = self.target
-        return parse_hits(t.client.search(t.name, **maxsim_request(self.field, tokens, limit, and_expr(expr)), **t.request))
+        return parse_hits(
+            t.client.search(
+                t.name, **maxsim_request(self.field, tokens, limit, and_expr(expr)), **t.request
+            )
+        )
 
-    def fuse(self, dense: np.ndarray, tokens: np.ndarray, candidates: Sequence[str], prefetch: int, limit: int,
-             expr: str, rrf_k: int) -> list[Scored]:
+    def fuse(
+        self,
+        dense: np.ndarray,
+        tokens: np.ndarray,
+        candidates: Sequence[str],
+        prefetch: int,
+        limit: int,
+        expr: str,
+        rrf_k: int,
+    ) -> list[Scored]:
         """Server-side RRF (hybrid_search) of the dense ranking and MaxSim over the candidates."""
         t = self.target
-        request = fusion_request(t.spec.dense_field, dense, self.field, tokens, candidates, prefetch, limit, expr, rrf_k)
+        request = fusion_request(
+            t.spec.dense_field, dense, self.field, tokens, candidates, prefetch, limit, expr, rrf_k
+        )
         return parse_hits(t.client.hybrid_search(t.name, **request, **t.request))
 
     def tokens_of(self, keys: Sequence[str]) -> dict[str, np.ndarray]:

@@ -37,7 +37,9 @@ SPEC = CollectionSpec(dim=64, prefetch_dims=(16,))
 
 
 # -- ids -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("record_id", [0, 7, 2**63 - 1, "7", "i:7", "a#1", "s:", "dé jà \"q\" \\ \n", "x" * 1000])
+@pytest.mark.parametrize(
+    "record_id", [0, 7, 2**63 - 1, "7", "i:7", "a#1", "s:", 'dé jà "q" \\ \n', "x" * 1000]
+)
 def test_ids_round_trip_with_their_type(record_id):
     key = cv.encode_id(record_id)
     back = cv.decode_id(key)
@@ -49,7 +51,11 @@ def test_int_and_string_ids_never_collide():
 
 
 def test_too_long_id_is_a_record_error_before_anything_is_written(tmp_path):
-    store = MilvusStore.create("ids", uri=str(tmp_path / "m.db"), spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False))
+    store = MilvusStore.create(
+        "ids",
+        uri=str(tmp_path / "m.db"),
+        spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False),
+    )
     good = Record(1, np.ones(8), None, {})
     with pytest.raises(RecordError, match=r"record 1 id=.*id is too long"):
         store.upsert([good, Record("é" * 600, np.ones(8), None, {})])
@@ -60,23 +66,35 @@ def test_too_long_id_is_a_record_error_before_anything_is_written(tmp_path):
 # -- filter expressions ------------------------------------------------------------------------
 def test_filter_expressions_are_exact():
     p = 'payload["lang"]'
-    assert cv.filter_expr(Eq("lang", "de")) == f'(exists {p} and ({p} == "de" or json_contains({p}, "de")))'
+    assert (
+        cv.filter_expr(Eq("lang", "de"))
+        == f'(exists {p} and ({p} == "de" or json_contains({p}, "de")))'
+    )
     q = 'payload["page"]'
     assert cv.filter_expr(AnyOf("page", (1, 3))) == (
         f"(exists {q} and ({q} == 1 or {q} == 3 or json_contains_any({q}, [1, 3])))"
     )
-    assert cv.filter_expr(Range("page", gte=2, lt=5.5)) == f"(exists {q} and {q} >= 2 and {q} < 5.5)"
+    assert (
+        cv.filter_expr(Range("page", gte=2, lt=5.5)) == f"(exists {q} and {q} >= 2 and {q} < 5.5)"
+    )
     assert cv.filter_expr(Eq("meta.ok", True)) == (
-        '(exists payload["meta"]["ok"] and (payload["meta"]["ok"] == true or json_contains(payload["meta"]["ok"], true)))'
+        '(exists payload["meta"]["ok"] and (payload["meta"]["ok"] == true'
+        ' or json_contains(payload["meta"]["ok"], true)))'
     )
     both = cv.filter_expr(Eq("a", 1) & ~Eq("b", 2) | Range("c", gt=0))
-    assert both.startswith("((") and " and (not (exists payload[\"b\"]" in both and both.endswith(" > 0))")
+    assert (
+        both.startswith("((")
+        and ' and (not (exists payload["b"]' in both
+        and both.endswith(" > 0))")
+    )
 
 
 def test_strings_are_escaped_for_both_grammars():
     assert cv.quote_string('a"b\\c\nd\te\rf') == '"a\\"b\\\\c\\nd\\te\\rf"'
     assert cv.quote_string("dé jà 東京") == '"dé jà 東京"'  # no \u escapes: Milvus Lite has none
-    assert cv.literal(1e-7) == "0.0000001" and cv.literal(False) == "false" and cv.literal(-3) == "-3"
+    assert (
+        cv.literal(1e-7) == "0.0000001" and cv.literal(False) == "false" and cv.literal(-3) == "-3"
+    )
     assert cv.in_expr("pk", ['s:a"b', "i:1"]) == 'pk in ["s:a\\"b", "i:1"]'
 
 
@@ -89,9 +107,18 @@ PAYLOADS = [
     {},
 ]
 FILTERS = [
-    Eq("lang", "de"), Eq("lang", 'he said "hi" \\ \n'), Eq("lang", "dé jà"), Eq("tags", "t2"), Eq("meta.page", 4),
-    AnyOf("tags", ("t1", "zz")), AnyOf("page", (1, 7)), Range("page", gt=1, lte=3), Not(Eq("lang", "en")),
-    Not(Eq("meta.page", 4)), Not(AnyOf("tags", ("t2",))), Eq("lang", "de") | Range("page", gte=7),
+    Eq("lang", "de"),
+    Eq("lang", 'he said "hi" \\ \n'),
+    Eq("lang", "dé jà"),
+    Eq("tags", "t2"),
+    Eq("meta.page", 4),
+    AnyOf("tags", ("t1", "zz")),
+    AnyOf("page", (1, 7)),
+    Range("page", gt=1, lte=3),
+    Not(Eq("lang", "en")),
+    Not(Eq("meta.page", 4)),
+    Not(AnyOf("tags", ("t2",))),
+    Eq("lang", "de") | Range("page", gte=7),
     Not(Eq("lang", "de") | Eq("lang", "en")) & Not(Eq("tags", "t1")),
 ]
 
@@ -132,7 +159,9 @@ def test_auto_layout_on_milvus_lite_is_token_rows_and_logged(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="connectors.milvus"):
         store = MilvusStore.create("auto", uri=str(tmp_path / "m.db"), spec=SPEC)
     assert store.layout.kind is Layout.TOKEN_ROWS
-    assert any("token_rows" in r.getMessage() and "Milvus Lite" in r.getMessage() for r in caplog.records)
+    assert any(
+        "token_rows" in r.getMessage() and "Milvus Lite" in r.getMessage() for r in caplog.records
+    )
     store.close()
     reopened = MilvusStore.open("auto", uri=str(tmp_path / "m.db"))
     assert reopened.layout.kind is Layout.TOKEN_ROWS and reopened.spec == SPEC
@@ -146,7 +175,9 @@ def test_struct_forced_on_milvus_lite_is_caught_not_silently_dropped(tmp_path):
     uri = str(tmp_path / "m.db")
     with pytest.raises(SchemaMismatchError, match=r"dropped the Array of Structs field 'multi'"):
         MilvusStore.create("forced", uri=uri, spec=SPEC, layout="struct")
-    probe = MilvusStore.create("probe", uri=uri, spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False))
+    probe = MilvusStore.create(
+        "probe", uri=uri, spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False)
+    )
     assert not probe.client.has_collection("forced")  # nothing half-made is left behind
     probe.close()
 
@@ -162,7 +193,9 @@ def test_guard_passes_a_struct_field_the_server_kept_and_catches_a_dropped_one()
 # -- the struct layout, as sent to pymilvus ------------------------------------------------------
 def test_struct_schema_and_indexes_as_sent():
     fake = FakeMilvus()
-    store = MilvusStore.create("docs", client=fake, spec=CollectionSpec(dim=2048, prefetch_dims=(128,)), num_shards=2)
+    store = MilvusStore.create(
+        "docs", client=fake, spec=CollectionSpec(dim=2048, prefetch_dims=(128,)), num_shards=2
+    )
     (create,) = fake.calls_of("create_collection")
     schema = create["schema"].to_dict()
     assert [(f["name"], f["type"].name, f.get("params")) for f in schema["fields"]] == [
@@ -173,22 +206,40 @@ def test_struct_schema_and_indexes_as_sent():
     ]
     (struct,) = schema["struct_fields"]
     assert struct["name"] == "multi" and struct["max_capacity"] == sl.DEFAULT_MAX_TOKENS == 1024
-    assert [(f["name"], f["type"].name, f["params"]) for f in struct["fields"]] == [("vec", "FLOAT_VECTOR", {"dim": 128})]
-    assert create["num_shards"] == 2 and create["consistency_level"] == "Strong"
-    assert create["properties"][cv.PROP_LAYOUT] == "struct" and create["properties"][cv.PROP_MAX_TOKENS] == "1024"
-    (index_call,) = fake.calls_of("create_index")
-    assert [(p.field_name, p.index_type, p.get_index_configs()["metric_type"]) for p in index_call["index_params"]] == [
-        ("dense", "HNSW", "COSINE"), ("dense_128", "HNSW", "COSINE"), ("multi[vec]", "HNSW", "MAX_SIM_COSINE"),
+    assert [(f["name"], f["type"].name, f["params"]) for f in struct["fields"]] == [
+        ("vec", "FLOAT_VECTOR", {"dim": 128})
     ]
-    # On the wire: the struct's vector is an ARRAY_OF_VECTOR of FLOAT_VECTOR with dim and max_capacity.
+    assert create["num_shards"] == 2 and create["consistency_level"] == "Strong"
+    assert (
+        create["properties"][cv.PROP_LAYOUT] == "struct"
+        and create["properties"][cv.PROP_MAX_TOKENS] == "1024"
+    )
+    (index_call,) = fake.calls_of("create_index")
+    assert [
+        (p.field_name, p.index_type, p.get_index_configs()["metric_type"])
+        for p in index_call["index_params"]
+    ] == [
+        ("dense", "HNSW", "COSINE"),
+        ("dense_128", "HNSW", "COSINE"),
+        ("multi[vec]", "HNSW", "MAX_SIM_COSINE"),
+    ]
+    # On the wire: the struct's vector is an ARRAY_OF_VECTOR of FLOAT_VECTOR, dim and max_capacity.
     described = fake.collections["docs"]["described"]["struct_array_fields"][0]["fields"][0]
-    assert described["type"].name == "_ARRAY_OF_VECTOR" and described["element_type"].name == "FLOAT_VECTOR"
+    assert (
+        described["type"].name == "_ARRAY_OF_VECTOR"
+        and described["element_type"].name == "FLOAT_VECTOR"
+    )
     assert described["params"] == {"dim": 128, "max_capacity": 1024}
     assert store.info()["layout"] == "struct"
 
 
 def test_default_max_tokens_covers_a_page_at_the_default_max_pixels():
-    assert sl.max_tokens_for(602112) == 768 + sl.TEMPLATE_TOKENS <= sl.DEFAULT_MAX_TOKENS <= sl.SERVER_ARRAY_CAP
+    assert (
+        sl.max_tokens_for(602112)
+        == 768 + sl.TEMPLATE_TOKENS
+        <= sl.DEFAULT_MAX_TOKENS
+        <= sl.SERVER_ARRAY_CAP
+    )
 
 
 def test_maxsim_and_fusion_requests():
@@ -197,14 +248,27 @@ def test_maxsim_and_fusion_requests():
     (query,) = request["data"]
     np.testing.assert_array_equal(query.to_numpy(), tokens)
     assert {k: v for k, v in request.items() if k != "data"} == {
-        "anns_field": "multi[vec]", "limit": 7, "filter": 'pk in ["i:1"]', "output_fields": ["payload"],
+        "anns_field": "multi[vec]",
+        "limit": 7,
+        "filter": 'pk in ["i:1"]',
+        "output_fields": ["payload"],
         "search_params": {"metric_type": "MAX_SIM_COSINE", "params": {"ef": 64}},
     }
-    fusion = sl.fusion_request("dense", np.ones(64), "multi", tokens, ["i:1", "s:a"], 100, 10, '(exists payload["x"])', 60)
+    fusion = sl.fusion_request(
+        "dense", np.ones(64), "multi", tokens, ["i:1", "s:a"], 100, 10, '(exists payload["x"])', 60
+    )
     dense_req, multi_req = fusion["reqs"]
-    assert (dense_req.anns_field, dense_req.limit, dense_req.expr) == ("dense", 100, '(exists payload["x"])')
+    assert (dense_req.anns_field, dense_req.limit, dense_req.expr) == (
+        "dense",
+        100,
+        '(exists payload["x"])',
+    )
     assert dense_req.param == {"metric_type": "COSINE", "params": {"ef": 100}}
-    assert (multi_req.anns_field, multi_req.limit, multi_req.expr) == ("multi[vec]", 100, 'pk in ["i:1", "s:a"]')
+    assert (multi_req.anns_field, multi_req.limit, multi_req.expr) == (
+        "multi[vec]",
+        100,
+        'pk in ["i:1", "s:a"]',
+    )
     assert multi_req.param["metric_type"] == "MAX_SIM_COSINE"
     assert fusion["ranker"].dict() == {"strategy": "rrf", "params": {"k": 60}}
     assert (fusion["limit"], fusion["output_fields"]) == (10, ["payload"])
@@ -226,7 +290,9 @@ def test_struct_rows_as_sent(struct_store):
     assert set(row) == {"pk", "dense", "dense_32", "payload", "multi"}
     assert row["pk"] == "s:doc-1" and row["payload"] == corpus.records[1].payload
     stored = np.asarray([e["vec"] for e in row["multi"]])
-    np.testing.assert_allclose(stored, corpus.stored_tokens(corpus.records[1]), atol=1e-6)  # float16-rounded
+    np.testing.assert_allclose(
+        stored, corpus.stored_tokens(corpus.records[1]), atol=1e-6
+    )  # float16-rounded
 
 
 @pytest.mark.parametrize("mode", ["dense", "multivector", "hybrid", "funnel", "fusion"])
@@ -244,7 +310,11 @@ def test_struct_hybrid_is_dense_then_server_side_maxsim_over_the_candidates(stru
     fake.calls.clear()
     hits = store.search(query, mode="hybrid", limit=5, prefetch_limit=10)
     dense_call, maxsim_call = fake.calls_of("search")
-    assert dense_call["anns_field"] == "dense" and dense_call["limit"] == 10 and dense_call["filter"] == ""
+    assert (
+        dense_call["anns_field"] == "dense"
+        and dense_call["limit"] == 10
+        and dense_call["filter"] == ""
+    )
     dense_top = [i for i, _ in corpus.dense_ranking(query)[:10]]
     assert maxsim_call["anns_field"] == "multi[vec]" and maxsim_call["limit"] == 5
     assert maxsim_call["filter"] == cv.in_expr("pk", [cv.encode_id(i) for i in dense_top])
@@ -281,8 +351,13 @@ def test_struct_get_with_vectors_and_too_many_tokens(struct_store):
     np.testing.assert_allclose(rec.multivector, corpus.stored_tokens(corpus.records[3]), atol=1e-6)
     small = MilvusStore.create("small", client=FakeMilvus(), spec=SPEC, max_tokens=4)
     rng = np.random.default_rng(0)
-    ok, too_long = (Record(i, rng.standard_normal(64), rng.standard_normal((t, 128)), {}) for i, t in ((1, 4), (2, 5)))
-    with pytest.raises(RecordError, match=r"record 1 id=2: multivector has 5 tokens; .*max_tokens is 4"):
+    ok, too_long = (
+        Record(i, rng.standard_normal(64), rng.standard_normal((t, 128)), {})
+        for i, t in ((1, 4), (2, 5))
+    )
+    with pytest.raises(
+        RecordError, match=r"record 1 id=2: multivector has 5 tokens; .*max_tokens is 4"
+    ):
         small.upsert([ok, too_long])
     assert small.count() == 0
 
@@ -290,7 +365,12 @@ def test_struct_get_with_vectors_and_too_many_tokens(struct_store):
 # -- token rows: writes, interruptions ----------------------------------------------------------
 def _token_rows(store: MilvusStore, record_id) -> list[dict]:
     name = tr.companion_name(store.name)
-    return store.client.query(name, filter=f'{tr.DOC_ID} == "{cv.encode_id(record_id)}"', output_fields=[tr.POS], limit=16384)
+    return store.client.query(
+        name,
+        filter=f'{tr.DOC_ID} == "{cv.encode_id(record_id)}"',
+        output_fields=[tr.POS],
+        limit=16384,
+    )
 
 
 def test_shrinking_a_document_deletes_its_extra_token_rows(tmp_path):
@@ -299,7 +379,9 @@ def test_shrinking_a_document_deletes_its_extra_token_rows(tmp_path):
     r = corpus.records[0]
     store.upsert([Record(r.id, r.dense, np.vstack([r.multivector] * 3), r.payload)])
     store.upsert([r])
-    assert sorted(row[tr.POS] for row in _token_rows(store, r.id)) == list(range(len(r.multivector)))
+    assert sorted(row[tr.POS] for row in _token_rows(store, r.id)) == list(
+        range(len(r.multivector))
+    )
     store.close()
 
 
@@ -320,7 +402,9 @@ def test_interrupted_write_is_invisible_then_repaired_by_rerunning(tmp_path, mon
     monkeypatch.undo()
     assert store.count() == 3  # the new documents are not visible
     hits = store.search(random_query(dim=64), mode="multivector", limit=10)
-    assert {h.id for h in hits} == {r.id for r in corpus.records[:3]}  # orphan token rows are ignored
+    assert {h.id for h in hits} == {
+        r.id for r in corpus.records[:3]
+    }  # orphan token rows are ignored
     store.upsert(corpus.records[3:])  # re-run
     assert store.count() == 6
     for r in corpus.records[3:]:
@@ -355,9 +439,18 @@ def test_missing_pymilvus_is_a_clear_error(monkeypatch):
 
 
 def test_importing_the_backend_imports_neither_pymilvus_nor_torch():
-    code = "import sys, connectors.milvus; print(sorted(m for m in ('pymilvus', 'torch', 'PIL') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys, connectors.milvus; "
+        "print(sorted(m for m in ('pymilvus', 'torch', 'PIL') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -366,9 +459,22 @@ def test_closing_the_last_store_frees_the_lite_file_for_other_processes(tmp_path
     store = MilvusStore.create("free", uri=uri, spec=SPEC)
     other = MilvusStore.open("free", uri=uri)
     store.close()
-    code = f"from connectors.milvus import MilvusStore; MilvusStore.open('free', uri={uri!r}).close(); print('OPENED')"
-    run = lambda: subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,  # noqa: E731
-                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "from connectors.milvus import MilvusStore; "
+        f"MilvusStore.open('free', uri={uri!r}).close(); print('OPENED')"
+    )
+
+    def run() -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+
     assert "StoreLockedError" in run().stderr  # `other` still holds it
     other.close()
     assert "OPENED" in run().stdout

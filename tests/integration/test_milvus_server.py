@@ -1,6 +1,6 @@
 """The whole contract suite against a real Milvus server, when ``MILVUS_URI`` is set.
 
-    MILVUS_URI=http://localhost:19530 [MILVUS_TOKEN=root:Milvus] pytest tests/integration -m integration
+    MILVUS_URI=http://localhost:19530 [MILVUS_TOKEN=root:Milvus] pytest tests/integration
 
 On Milvus >= 2.6.4 the collections get the struct layout (Array of Structs + MAX_SIM_COSINE,
 MaxSim on the server); ``MILVUS_LAYOUT=token_rows`` runs the same suite on the token-row
@@ -32,8 +32,11 @@ RUN = uuid.uuid4().hex[:8]
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not URI, reason="MILVUS_URI is not set: no Milvus server to run the contract against "
-                                       "(docker/ brings one up; e.g. MILVUS_URI=http://localhost:19530)"),
+    pytest.mark.skipif(
+        not URI,
+        reason="MILVUS_URI is not set: no Milvus server to run the contract against "
+        "(docker/ brings one up; e.g. MILVUS_URI=http://localhost:19530)",
+    ),
 ]
 
 _created: list[str] = []
@@ -58,7 +61,11 @@ def _open(tmp: Path, name: str) -> MilvusStore:
 def backend():
     """Overrides the contract's backend list: only the server."""
     yield Backend("milvus-server", _create, _open, embedded=False)
-    cleanup = MilvusStore.create(f"jvdb_it_{RUN}_cleanup", uri=URI, spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False))
+    cleanup = MilvusStore.create(
+        f"jvdb_it_{RUN}_cleanup",
+        uri=URI,
+        spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False),
+    )
     for name in [*_created, cleanup.name]:
         for collection in (name, f"{name}__tokens"):
             if cleanup.client.has_collection(collection):
