@@ -49,7 +49,7 @@ STRUCT_MIN_VERSION = (2, 6, 4)
 #: Dense HNSW build parameters (Milvus defaults are M=16 too; efConstruction a bit higher).
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
 #: Search breadth: HNSW needs ef >= limit; a floor keeps small limits accurate.
-HNSW_MIN_EF = 64
+HNSW_MIN_EF = 128
 
 
 class Layout(str, enum.Enum):

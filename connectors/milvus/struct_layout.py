@@ -24,7 +24,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import SchemaMismatchError
-from .convert import PAYLOAD, PK, Layout, and_expr, in_expr, pymilvus
+from .convert import (
+    HNSW_MIN_EF,
+    PAYLOAD,
+    PK,
+    Layout,
+    and_expr,
+    dense_search_params,
+    in_expr,
+    pymilvus,
+)
 from .layout import Scored, TokenLayout, parse_hits
 
 logger = logging.getLogger(__name__)
@@ -85,7 +94,7 @@ def embedding_list(tokens: np.ndarray) -> Any:
 
 
 def maxsim_search_params(limit: int) -> dict[str, Any]:
-    return {"metric_type": METRIC, "params": {"ef": max(limit, 64)}}
+    return {"metric_type": METRIC, "params": {"ef": max(limit, HNSW_MIN_EF)}}
 
 
 def maxsim_request(field: str, tokens: np.ndarray, limit: int, expr: str) -> dict[str, Any]:
@@ -114,7 +123,6 @@ def fusion_request(
     """Keyword arguments of ``MilvusClient.hybrid_search``: RRF of the dense ranking and MaxSim
     over the same dense candidates (the SearchPlan's fusion), in one server round trip."""
     AnnSearchRequest, RRFRanker = pymilvus().AnnSearchRequest, pymilvus().RRFRanker
-    from .convert import dense_search_params  # noqa: PLC0415 - avoids a cycle at import
 
     reqs = [
         AnnSearchRequest(

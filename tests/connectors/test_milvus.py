@@ -252,7 +252,7 @@ def test_maxsim_and_fusion_requests():
         "limit": 7,
         "filter": 'pk in ["i:1"]',
         "output_fields": ["payload"],
-        "search_params": {"metric_type": "MAX_SIM_COSINE", "params": {"ef": 64}},
+        "search_params": {"metric_type": "MAX_SIM_COSINE", "params": {"ef": 128}},
     }
     fusion = sl.fusion_request(
         "dense", np.ones(64), "multi", tokens, ["i:1", "s:a"], 100, 10, '(exists payload["x"])', 60
@@ -263,7 +263,7 @@ def test_maxsim_and_fusion_requests():
         100,
         '(exists payload["x"])',
     )
-    assert dense_req.param == {"metric_type": "COSINE", "params": {"ef": 100}}
+    assert dense_req.param == {"metric_type": "COSINE", "params": {"ef": 128}}  # ef >= 128
     assert (multi_req.anns_field, multi_req.limit, multi_req.expr) == (
         "multi[vec]",
         100,
