@@ -310,7 +310,7 @@ class MilvusStore(VectorStore):
         if plan.mode is SearchMode.FUSION and isinstance(self.layout, StructLayout):
             return self._hits(self._struct_fusion(self.layout, plan, vectors, expr))
         done: dict[tuple[Stage, ...], list[Scored]] = {}
-        rankings = [self._cascade(cascade, vectors, expr, done) for cascade in plan.cascades]
+        rankings = [self._cascade(c, vectors, expr, done, plan.limit) for c in plan.cascades]
         if not plan.fused:
             return self._hits(rankings[0][: plan.limit])
         payloads = {
@@ -330,11 +330,18 @@ class MilvusStore(VectorStore):
         vectors: dict[str, Any],
         expr: str,
         done: dict[tuple[Stage, ...], list[Scored]],
+        limit: int,
     ) -> list[Scored]:
-        """Run stages in order; prefixes already run for another cascade are reused."""
+        """Run stages in order; prefixes already run for another cascade are reused.
+
+        Payloads come with a dense stage only when its hits can be the answer (its limit is
+        the query's); candidate lists leave them to ``_hits``, which fetches the final few.
+        """
         if stages in done:
             return done[stages]
-        previous = self._cascade(stages[:-1], vectors, expr, done) if len(stages) > 1 else None
+        previous = (
+            self._cascade(stages[:-1], vectors, expr, done, limit) if len(stages) > 1 else None
+        )
         stage = stages[-1]
         if previous is not None and not previous:
             result: list[Scored] = []
@@ -346,8 +353,9 @@ class MilvusStore(VectorStore):
                 result = self.layout.rerank(tokens, [key for key, _, _ in previous], stage.limit)
         else:
             restrict = expr if previous is None else cv.in_expr(PK, [key for key, _, _ in previous])
+            output = [PAYLOAD] if stage.limit <= limit else []
             request = cv.dense_search_request(
-                stage.field, vectors[stage.field], stage.limit, restrict, [PAYLOAD]
+                stage.field, vectors[stage.field], stage.limit, restrict, output
             )
             result = parse_hits(self.client.search(self.name, **request, **self._target.request))
         done[stages] = result
@@ -358,7 +366,7 @@ class MilvusStore(VectorStore):
     ) -> list[Scored]:
         """Struct layout fusion: dense candidates, then one hybrid_search (RRF on the server)."""
         (dense_stage,) = plan.cascades[0]
-        candidates = self._cascade((dense_stage,), vectors, expr, {})
+        candidates = self._cascade((dense_stage,), vectors, expr, {}, plan.limit)
         if not candidates:
             return []
         return layout.fuse(
