@@ -115,7 +115,7 @@ class _Pipeline:
         self.stop = threading.Event()
         self.store_lock = threading.Lock()  # one store call at a time (embedded stores)
         self.count_lock = threading.Lock()
-        self.loaded: queue.Queue[Any] = queue.Queue(maxsize=opts.queue_size)
+        self.loaded: queue.Queue[Any] = queue.Queue(maxsize=opts.read_ahead)
         self.encoded: queue.Queue[Any] = queue.Queue(maxsize=2)
         # Decoded images/pages waiting for the encoder (memory bound; >= one batch, see _read).
         self.image_slots = threading.Semaphore(2 * opts.image_batch)
@@ -183,8 +183,10 @@ class _Pipeline:
     def _check_and_load(self, pending: list[Any]) -> None:
         if not pending:
             return
+        started = time.perf_counter()
         with self.store_lock:
             present = {r.id for r in self.store.get([it.id for it in pending], with_vectors=False)}
+        self._busy("read", started)
         for item in pending:
             if item.id in present:
                 _wait_put(self.loaded, _Event("skipped"), self.stop)
@@ -193,19 +195,23 @@ class _Pipeline:
             while is_image and not self.image_slots.acquire(timeout=0.1):
                 if self.stop.is_set():
                     raise _Stopped
+            started = time.perf_counter()
             try:
                 content = item.load()
             except Exception as e:
+                self._busy("read", started)
                 if is_image:
                     self.image_slots.release()
                 _wait_put(self.loaded, _Event("failed", failure_of(item, e)), self.stop)
                 continue
+            self._busy("read", started)
             _wait_put(self.loaded, _Loaded(item, content), self.stop)
 
     # -- encoder (calling thread) -----------------------------------------------------------
     def _encode_loop(self) -> None:
         texts: list[_Loaded] = []
         images: list[_Loaded] = []
+        text_tokens = 0
         while True:
             msg = self._next_loaded()
             if msg is _END:
@@ -213,10 +219,14 @@ class _Pipeline:
             if isinstance(msg, _Event):
                 self._on_event(msg)
                 continue
-            (texts if _is_text(msg.item) else images).append(msg)
-            if len(texts) >= self.opts.text_batch:
+            if _is_text(msg.item):
+                texts.append(msg)
+                text_tokens += int(msg.item.cost)
+            else:
+                images.append(msg)
+            if len(texts) >= self.opts.text_batch or text_tokens >= self.opts.text_batch_tokens:
                 self._encode(texts, text=True)
-                texts = []
+                texts, text_tokens = [], 0
             if len(images) >= self.opts.image_batch:
                 self._encode(images, text=False)
                 images = []
@@ -227,11 +237,18 @@ class _Pipeline:
         _wait_put(self.encoded, _END, self.stop)
 
     def _next_loaded(self) -> Any:
+        try:
+            return self.loaded.get_nowait()
+        except queue.Empty:
+            pass
+        started = time.perf_counter()  # the encoder idles: the reader is behind
         while True:
             if self.stop.is_set():
                 raise _Stopped
             try:
-                return self.loaded.get(timeout=0.1)
+                item = self.loaded.get(timeout=0.1)
+                self._busy("wait_read", started)
+                return item
             except queue.Empty:
                 continue
 
@@ -258,8 +275,12 @@ class _Pipeline:
     def _encode(self, batch: list[_Loaded], *, text: bool) -> None:
         try:
             try:
+                started = time.perf_counter()
                 out = self._call_encoder(batch, text=text)
+                self._busy("encode", started)
+                started = time.perf_counter()  # blocked when the writer is behind
                 _wait_put(self.encoded, ([m.item for m in batch], out), self.stop)
+                self._busy("wait_write", started)
             except _Stopped:
                 raise
             except Exception as e:
@@ -319,16 +340,24 @@ class _Pipeline:
                 return
             items, batch = msg
             records = records_from_batch(batch, [it.id for it in items], [it.payload for it in items])
-            try:
-                with self.store_lock:
-                    written = self.store.upsert(records)
-            except RecordError:
-                written = self._write_one_by_one(items, records)
-            with self.count_lock:
-                self.summary.added += written
-                total = self.summary.added
-            logger.debug("upserted %d records (%d so far)", written, total)
-            self._tick(written)
+            step = self.opts.write_batch
+            for lo in range(0, len(records), step):
+                self._write_slice(items[lo : lo + step], records[lo : lo + step])
+
+    def _write_slice(self, items: Sequence[Any], records: Sequence[Record]) -> None:
+        # Small upsert calls: a DB binding may hold the GIL for a whole call, stalling the encoder.
+        started = time.perf_counter()
+        try:
+            with self.store_lock:
+                written = self.store.upsert(records)
+        except RecordError:
+            written = self._write_one_by_one(items, records)
+        self._busy("write", started)
+        with self.count_lock:
+            self.summary.added += written
+            total = self.summary.added
+        logger.debug("upserted %d records (%d so far)", written, total)
+        self._tick(written)
 
     def _write_one_by_one(self, items: Sequence[Any], records: Sequence[Record]) -> int:
         written = 0
@@ -339,6 +368,11 @@ class _Pipeline:
             except RecordError as e:
                 self._fail(failure_of(item, e))
         return written
+
+    def _busy(self, stage: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        with self.count_lock:
+            self.summary.stage_seconds[stage] += elapsed
 
     # -- progress ---------------------------------------------------------------------------
     def _tick(self, n: int) -> None:

@@ -70,6 +70,11 @@ class IngestSummary:
     tokens: int = 0
     pages: int = 0
     seconds: float = 0.0
+    #: Busy time per stage: "read" (existence checks + decoding/rendering), "encode", "write";
+    #: and the encoder's idle time: "wait_read" (reader behind), "wait_write" (writer behind).
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("read", "encode", "write", "wait_read", "wait_write"), 0.0)
+    )
 
     def lines(self) -> list[str]:
         """Human-readable summary lines (the CLI prints them)."""
@@ -87,30 +92,46 @@ class IngestOptions:
     """Batching and behaviour of :func:`ingest`.
 
     Attributes:
-        text_batch: texts per encode call (the encoder sorts and sub-batches by tokens).
+        text_batch: most texts per encode call.
+        text_batch_tokens: a text batch is also sent once it holds this many tokens (the
+            encoder sub-batches by its own token budget; a call should fill a GPU forward).
         image_batch: images (pages) per encode call.
         check_batch: ids per existence check (``store.get``).
-        queue_size: items loaded ahead of the encoder; batches queued for the writer.
+        write_batch: records per ``store.upsert`` call. Small calls keep the encoder busy:
+            some database bindings hold the GIL for a whole call.
+        queue_size: items the reader may load ahead of the encoder; None: two full batches
+            of each kind, so reading a batch always overlaps encoding the previous one.
+            Decoded images are bounded separately, to ``2 * image_batch``.
         max_length: token limit per text passed to ``encode_text``.
         max_pixels: per-image pixel budget passed to ``encode_image`` (None: the model's).
         strict: stop at the first failure (raise IngestError) instead of skipping it.
         progress: tqdm bar; None follows the log level (shown when INFO is enabled).
     """
 
-    text_batch: int = 32
-    image_batch: int = 8
-    check_batch: int = 64
-    queue_size: int = 64
+    text_batch: int = 512
+    text_batch_tokens: int = 65536
+    image_batch: int = 32
+    check_batch: int = 128
+    write_batch: int = 64
+    queue_size: int | None = None
     max_length: int = 32768
     max_pixels: int | None = None
     strict: bool = False
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        for name in ("text_batch", "image_batch", "check_batch", "queue_size", "max_length"):
+        for name in ("text_batch", "text_batch_tokens", "image_batch", "check_batch", "write_batch", "queue_size",
+                     "max_length"):
             value = getattr(self, name)
+            if value is None and name == "queue_size":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+    @property
+    def read_ahead(self) -> int:
+        """The loaded-items queue bound (``queue_size``, or two batches of each kind)."""
+        return self.queue_size if self.queue_size is not None else 2 * (self.text_batch + self.image_batch)
 
 
 def failure_of(item: Any, error: BaseException | str) -> Failure:

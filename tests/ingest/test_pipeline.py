@@ -87,7 +87,7 @@ def test_strict_mode_stops_at_the_first_failure(edge_url: str, tmp_path: Path, t
 def test_a_broken_encoder_or_store_stops_the_run_without_hanging(edge_url: str, tmp_path: Path, tiny_embedder) -> None:
     write_text_corpus(tmp_path / "corpus", 12)
     with open_store(edge_url, "docs", spec=SPEC) as store:
-        with pytest.raises(IngestError, match="every item of a batch of 4"):
+        with pytest.raises(IngestError, match="the encoder failed on every item of a batch of 4"):
             ingest(iter_items([tmp_path / "corpus"]), SpyEncoder(tiny_embedder, broken=True), store, FAST)
         assert store.count() == 0
     with pytest.raises(ConnectorError, match="closed"):  # the store was closed by the with block
