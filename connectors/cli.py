@@ -59,9 +59,11 @@ def ingest(
     include: Annotated[Optional[list[str]], typer.Option(help="Glob of files to take from folders (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Glob of files to leave out (repeatable).")] = None,
     meta: Annotated[Optional[list[str]], typer.Option(help="key=value stored in every record's meta (repeatable).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Texts per encode call.")] = 32,
-    image_batch_size: Annotated[int, typer.Option(help="Images / pages per encode call.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Most texts per encode call.")] = 512,
+    batch_tokens: Annotated[int, typer.Option(help="Tokens per text encode call.")] = 65536,
+    image_batch_size: Annotated[int, typer.Option(help="Images / pages per encode call.")] = 32,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad file instead of skipping it.")] = False,
+    force: Annotated[bool, typer.Option(help="Re-encode and overwrite items already stored.")] = False,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: VerboseOpt = False,
@@ -80,13 +82,14 @@ def ingest(
             strict=strict,
         )
         ingest_opts = IngestOptions(
-            text_batch=batch_size, image_batch=image_batch_size, max_pixels=max_pixels, strict=strict,
+            text_batch=batch_size, text_batch_tokens=batch_tokens, image_batch=image_batch_size,
+            max_pixels=max_pixels, strict=strict, skip_existing=not force,
             progress=not quiet and cs.stderr_is_tty(),
         )
         where = parse_store_url(store)  # a bad URL fails before the model loads
         encoder = cs.load_encoder(model, device=device)
         spec, explicit = cs.build_spec(encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector)
-        with open_or_create(where, collection, spec, explicit=explicit) as db:
+        with open_or_create(where, collection, spec, explicit=explicit) as db, cs.progress_safe_logging():
             items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
             summary = run_ingest(items, encoder, db, ingest_opts)
         for line in summary.lines():

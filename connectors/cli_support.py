@@ -57,6 +57,13 @@ def cli_errors(verbose: bool) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def progress_safe_logging() -> contextlib.AbstractContextManager[None]:
+    """Log records printed above the tqdm bar instead of through it."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()  # the root logger's console handler; ours propagate to it
+
+
 # -- models ---------------------------------------------------------------------------------
 def cache_dir() -> Path:
     """jina-vdb's cache folder: $JINA_VDB_CACHE, else $XDG_CACHE_HOME/jina-vdb, else ~/.cache/jina-vdb."""

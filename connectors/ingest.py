@@ -184,8 +184,10 @@ class _Pipeline:
         if not pending:
             return
         started = time.perf_counter()
-        with self.store_lock:
-            present = {r.id for r in self.store.get([it.id for it in pending], with_vectors=False)}
+        present: set[Any] = set()
+        if self.opts.skip_existing:
+            with self.store_lock:
+                present = {r.id for r in self.store.get([it.id for it in pending], with_vectors=False)}
         self._busy("read", started)
         for item in pending:
             if item.id in present:

@@ -105,6 +105,7 @@ class IngestOptions:
         max_length: token limit per text passed to ``encode_text``.
         max_pixels: per-image pixel budget passed to ``encode_image`` (None: the model's).
         strict: stop at the first failure (raise IngestError) instead of skipping it.
+        skip_existing: skip ids the store already holds (False: encode and overwrite them).
         progress: tqdm bar; None follows the log level (shown when INFO is enabled).
     """
 
@@ -117,6 +118,7 @@ class IngestOptions:
     max_length: int = 32768
     max_pixels: int | None = None
     strict: bool = False
+    skip_existing: bool = True
     progress: bool | None = None
 
     def __post_init__(self) -> None:

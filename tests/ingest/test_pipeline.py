@@ -50,6 +50,9 @@ def test_rerun_skips_stored_ids_before_encoding(store_url: str, tmp_path: Path, 
         store.delete([items[2].id, items[7].id])
         healed = ingest(_items([tmp_path / "corpus"], tiny_embedder), spy, store, FAST)
         assert (healed.added, healed.skipped, spy.encoded) == (2, 8, 2)
+        forced = ingest(_items([tmp_path / "corpus"], tiny_embedder), spy, store,
+                        IngestOptions(text_batch=4, skip_existing=False, progress=False))  # fmt: skip
+        assert (forced.added, forced.skipped, spy.encoded) == (10, 0, 12)  # overwritten, not duplicated
         assert_store_holds(store, items, tiny_embedder)
 
 

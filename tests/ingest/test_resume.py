@@ -20,9 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 def _corpus(root: Path) -> Path:
-    write_text_corpus(root / "texts", 40, words=40)
+    write_text_corpus(root / "texts", 24, words=40)
     write_sample_corpus(root / "samples")
-    (root / "samples" / "pdf" / "long.pdf").write_bytes(minimal_pdf([[f"Page {i} of a longer report."] for i in range(6)]))
+    (root / "samples" / "pdf" / "long.pdf").write_bytes(minimal_pdf([[f"Page {i} of a longer report."] for i in range(4)]))
     return root
 
 
