@@ -144,8 +144,11 @@ def info(
     """Show a collection's spec, counts, layout and size."""
     cs.setup_logging(verbose)
     with cs.cli_errors(verbose):
-        with open_store(store, collection) as db:
+        where = parse_store_url(store)
+        with open_store(where, collection) as db:
             data = db.info()
+        if not where.server:
+            data.update(cs.disk_bytes(where.backend, where.location, collection))
         if as_json:
             typer.echo(json.dumps(data, indent=2, default=str))
         else:

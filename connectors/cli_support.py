@@ -168,6 +168,19 @@ def parse_meta(items: Sequence[str]) -> dict[str, Any]:
     return meta
 
 
+def disk_bytes(backend: str, location: str, collection: str) -> dict[str, Any]:
+    """Bytes on disk of an embedded store: the collection's folder (qdrant-edge) or the
+    whole Milvus Lite database (all its collections). Empty for servers."""
+    path = Path(location) / collection if backend == "qdrant" else Path(location)
+    if not path.exists():
+        return {}
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    # Allocated blocks, not st_size: qdrant-edge preallocates sparse files (~230 MB apparent).
+    total = sum(getattr(st, "st_blocks", st.st_size // 512) * 512 for st in (p.stat() for p in files))
+    what = "collection folder" if backend == "qdrant" else "database file (all collections)"
+    return {"disk_bytes": total, "disk": f"{total / 2**20:.1f} MiB ({what})"}
+
+
 # -- output ---------------------------------------------------------------------------------
 def describe_hit(hit: Hit) -> str:
     """``source [#page=N] [chunk N]  "snippet"`` for one search result."""

@@ -57,6 +57,10 @@ class SourceError(ValueError):
     """A bad source in strict mode (otherwise it is yielded as an :class:`ItemError`)."""
 
 
+class _TooLarge(ValueError):
+    pass
+
+
 @dataclass(frozen=True)
 class Item:
     """One thing to embed.
@@ -105,6 +109,8 @@ class SourceOptions:
             neighbouring chunks.
         pdf_dpi: render resolution of PDF pages; pdf_text: also embed each page's text layer.
         pdf_max_render_pixels: renders larger than this are scaled down.
+        max_text_bytes: larger text files are reported and skipped (the whole text is
+            tokenized at once for chunking; split huge files or raise this).
         metadata: user metadata stored under ``payload["meta"]`` of every item.
         hidden: also walk hidden files and folders (names starting with ".").
         strict: raise SourceError on the first bad source instead of yielding an ItemError.
@@ -118,6 +124,7 @@ class SourceOptions:
     pdf_dpi: float = DEFAULT_DPI
     pdf_text: bool = True
     pdf_max_render_pixels: int = DEFAULT_MAX_RENDER_PIXELS
+    max_text_bytes: int = 32 * 2**20
     metadata: Mapping[str, Any] = field(default_factory=dict)
     hidden: bool = False
     strict: bool = False
@@ -241,7 +248,7 @@ def _file_items(path: Path, suffix: str, tokenizer: Any, opts: SourceOptions, fr
             logger.debug("skipping %s: unsupported file type", source)
         else:
             yield ItemError(source, f"unsupported file type {suffix or '(no extension)'!r}")
-    except (OSError, PdfError, UnicodeDecodeError) as e:
+    except (OSError, PdfError, UnicodeDecodeError, _TooLarge) as e:
         yield ItemError(source, _reason(e))
 
 
@@ -280,6 +287,9 @@ def _text_items(
 
 
 def _text_file_items(path: Path, source: str, suffix: str, tokenizer: Any, opts: SourceOptions) -> Iterator[Item]:
+    size = path.stat().st_size
+    if size > opts.max_text_bytes:
+        raise _TooLarge(f"text file of {size} bytes is over max_text_bytes={opts.max_text_bytes}")
     text = path.read_bytes().decode("utf-8-sig")
     is_code = suffix in CODE_EXTENSIONS
     task = ("code" if is_code else "retrieval") if opts.task == "auto" else opts.task

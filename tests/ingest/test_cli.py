@@ -45,6 +45,7 @@ def test_ingest_search_info(store_url: str, tmp_path: Path, tiny_checkpoint: Pat
 
     info = json.loads(_invoke("info", *where, "--json").stdout)
     assert info["count"] == 13 and info["spec"]["dim"] == 64 and info["spec"]["prefetch_dims"] == [16]
+    assert info["disk_bytes"] > 13 * 64 * 4  # at least the dense vectors
     assert "count:" in _invoke("info", *where).stdout
 
 

@@ -82,11 +82,13 @@ def test_bad_files_are_reported_and_skipped_or_raise_in_strict_mode(tmp_path: Pa
     (root / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (root / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (root / "z_last.txt").write_text("after the bad ones", encoding="utf-8")
+    (root / "huge.md").write_text("word " * 300, encoding="utf-8")
     missing, unsupported = tmp_path / "missing.txt", tmp_path / "named.xyz"
     unsupported.write_text("x", encoding="utf-8")
-    items = list(iter_items([root, missing, unsupported]))
+    items = list(iter_items([root, missing, unsupported], options=SourceOptions(max_text_bytes=1000)))
     errors = {Path(e.source).name: e.reason for e in items if isinstance(e, ItemError)}
-    assert set(errors) == {"latin1.txt", "broken.pdf", "missing.txt", "named.xyz"}
+    assert set(errors) == {"latin1.txt", "broken.pdf", "huge.md", "missing.txt", "named.xyz"}
+    assert "1500 bytes is over max_text_bytes=1000" in errors["huge.md"]
     assert "UTF-8" in errors["latin1.txt"] and "PDF" in errors["broken.pdf"]
     assert "no such file" in errors["missing.txt"].lower() and "unsupported file type" in errors["named.xyz"]
     assert [n for n, _, _ in _names(items)] == ["good.txt", "z_last.txt"]
