@@ -60,15 +60,16 @@ def test_kill_and_resume(store_url: str, tmp_path: Path, tiny_checkpoint: Path, 
     cmd = _ingest_cmd(corpus, store_url, tiny_checkpoint)
     rng = random.Random(0)
     counts = []
-    for after_writes in (2, 5):  # two kills at different points, the second into a partly filled store
+    # qdrant-edge: two kills, the second into a partly filled store; Milvus Lite (slow to start): one.
+    for after_writes in (2, 5) if store_url.startswith("qdrant") else (3,):
         _run_and_kill(cmd, after_writes=after_writes, delay=rng.uniform(0.0, 0.05))
         with open_store(store_url, "docs") as store:
             counts.append(store.count())
-    assert 0 < counts[0] <= counts[1] < len(expected), f"not killed mid-run: {counts} of {len(expected)}"
+    assert 0 < counts[0] <= counts[-1] < len(expected), f"not killed mid-run: {counts} of {len(expected)}"
     done = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stdout.splitlines()[0]
     added, skipped = (int(summary.split(word)[0].split()[-1]) for word in (", skipped", " (already"))
-    assert (added, skipped) == (len(expected) - counts[1], counts[1]), (summary, counts)
+    assert (added, skipped) == (len(expected) - counts[-1], counts[-1]), (summary, counts)
     with open_store(store_url, "docs") as store:
         assert_store_holds(store, expected, tiny_embedder)
