@@ -175,7 +175,8 @@ def edge_request(
 ) -> Any:
     """A SearchPlan as one ``qdrant_edge.QueryRequest`` (stage i prefetches stage i-1).
 
-    The filter goes on every stage so no candidate list is filled with excluded points.
+    The filter is set once, on the request: Qdrant applies it to every prefetch too (checked
+    on qdrant-edge and local mode), so no candidate list holds excluded points.
     """
     qe = _deps.edge()
     flt = edge_filter(plan.filter)
@@ -192,7 +193,6 @@ def edge_request(
             query=qe.Query.Nearest(lists[last.field], using=last.field),
             prefetches=[nest(stages[:-1])] if len(stages) > 1 else None,
             params=params(last),
-            filter=flt,
         )
 
     if plan.fused:
@@ -218,7 +218,10 @@ def edge_request(
 def client_query(
     plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
 ) -> dict[str, Any]:
-    """A SearchPlan as keyword arguments of ``QdrantClient.query_points`` (nested prefetches)."""
+    """A SearchPlan as keyword arguments of ``QdrantClient.query_points`` (nested prefetches).
+
+    The filter is the request's ``query_filter``; the server applies it to every prefetch.
+    """
     m = _deps.models()
     flt = client_filter(plan.filter)
     lists = {name: v.tolist() for name, v in vectors.items()}
@@ -235,7 +238,6 @@ def client_query(
             limit=last.limit,
             prefetch=nest(stages[:-1]) if len(stages) > 1 else None,
             params=params(last),
-            filter=flt,
         )
 
     common = {"limit": plan.limit, "query_filter": flt, "with_payload": True}

@@ -409,3 +409,21 @@ def test_spec_file_without_shard_heals(tmp_path, corpus):
 def test_paths_accept_pathlike(tmp_path: Path, corpus):
     with QdrantStore.create("p", local=tmp_path / "local", spec=corpus.spec) as store:
         assert "local mode" in store.info()["where"]
+
+
+@pytest.mark.parametrize("where", ["edge", "client"])
+def test_request_filter_reaches_the_prefetch(where, tmp_path, memory_client, corpus):
+    """The filter is set once per request: Qdrant must apply it to the dense prefetch too."""
+    store = (
+        QdrantStore.create("f", path=tmp_path, spec=corpus.spec)
+        if where == "edge"
+        else QdrantStore.create("f", client=memory_client, spec=corpus.spec)
+    )
+    store.upsert(corpus.records)
+    flt = Eq("lang", "de")  # a third of the corpus
+    matching = len(corpus.subset(flt))
+    # An unfiltered top-6 prefetch would leave ~2 matching candidates for the rerank.
+    hits = store.search(random_query(), mode="hybrid", limit=6, prefetch_limit=6, filter=flt)
+    assert len(hits) == min(6, matching)
+    assert all(h.payload["lang"] == "de" for h in hits)
+    store.close()
