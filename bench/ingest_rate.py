@@ -33,20 +33,41 @@ from embedder.sources import SourceOptions, iter_items  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", choices=["full", "tiny"], default="full", help="random model shapes")
     p.add_argument("--model", default=None, help="a checkpoint folder instead of a random model")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     p.add_argument("--texts", type=int, default=1024)
-    p.add_argument("--median-tokens", type=int, default=184, help="median text length (the spec's passages)")
+    p.add_argument(
+        "--median-tokens", type=int, default=184, help="median text length (the spec's passages)"
+    )
     p.add_argument("--pdf-pages", type=int, default=64)
     p.add_argument("--dpi", type=float, default=150)
     p.add_argument("--max-pixels", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="most texts per encode call (default: ingest's)")
-    p.add_argument("--batch-tokens", type=int, default=None, help="tokens per text encode call (default: ingest's)")
-    p.add_argument("--image-batch-size", type=int, default=None, help="pages per encode call (default: ingest's)")
-    p.add_argument("--store", default=None, help="store URL (default: qdrant-edge in a temp folder)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="most texts per encode call (default: ingest's)",
+    )
+    p.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=None,
+        help="tokens per text encode call (default: ingest's)",
+    )
+    p.add_argument(
+        "--image-batch-size",
+        type=int,
+        default=None,
+        help="pages per encode call (default: ingest's)",
+    )
+    p.add_argument(
+        "--store", default=None, help="store URL (default: qdrant-edge in a temp folder)"
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -62,8 +83,9 @@ def load_model(args: argparse.Namespace):
 
 
 _WORDS = (
-    "the of and to in is that for it as with was on be by at this from or which an are vector database "
-    "query passage document page image table chart revenue model token search index dense late interaction"
+    "the of and to in is that for it as with was on be by at this from or which an are vector "
+    "database query passage document page image table chart revenue model token search index "
+    "dense late interaction"
 ).split()
 
 
@@ -74,13 +96,18 @@ def write_inputs(folder: Path, args: argparse.Namespace, tokenizer) -> None:
     median_words = max(1.0, args.median_tokens / tokens_per_word)
     vocab = _WORDS
     (folder / "texts").mkdir(parents=True)
-    lengths = np.clip(rng.lognormal(np.log(median_words), 0.8, args.texts), 3, 20 * median_words).astype(int)
+    lengths = np.clip(
+        rng.lognormal(np.log(median_words), 0.8, args.texts), 3, 20 * median_words
+    ).astype(int)
     for i, n in enumerate(lengths):
         words = rng.choice(vocab, size=n)
         (folder / "texts" / f"t{i:05d}.txt").write_text(" ".join(words), encoding="utf-8")
     (folder / "pdf").mkdir()
     for d in range(0, args.pdf_pages, 4):
-        pages = [[f"Report {d} page {p}", " ".join(rng.choice(vocab, size=12))] for p in range(min(4, args.pdf_pages - d))]
+        pages = [
+            [f"Report {d} page {p}", " ".join(rng.choice(vocab, size=12))]
+            for p in range(min(4, args.pdf_pages - d))
+        ]
         (folder / "pdf" / f"r{d:05d}.pdf").write_bytes(minimal_pdf(pages))
 
 
@@ -90,18 +117,34 @@ def embed_only(model, items: list, opts: IngestOptions, multivector: bool) -> fl
     pages = [(i.load(), i.task) for i in items if i.modality.value != "text"]
     extra = {} if opts.max_pixels is None else {"max_pixels": opts.max_pixels}
     batches: list[list] = [[]]
-    for text in texts:  # the pipeline's rule: a batch is full at text_batch texts or text_batch_tokens
+    for (
+        text
+    ) in texts:  # the pipeline's rule: a batch is full at text_batch texts or text_batch_tokens
         batches[-1].append(text)
-        if len(batches[-1]) >= opts.text_batch or sum(c for _, _, c in batches[-1]) >= opts.text_batch_tokens:
+        if (
+            len(batches[-1]) >= opts.text_batch
+            or sum(c for _, _, c in batches[-1]) >= opts.text_batch_tokens
+        ):
             batches.append([])
     sync = _synchronize(model)
     started = time.perf_counter()
     for chunk in filter(None, batches):
-        model.encode_text([c for c, _, _ in chunk], task=chunk[0][1], prompt_name="passage", multivector=multivector,
-                          show_progress=False)  # fmt: skip
+        model.encode_text(
+            [c for c, _, _ in chunk],
+            task=chunk[0][1],
+            prompt_name="passage",
+            multivector=multivector,
+            show_progress=False,
+        )
     for k in range(0, len(pages), opts.image_batch):
         chunk = pages[k : k + opts.image_batch]
-        model.encode_image([c for c, _ in chunk], task=chunk[0][1], multivector=multivector, show_progress=False, **extra)
+        model.encode_image(
+            [c for c, _ in chunk],
+            task=chunk[0][1],
+            multivector=multivector,
+            show_progress=False,
+            **extra,
+        )
     sync()
     return time.perf_counter() - started
 
@@ -121,33 +164,54 @@ def main() -> None:
     model = load_model(args)
     dims = sorted(model.matryoshka_dims)
     spec = CollectionSpec(dim=dims[-1], prefetch_dims=dims[:1])
-    given = {"text_batch": args.batch_size, "text_batch_tokens": args.batch_tokens, "image_batch": args.image_batch_size}
-    opts = IngestOptions(max_pixels=args.max_pixels, progress=False, **{k: v for k, v in given.items() if v is not None})
-    print(f"[bench] batches: {opts.text_batch} texts / {opts.text_batch_tokens} tokens, {opts.image_batch} pages")
+    given = {
+        "text_batch": args.batch_size,
+        "text_batch_tokens": args.batch_tokens,
+        "image_batch": args.image_batch_size,
+    }
+    opts = IngestOptions(
+        max_pixels=args.max_pixels,
+        progress=False,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    batches = f"{opts.text_batch} texts / {opts.text_batch_tokens} tokens, {opts.image_batch} pages"
+    print(f"[bench] batches: {batches}")
     with tempfile.TemporaryDirectory(prefix="jvdb-ingest-bench-") as tmp:
         root = Path(tmp)
         write_inputs(root / "inputs", args, model.tokenizer)
-        source_opts = SourceOptions(pdf_dpi=args.dpi, pdf_text=False, chunk_tokens=8192, chunk_overlap=0)
+        source_opts = SourceOptions(
+            pdf_dpi=args.dpi, pdf_text=False, chunk_tokens=8192, chunk_overlap=0
+        )
         items = list(iter_items([root / "inputs"], tokenizer=model.tokenizer, options=source_opts))
         n_text = sum(i.modality.value == "text" for i in items)
         tokens = sum(i.cost for i in items if i.modality.value == "text")
-        print(f"[bench] device={getattr(model, 'device', '?')} dtype={getattr(model, 'dtype', '?')} dims={dims}")
-        print(f"[bench] inputs: {n_text} texts ({tokens} tokens), {len(items) - n_text} PDF pages at {args.dpi:g} DPI")
-        embed_only(model, items[:2] + items[-2:], opts, spec.multivector)  # warm-up (kernels, caches)
+        print(f"[bench] device={model.device} dtype={model.dtype} dims={dims}")
+        pages = len(items) - n_text
+        print(
+            f"[bench] inputs: {n_text} texts ({tokens} tokens), {pages} PDF pages, {args.dpi:g} DPI"
+        )
+        embed_only(
+            model, items[:2] + items[-2:], opts, spec.multivector
+        )  # warm-up: kernels, caches
         first = embed_only(model, items, opts, spec.multivector)
         url = args.store or f"qdrant:{root / 'qdrant'}"
         with open_store(url, "bench", spec=spec) as store:
-            summary = ingest(iter_items([root / "inputs"], tokenizer=model.tokenizer, options=source_opts), model, store, opts)
+            summary = ingest(
+                iter_items([root / "inputs"], tokenizer=model.tokenizer, options=source_opts),
+                model,
+                store,
+                opts,
+            )
             assert summary.added == len(items) and not summary.failed, summary.lines()
         ingest_s = summary.seconds
         second = embed_only(model, items, opts, spec.multivector)
         embed_s = min(first, second)  # the faster embed-only run: the ratio errs low, not high
         print(f"[bench] embed-only runs: {first:.2f} s before the ingest, {second:.2f} s after")
     n = len(items)
-    print(f"[bench] embed-only : {embed_s:8.2f} s  {n / embed_s:9.1f} items/s  {tokens / embed_s:10.0f} tok/s  "
-          f"{(n - n_text) / embed_s:7.2f} pages/s")  # fmt: skip
-    print(f"[bench] full ingest: {ingest_s:8.2f} s  {n / ingest_s:9.1f} items/s  {tokens / ingest_s:10.0f} tok/s  "
-          f"{(n - n_text) / ingest_s:7.2f} pages/s  into {url.split(':')[0]}")  # fmt: skip
+    for name, secs in (("embed-only ", embed_s), ("full ingest", ingest_s)):
+        rates = f"{n / secs:9.1f} items/s  {tokens / secs:10.0f} tok/s  {pages / secs:7.2f} pages/s"
+        print(f"[bench] {name}: {secs:8.2f} s  {rates}")
+    print(f"[bench] store: {url.split(':')[0]}")
     print(f"[bench] ingest / embed-only rate: {embed_s / ingest_s:.1%}")
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in summary.stage_seconds.items())
     print(f"[bench] ingest stages (busy / encoder waits): {stages}")

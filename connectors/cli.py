@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -23,47 +23,82 @@ logger = logging.getLogger(__name__)
 
 app = typer.Typer(
     name="jina-vdb",
-    help="jina-embeddings-v4 (dense + multi-vector) into Qdrant or Milvus, with hybrid late-interaction search.",
+    help="jina-embeddings-v4 (dense + multi-vector) into Qdrant or Milvus, hybrid search.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-StoreOpt = Annotated[str, typer.Option("--store", "-s", help=f"Where the collection lives: {STORE_URL_FORMS}.")]
+StoreOpt = Annotated[
+    str, typer.Option("--store", "-s", help=f"Where the collection lives: {STORE_URL_FORMS}.")
+]
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Hub id, local checkpoint folder, or 'tiny' (a tiny random model, offline).")
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id, local checkpoint folder, or 'tiny' (a tiny random model, offline).",
+    ),
 ]
 TaskOpt = Annotated[str, typer.Option(help="LoRA task: retrieval, text-matching or code.")]
-DeviceOpt = Annotated[Optional[str], typer.Option(help="torch device (default: cuda when available, else cpu).")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")]
+DeviceOpt = Annotated[
+    str | None, typer.Option(help="torch device (default: cuda when available, else cpu).")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")
+]
 
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files and folders: text, code, images, PDFs, JSONL.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files and folders: text, code, images, PDFs, JSONL.")
+    ],
     store: StoreOpt,
     collection: CollectionOpt = "docs",
-    task: Annotated[str, typer.Option(help="retrieval, text-matching, code, or auto (code files -> code).")] = "retrieval",
-    dim: Annotated[Optional[int], typer.Option(help="Dense dim stored (default: the model's full dim).")] = None,
-    prefetch_dims: Annotated[
-        Optional[str], typer.Option(help="Matryoshka prefix dims stored for funnel queries, e.g. 128 or 128,256; 'none'.")
+    task: Annotated[
+        str, typer.Option(help="retrieval, text-matching, code, or auto (code files -> code).")
+    ] = "retrieval",
+    dim: Annotated[
+        int | None, typer.Option(help="Dense dim stored (default: the model's full dim).")
     ] = None,
-    multivector: Annotated[bool, typer.Option(help="Store the 128-d token vectors (MaxSim).")] = True,
+    prefetch_dims: Annotated[
+        str | None,
+        typer.Option(
+            help="Matryoshka prefix dims stored for funnel queries, e.g. 128 or 128,256; 'none'."
+        ),
+    ] = None,
+    multivector: Annotated[
+        bool, typer.Option(help="Store the 128-d token vectors (MaxSim).")
+    ] = True,
     model: ModelOpt = cs.DEFAULT_MODEL,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Pixel budget per image / page (model default: 602112).")] = None,
+    max_pixels: Annotated[
+        int | None, typer.Option(help="Pixel budget per image / page (model default: 602112).")
+    ] = None,
     dpi: Annotated[float, typer.Option(help="PDF render resolution.")] = 150.0,
     pdf_text: Annotated[bool, typer.Option(help="Also embed each PDF page's text layer.")] = True,
     chunk_tokens: Annotated[int, typer.Option(help="Text chunk size in tokens.")] = 2048,
     chunk_overlap: Annotated[int, typer.Option(help="Tokens shared by neighbouring chunks.")] = 128,
-    include: Annotated[Optional[list[str]], typer.Option(help="Glob of files to take from folders (repeatable).")] = None,
-    exclude: Annotated[Optional[list[str]], typer.Option(help="Glob of files to leave out (repeatable).")] = None,
-    meta: Annotated[Optional[list[str]], typer.Option(help="key=value stored in every record's meta (repeatable).")] = None,
+    include: Annotated[
+        list[str] | None, typer.Option(help="Glob of files to take from folders (repeatable).")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="Glob of files to leave out (repeatable).")
+    ] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(help="key=value stored in every record's meta (repeatable)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Most texts per encode call.")] = 512,
     batch_tokens: Annotated[int, typer.Option(help="Tokens per text encode call.")] = 65536,
     image_batch_size: Annotated[int, typer.Option(help="Images / pages per encode call.")] = 32,
-    strict: Annotated[bool, typer.Option(help="Stop at the first bad file instead of skipping it.")] = False,
-    force: Annotated[bool, typer.Option(help="Re-encode and overwrite items already stored.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Stop at the first bad file instead of skipping it.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Re-encode and overwrite items already stored.")
+    ] = False,
     device: DeviceOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     verbose: VerboseOpt = False,
@@ -77,19 +112,34 @@ def ingest(
         from embedder.sources import SourceOptions, iter_items
 
         source_opts = SourceOptions(
-            include=tuple(include or ()), exclude=tuple(exclude or ()), task=task, chunk_tokens=chunk_tokens,
-            chunk_overlap=chunk_overlap, pdf_dpi=dpi, pdf_text=pdf_text, metadata=cs.parse_meta(meta or ()),
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
+            task=task,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+            pdf_dpi=dpi,
+            pdf_text=pdf_text,
+            metadata=cs.parse_meta(meta or ()),
             strict=strict,
         )
         ingest_opts = IngestOptions(
-            text_batch=batch_size, text_batch_tokens=batch_tokens, image_batch=image_batch_size,
-            max_pixels=max_pixels, strict=strict, skip_existing=not force,
+            text_batch=batch_size,
+            text_batch_tokens=batch_tokens,
+            image_batch=image_batch_size,
+            max_pixels=max_pixels,
+            strict=strict,
+            skip_existing=not force,
             progress=not quiet and cs.stderr_is_tty(),
         )
         where = parse_store_url(store)  # a bad URL fails before the model loads
         encoder = cs.load_encoder(model, device=device)
-        spec, explicit = cs.build_spec(encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector)
-        with open_or_create(where, collection, spec, explicit=explicit) as db, cs.progress_safe_logging():
+        spec, explicit = cs.build_spec(
+            encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector
+        )
+        with (
+            open_or_create(where, collection, spec, explicit=explicit) as db,
+            cs.progress_safe_logging(),
+        ):
             items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
             summary = run_ingest(items, encoder, db, ingest_opts)
         for line in summary.lines():
@@ -98,15 +148,20 @@ def ingest(
 
 @app.command()
 def search(
-    query: Annotated[Optional[str], typer.Argument(help="The query text (or use --image).")] = None,
+    query: Annotated[str | None, typer.Argument(help="The query text (or use --image).")] = None,
     store: StoreOpt = "",
     collection: CollectionOpt = "docs",
-    image: Annotated[Optional[Path], typer.Option(help="Search with an image instead of text.")] = None,
-    mode: Annotated[SearchMode, typer.Option(case_sensitive=False, help="Search mode.")] = SearchMode.HYBRID,
+    image: Annotated[
+        Path | None, typer.Option(help="Search with an image instead of text.")
+    ] = None,
+    mode: Annotated[
+        SearchMode, typer.Option(case_sensitive=False, help="Search mode.")
+    ] = SearchMode.HYBRID,
     limit: Annotated[int, typer.Option(help="Results returned.")] = 10,
     prefetch_limit: Annotated[int, typer.Option(help="Dense candidates reranked by MaxSim.")] = 100,
     filter: Annotated[
-        Optional[list[str]], typer.Option("--filter", "-f", help="key=value, key=a,b, key>=n (repeat for AND).")
+        list[str] | None,
+        typer.Option("--filter", "-f", help="key=value, key=a,b, key>=n (repeat for AND)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
     model: ModelOpt = cs.DEFAULT_MODEL,
@@ -128,9 +183,16 @@ def search(
             if image is not None:
                 batch = encoder.encode_image([str(image)], task=task, multivector=multivector)
             else:
-                batch = encoder.encode_text([query], task=task, prompt_name="query", multivector=multivector)
-            hits = db.search(Query.from_batch(batch), mode=mode, limit=limit, prefetch_limit=prefetch_limit,
-                             filter=conditions)
+                batch = encoder.encode_text(
+                    [query], task=task, prompt_name="query", multivector=multivector
+                )
+            hits = db.search(
+                Query.from_batch(batch),
+                mode=mode,
+                limit=limit,
+                prefetch_limit=prefetch_limit,
+                filter=conditions,
+            )
         cs.print_hits(hits, as_json=as_json)
 
 
@@ -158,20 +220,31 @@ def info(
 @app.command()
 def demo(
     model: ModelOpt = cs.DEFAULT_MODEL,
-    workdir: Annotated[Path, typer.Option(help="Where the sample corpus and the store go.")] = Path("jina_vdb_demo"),
-    store: Annotated[Optional[str], typer.Option("--store", "-s", help="Default: qdrant:WORKDIR/qdrant.")] = None,
+    workdir: Annotated[Path, typer.Option(help="Where the sample corpus and the store go.")] = Path(
+        "jina_vdb_demo"
+    ),
+    store: Annotated[
+        str | None, typer.Option("--store", "-s", help="Default: qdrant:WORKDIR/qdrant.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Results per query.")] = 3,
     device: DeviceOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Generate a small multilingual corpus (texts, a chart, a table, a PDF), ingest it, run hybrid queries."""
+    """Generate a small multilingual corpus, ingest it into an embedded store, query it."""
     from .demo import run_demo
 
     cs.setup_logging(verbose)
     with cs.cli_errors(verbose):
         url = store or f"qdrant:{workdir / 'qdrant'}"
         suffix = "tiny" if model == cs.TINY else hashlib.sha256(model.encode()).hexdigest()[:8]
-        run_demo(model=model, workdir=workdir, store=url, collection=f"demo-{suffix}", limit=limit, device=device)
+        run_demo(
+            model=model,
+            workdir=workdir,
+            store=url,
+            collection=f"demo-{suffix}",
+            limit=limit,
+            device=device,
+        )
 
 
 def main() -> Any:

@@ -34,7 +34,9 @@ _OUR_LOGGERS = ("connectors", "embedder")
 
 def setup_logging(verbose: bool) -> None:
     """WARNING and up by default; --verbose: DEBUG for jina-vdb's own loggers."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     for name in _OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
@@ -66,7 +68,7 @@ def progress_safe_logging() -> contextlib.AbstractContextManager[None]:
 
 # -- models ---------------------------------------------------------------------------------
 def cache_dir() -> Path:
-    """jina-vdb's cache folder: $JINA_VDB_CACHE, else $XDG_CACHE_HOME/jina-vdb, else ~/.cache/jina-vdb."""
+    """The cache folder: $JINA_VDB_CACHE, else $XDG_CACHE_HOME/jina-vdb, else ~/.cache/jina-vdb."""
     if os.environ.get("JINA_VDB_CACHE"):
         return Path(os.environ["JINA_VDB_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -117,8 +119,16 @@ def load_encoder(model: str, *, device: str | None = None, dtype: str | None = N
 
 def _looks_offline(error: BaseException) -> bool:
     names = {t.__name__ for t in type(error).__mro__}
-    markers = {"LocalEntryNotFoundError", "ConnectionError", "ConnectError", "OfflineModeIsEnabled",
-               "HfHubHTTPError", "TimeoutException", "RepositoryNotFoundError", "GatedRepoError"}
+    markers = {
+        "LocalEntryNotFoundError",
+        "ConnectionError",
+        "ConnectError",
+        "OfflineModeIsEnabled",
+        "HfHubHTTPError",
+        "TimeoutException",
+        "RepositoryNotFoundError",
+        "GatedRepoError",
+    }
     return bool(names & markers) or "connect" in str(error).lower()
 
 
@@ -129,16 +139,22 @@ def model_dims(encoder: Any) -> tuple[int, ...]:
 def build_spec(
     encoder: Any, *, dim: int | None, prefetch_dims: str | None, multivector: bool
 ) -> tuple[CollectionSpec, bool]:
-    """The spec for ``ingest`` from the options (defaults follow the model); and whether any was given."""
+    """The spec for ``ingest`` (defaults follow the model), and whether any option was given."""
     dims = model_dims(encoder)
     full = dims[-1]
     explicit = dim is not None or prefetch_dims is not None or not multivector
     dim = full if dim is None else dim
     if dim > full:
-        raise ValueError(f"--dim {dim} is larger than the model's dense vector ({full}); valid: {list(dims)}")
+        raise ValueError(
+            f"--dim {dim} is larger than the model's dense vector ({full}); valid: {list(dims)}"
+        )
     if dim not in dims:
         logger.warning("--dim %d is not one of the model's Matryoshka dims %s", dim, list(dims))
-    prefetch = parse_dims(prefetch_dims) if prefetch_dims is not None else tuple(d for d in dims[:1] if d < dim)
+    prefetch = (
+        parse_dims(prefetch_dims)
+        if prefetch_dims is not None
+        else tuple(d for d in dims[:1] if d < dim)
+    )
     return CollectionSpec(dim=dim, prefetch_dims=prefetch, multivector=multivector), explicit
 
 
@@ -149,7 +165,9 @@ def parse_dims(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise ValueError(f"--prefetch-dims must be comma-separated ints like 128,256 or 'none', got {text!r}") from None
+        raise ValueError(
+            f"--prefetch-dims must be comma-separated ints like 128,256 or 'none', got {text!r}"
+        ) from None
 
 
 def parse_meta(items: Sequence[str]) -> dict[str, Any]:
@@ -176,7 +194,9 @@ def disk_bytes(backend: str, location: str, collection: str) -> dict[str, Any]:
         return {}
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     # Allocated blocks, not st_size: qdrant-edge preallocates sparse files (~230 MB apparent).
-    total = sum(getattr(st, "st_blocks", st.st_size // 512) * 512 for st in (p.stat() for p in files))
+    total = sum(
+        getattr(st, "st_blocks", st.st_size // 512) * 512 for st in (p.stat() for p in files)
+    )
     what = "collection folder" if backend == "qdrant" else "database file (all collections)"
     return {"disk_bytes": total, "disk": f"{total / 2**20:.1f} MiB ({what})"}
 
@@ -200,7 +220,12 @@ def describe_hit(hit: Hit) -> str:
 
 def print_hits(hits: Sequence[Hit], *, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps([{"id": h.id, "score": h.score, "payload": h.payload} for h in hits], ensure_ascii=False))
+        typer.echo(
+            json.dumps(
+                [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits],
+                ensure_ascii=False,
+            )
+        )
         return
     if not hits:
         typer.echo("no results")

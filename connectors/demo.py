@@ -22,19 +22,30 @@ DEMO_QUERIES = (
 )
 
 
-def run_demo(*, model: str, workdir: Path, store: str, collection: str, limit: int = 3, device: str | None = None) -> None:
-    """Write the sample corpus to ``workdir/corpus``, ingest it into ``store``, run ``DEMO_QUERIES``."""
+def run_demo(
+    *,
+    model: str,
+    workdir: Path,
+    store: str,
+    collection: str,
+    limit: int = 3,
+    device: str | None = None,
+) -> None:
+    """Write the sample corpus to ``workdir/corpus``, ingest it, run ``DEMO_QUERIES``."""
     from embedder.samples import write_sample_corpus
     from embedder.sources import SourceOptions, iter_items
 
     started = time.perf_counter()
     corpus = workdir / "corpus"
     files = write_sample_corpus(corpus)
-    typer.echo(f"sample corpus: {len(files)} files in {corpus} (texts in 6 languages, code, a chart, a table, a PDF)")
+    kinds = "texts in 6 languages, code, a chart, a table, a PDF"
+    typer.echo(f"sample corpus: {len(files)} files in {corpus} ({kinds})")
     encoder = cs.load_encoder(model, device=device)
     spec, _ = cs.build_spec(encoder, dim=None, prefetch_dims=None, multivector=True)
     with open_store(store, collection, spec=spec) as db:
-        items = iter_items([corpus], tokenizer=encoder.tokenizer, options=SourceOptions(task="auto", pdf_dpi=100))
+        items = iter_items(
+            [corpus], tokenizer=encoder.tokenizer, options=SourceOptions(task="auto", pdf_dpi=100)
+        )
         summary = ingest(items, encoder, db, IngestOptions(progress=False))
         typer.echo(f"ingest into {store} (collection {collection!r}): " + summary.lines()[0])
         for line in summary.lines()[1:]:
@@ -45,8 +56,7 @@ def run_demo(*, model: str, workdir: Path, store: str, collection: str, limit: i
             typer.echo(f"\nquery: {text}")
             cs.print_hits(hits, as_json=False)
     if model == cs.TINY:
-        typer.echo("\n(--model tiny has random weights: the ranking is arbitrary; drop it for the real model)")
-    typer.echo(
-        f"\ndone in {time.perf_counter() - started:.1f}s. Try: jina-vdb search \"revenue\" --store {store} "
-        f"--collection {collection}" + (" --model tiny" if model == cs.TINY else "")
-    )
+        typer.echo("\n(--model tiny has random weights: the ranking is arbitrary)")
+    again = f'jina-vdb search "revenue" --store {store} --collection {collection}'
+    again += " --model tiny" if model == cs.TINY else ""
+    typer.echo(f"\ndone in {time.perf_counter() - started:.1f}s. Try: {again}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,20 +29,28 @@ from typing import Any
 from .base import VectorStore
 from .errors import RecordError
 from .ingest_types import (
-    Encoder as Encoder,
-    Failure as Failure,
-    IngestError as IngestError,
-    IngestItem as IngestItem,
-    IngestOptions as IngestOptions,
-    IngestSummary as IngestSummary,
-    SourceFailure as SourceFailure,
-    failure_of as failure_of,
+    Encoder,
+    Failure,
+    IngestError,
+    IngestItem,
+    IngestOptions,
+    IngestSummary,
+    SourceFailure,
+    Tally,
+    failure_of,
 )
 from .records import Record, records_from_batch
 
 __all__ = [
-    "Encoder", "Failure", "IngestError", "IngestItem", "IngestOptions", "IngestSummary", "SourceFailure",
-    "failure_of", "ingest",
+    "Encoder",
+    "Failure",
+    "IngestError",
+    "IngestItem",
+    "IngestOptions",
+    "IngestSummary",
+    "SourceFailure",
+    "failure_of",
+    "ingest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,7 +72,6 @@ class _Loaded:
 class _Event:
     kind: str  # "skipped" | "duplicate" | "failed"
     failure: Failure | None = None
-
 
 
 def ingest(
@@ -111,25 +117,21 @@ class _Pipeline:
 
     def __init__(self, encoder: Encoder, store: VectorStore, opts: IngestOptions) -> None:
         self.encoder, self.store, self.opts = encoder, store, opts
-        self.summary = IngestSummary()
         self.stop = threading.Event()
         self.store_lock = threading.Lock()  # one store call at a time (embedded stores)
-        self.count_lock = threading.Lock()
         self.loaded: queue.Queue[Any] = queue.Queue(maxsize=opts.read_ahead)
         self.encoded: queue.Queue[Any] = queue.Queue(maxsize=2)
-        # Decoded images/pages waiting for the encoder (memory bound; >= one batch, see _read).
+        # Decoded images / rendered pages not yet encoded: memory bound (> one batch, no deadlock).
         self.image_slots = threading.Semaphore(2 * opts.image_batch)
         self.errors: list[BaseException] = []
-        self.bar: Any = None
-        self.started = 0.0
+        self.tally: Tally
 
     # -- driver ------------------------------------------------------------------------
     def run(self, items: Iterable[Any]) -> IngestSummary:
-        self.started = time.perf_counter()
-        self.bar = _progress_bar(self.opts.progress)
+        self.tally = Tally(self.opts.progress, logger)
         threads = [
-            threading.Thread(target=self._guard, args=(self._read, iter(items)), name="jvdb-ingest-reader", daemon=True),
-            threading.Thread(target=self._guard, args=(self._write,), name="jvdb-ingest-writer", daemon=True),
+            threading.Thread(target=self._guard, args=(self._read, iter(items)), daemon=True),
+            threading.Thread(target=self._guard, args=(self._write,), daemon=True),
         ]
         for t in threads:
             t.start()
@@ -141,14 +143,12 @@ class _Pipeline:
         finally:
             for t in threads:
                 t.join()
-            if self.bar is not None:
-                self.bar.close()
+            summary = self.tally.close()
         if self.errors:
             raise self.errors[0]
-        self.summary.seconds = time.perf_counter() - self.started
-        for line in self.summary.lines():
+        for line in summary.lines():
             logger.info("%s", line)
-        return self.summary
+        return summary
 
     def _guard(self, stage: Any, *args: Any) -> None:
         try:
@@ -156,9 +156,11 @@ class _Pipeline:
         except _Stopped:
             pass
         except Exception as e:
-            with self.count_lock:
-                self.errors.append(e)
+            self.errors.append(e)  # list.append is atomic
             self.stop.set()
+
+    def _put(self, q: queue.Queue[Any], value: Any) -> None:
+        _wait_put(q, value, self.stop)
 
     # -- reader thread -------------------------------------------------------------------
     def _read(self, items: Any) -> None:
@@ -168,9 +170,9 @@ class _Pipeline:
             if self.stop.is_set():
                 raise _Stopped
             if isinstance(item, SourceFailure) and not hasattr(item, "load"):
-                _wait_put(self.loaded, _Event("failed", Failure(item.source, item.reason)), self.stop)
+                self._put(self.loaded, _Event("failed", Failure(item.source, item.reason)))
             elif item.id in seen:
-                _wait_put(self.loaded, _Event("duplicate"), self.stop)
+                self._put(self.loaded, _Event("duplicate"))
             else:
                 seen.add(item.id)
                 pending.append(item)
@@ -178,36 +180,30 @@ class _Pipeline:
                     self._check_and_load(pending)
                     pending = []
         self._check_and_load(pending)
-        _wait_put(self.loaded, _END, self.stop)
+        self._put(self.loaded, _END)
 
     def _check_and_load(self, pending: list[Any]) -> None:
-        if not pending:
-            return
-        started = time.perf_counter()
         present: set[Any] = set()
-        if self.opts.skip_existing:
-            with self.store_lock:
-                present = {r.id for r in self.store.get([it.id for it in pending], with_vectors=False)}
-        self._busy("read", started)
+        if pending and self.opts.skip_existing:
+            with self.tally.clock("read"), self.store_lock:
+                present = {r.id for r in self.store.get([it.id for it in pending])}
         for item in pending:
             if item.id in present:
-                _wait_put(self.loaded, _Event("skipped"), self.stop)
+                self._put(self.loaded, _Event("skipped"))
                 continue
             is_image = not _is_text(item)
             while is_image and not self.image_slots.acquire(timeout=0.1):
                 if self.stop.is_set():
                     raise _Stopped
-            started = time.perf_counter()
             try:
-                content = item.load()
+                with self.tally.clock("read"):
+                    content = item.load()
             except Exception as e:
-                self._busy("read", started)
                 if is_image:
                     self.image_slots.release()
-                _wait_put(self.loaded, _Event("failed", failure_of(item, e)), self.stop)
+                self._put(self.loaded, _Event("failed", failure_of(item, e)))
                 continue
-            self._busy("read", started)
-            _wait_put(self.loaded, _Loaded(item, content), self.stop)
+            self._put(self.loaded, _Loaded(item, content))
 
     # -- encoder (calling thread) -----------------------------------------------------------
     def _encode_loop(self) -> None:
@@ -236,72 +232,60 @@ class _Pipeline:
             self._encode(texts, text=True)
         if images:
             self._encode(images, text=False)
-        _wait_put(self.encoded, _END, self.stop)
+        self._put(self.encoded, _END)
 
     def _next_loaded(self) -> Any:
         try:
             return self.loaded.get_nowait()
         except queue.Empty:
             pass
-        started = time.perf_counter()  # the encoder idles: the reader is behind
-        while True:
-            if self.stop.is_set():
-                raise _Stopped
-            try:
-                item = self.loaded.get(timeout=0.1)
-                self._busy("wait_read", started)
-                return item
-            except queue.Empty:
-                continue
+        with self.tally.clock("wait_read"):  # the encoder idles: the reader is behind
+            while not self.stop.is_set():
+                try:
+                    return self.loaded.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+        raise _Stopped
 
     def _on_event(self, event: _Event) -> None:
-        if event.kind == "failed":
-            assert event.failure is not None
+        if event.failure is not None:
             self._fail(event.failure)
-            return
-        with self.count_lock:
-            if event.kind == "skipped":
-                self.summary.skipped += 1
-            else:
-                self.summary.duplicates += 1
-        self._tick(1)
+        else:
+            self.tally.add("skipped" if event.kind == "skipped" else "duplicates", done=1)
 
     def _fail(self, failure: Failure) -> None:
         if self.opts.strict:
             raise IngestError(f"{failure.source}: {failure.reason}")
         logger.warning("skipped %s: %s", failure.source, failure.reason)
-        with self.count_lock:
-            self.summary.failed.append(failure)
-        self._tick(1)
+        self.tally.fail(failure)
 
     def _encode(self, batch: list[_Loaded], *, text: bool) -> None:
         try:
-            try:
-                started = time.perf_counter()
+            with self.tally.clock("encode"):
                 out = self._call_encoder(batch, text=text)
-                self._busy("encode", started)
-                started = time.perf_counter()  # blocked when the writer is behind
-                _wait_put(self.encoded, ([m.item for m in batch], out), self.stop)
-                self._busy("wait_write", started)
-            except _Stopped:
-                raise
-            except Exception as e:
-                if len(batch) == 1:
-                    self._fail(failure_of(batch[0].item, e))
-                    return
-                logger.info("a batch of %d failed to encode (%s); retrying one by one", len(batch), e)
+        except Exception as e:
+            if len(batch) == 1:
+                self._fail(failure_of(batch[0].item, e))
+            else:
+                logger.info(
+                    "a batch of %d failed to encode (%s); retrying one by one", len(batch), e
+                )
                 self._encode_one_by_one(batch, text=text, batch_error=e)
+        else:
+            with self.tally.clock("wait_write"):  # blocked when the writer is behind
+                self._put(self.encoded, ([m.item for m in batch], out))
         finally:
             if not text:
                 for _ in batch:
                     self.image_slots.release()
-        with self.count_lock:
-            if text:
-                self.summary.tokens += sum(int(m.item.cost) for m in batch)
-            else:
-                self.summary.pages += len(batch)
+        if text:
+            self.tally.add("tokens", sum(int(m.item.cost) for m in batch))
+        else:
+            self.tally.add("pages", len(batch))
 
-    def _encode_one_by_one(self, batch: list[_Loaded], *, text: bool, batch_error: Exception) -> None:
+    def _encode_one_by_one(
+        self, batch: list[_Loaded], *, text: bool, batch_error: Exception
+    ) -> None:
         failures = []
         for m in batch:
             try:
@@ -309,10 +293,12 @@ class _Pipeline:
             except Exception as e:
                 failures.append(failure_of(m.item, e))
                 continue
-            _wait_put(self.encoded, ([m.item], out), self.stop)
+            self._put(self.encoded, ([m.item], out))
         if len(failures) == len(batch):
-            # Every item failing alone means the encoder itself is broken: stop, don't list them all.
-            raise IngestError(f"the encoder failed on every item of a batch of {len(batch)}: {batch_error}") from batch_error
+            # Every item failing alone means the encoder is broken: stop, don't list them all.
+            raise IngestError(
+                f"the encoder failed on every item of a batch of {len(batch)}: {batch_error}"
+            ) from batch_error
         for failure in failures:
             self._fail(failure)
 
@@ -320,14 +306,14 @@ class _Pipeline:
         tasks = [m.item.task for m in batch]
         task: Any = tasks[0] if len(set(tasks)) == 1 else tasks
         contents = [m.content for m in batch]
-        multivector = self.store.spec.multivector
+        common = {"task": task, "multivector": self.store.spec.multivector, "show_progress": False}
         if text:
             return self.encoder.encode_text(
-                contents, task=task, prompt_name="passage", multivector=multivector,
-                max_length=self.opts.max_length, show_progress=False,
+                contents, prompt_name="passage", max_length=self.opts.max_length, **common
             )
-        extra = {} if self.opts.max_pixels is None else {"max_pixels": self.opts.max_pixels}
-        return self.encoder.encode_image(contents, task=task, multivector=multivector, show_progress=False, **extra)
+        if self.opts.max_pixels is not None:
+            common["max_pixels"] = self.opts.max_pixels
+        return self.encoder.encode_image(contents, **common)
 
     # -- writer thread ---------------------------------------------------------------------
     def _write(self) -> None:
@@ -341,57 +327,30 @@ class _Pipeline:
             if msg is _END:
                 return
             items, batch = msg
-            records = records_from_batch(batch, [it.id for it in items], [it.payload for it in items])
+            records = records_from_batch(
+                batch, [it.id for it in items], [it.payload for it in items]
+            )
             step = self.opts.write_batch
             for lo in range(0, len(records), step):
                 self._write_slice(items[lo : lo + step], records[lo : lo + step])
 
     def _write_slice(self, items: Sequence[Any], records: Sequence[Record]) -> None:
         # Small upsert calls: a DB binding may hold the GIL for a whole call, stalling the encoder.
-        started = time.perf_counter()
-        try:
-            with self.store_lock:
-                written = self.store.upsert(records)
-        except RecordError:
-            written = self._write_one_by_one(items, records)
-        self._busy("write", started)
-        with self.count_lock:
-            self.summary.added += written
-            total = self.summary.added
+        with self.tally.clock("write"):
+            try:
+                with self.store_lock:
+                    written = self.store.upsert(records)
+            except RecordError:
+                written = self._write_one_by_one(items, records)
+        total = self.tally.add("added", written, done=written)
         logger.debug("upserted %d records (%d so far)", written, total)
-        self._tick(written)
 
     def _write_one_by_one(self, items: Sequence[Any], records: Sequence[Record]) -> int:
         written = 0
-        for item, record in zip(items, records):
+        for item, record in zip(items, records, strict=True):
             try:
                 with self.store_lock:
                     written += self.store.upsert([record])
             except RecordError as e:
                 self._fail(failure_of(item, e))
         return written
-
-    def _busy(self, stage: str, started: float) -> None:
-        elapsed = time.perf_counter() - started
-        with self.count_lock:
-            self.summary.stage_seconds[stage] += elapsed
-
-    # -- progress ---------------------------------------------------------------------------
-    def _tick(self, n: int) -> None:
-        if self.bar is None or n <= 0:
-            return
-        with self.count_lock:
-            elapsed = max(time.perf_counter() - self.started, 1e-9)
-            self.bar.update(n)
-            self.bar.set_postfix_str(
-                f"{self.summary.tokens / elapsed:.0f} tok/s, {self.summary.pages / elapsed:.2f} pages/s", refresh=False
-            )
-
-
-def _progress_bar(progress: bool | None) -> Any:
-    enabled = logger.isEnabledFor(logging.INFO) if progress is None else progress
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="item", desc="ingest", dynamic_ncols=True)

@@ -1,11 +1,17 @@
 """The ingestion pipeline's data types: what goes in (items, an encoder), what comes out.
 
 Duck-typed on purpose: no torch and no PIL here. ``embedder.sources.Item`` /
-``ItemError`` and ``embedder.JinaV4Embedder`` satisfy these protocols.
+``ItemError`` and ``embedder.JinaV4Embedder`` satisfy these protocols. ``Tally`` keeps the
+counts, per-stage clocks and progress bar that the pipeline's threads share.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,7 +27,9 @@ class Encoder(Protocol):
     [, max_pixels=])``; ``task`` is one str or one per item.
     """
 
-    def encode_text(self, texts: list[str], *, task: Any, prompt_name: str = ..., **kw: Any) -> Any: ...
+    def encode_text(
+        self, texts: list[str], *, task: Any, prompt_name: str = ..., **kw: Any
+    ) -> Any: ...
 
     def encode_image(self, images: list[Any], *, task: Any, **kw: Any) -> Any: ...
 
@@ -73,16 +81,19 @@ class IngestSummary:
     #: Busy time per stage: "read" (existence checks + decoding/rendering), "encode", "write";
     #: and the encoder's idle time: "wait_read" (reader behind), "wait_write" (writer behind).
     stage_seconds: dict[str, float] = field(
-        default_factory=lambda: dict.fromkeys(("read", "encode", "write", "wait_read", "wait_write"), 0.0)
+        default_factory=lambda: dict.fromkeys(
+            ("read", "encode", "write", "wait_read", "wait_write"), 0.0
+        )
     )
 
     def lines(self) -> list[str]:
         """Human-readable summary lines (the CLI prints them)."""
         rate = (self.added / self.seconds) if self.seconds else 0.0
+        dupes = f", duplicates in input {self.duplicates}" if self.duplicates else ""
         head = (
-            f"added {self.added}, skipped {self.skipped} (already present), failed {len(self.failed)}"
-            + (f", duplicates in input {self.duplicates}" if self.duplicates else "")
-            + f" in {self.seconds:.1f}s ({rate:.1f} items/s; {self.tokens} tokens, {self.pages} images/pages encoded)"
+            f"added {self.added}, skipped {self.skipped} (already present), "
+            f"failed {len(self.failed)}{dupes} in {self.seconds:.1f}s ({rate:.1f} items/s; "
+            f"{self.tokens} tokens, {self.pages} images/pages encoded)"
         )
         return [head] + [f"  failed: {f.source}: {f.reason}" for f in self.failed]
 
@@ -122,8 +133,15 @@ class IngestOptions:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
-        for name in ("text_batch", "text_batch_tokens", "image_batch", "check_batch", "write_batch", "queue_size",
-                     "max_length"):
+        for name in (
+            "text_batch",
+            "text_batch_tokens",
+            "image_batch",
+            "check_batch",
+            "write_batch",
+            "queue_size",
+            "max_length",
+        ):
             value = getattr(self, name)
             if value is None and name == "queue_size":
                 continue
@@ -133,7 +151,11 @@ class IngestOptions:
     @property
     def read_ahead(self) -> int:
         """The loaded-items queue bound (``queue_size``, or two batches of each kind)."""
-        return self.queue_size if self.queue_size is not None else 2 * (self.text_batch + self.image_batch)
+        return (
+            self.queue_size
+            if self.queue_size is not None
+            else 2 * (self.text_batch + self.image_batch)
+        )
 
 
 def failure_of(item: Any, error: BaseException | str) -> Failure:
@@ -148,4 +170,59 @@ def failure_of(item: Any, error: BaseException | str) -> Failure:
     return Failure(source=source, reason=reason, id=item.id)
 
 
+class Tally:
+    """Thread-safe counts behind an IngestSummary, per-stage clocks, and the tqdm bar.
 
+    Args:
+        progress: show a bar; None follows ``logger``'s level (shown when INFO is enabled).
+        logger: the logger whose level decides when ``progress`` is None.
+    """
+
+    def __init__(self, progress: bool | None, logger: logging.Logger) -> None:
+        self.summary = IngestSummary()
+        self._lock = threading.Lock()
+        self._started = time.perf_counter()
+        enabled = logger.isEnabledFor(logging.INFO) if progress is None else progress
+        self._bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(unit="item", desc="ingest", dynamic_ncols=True)
+
+    def add(self, name: str, n: int = 1, *, done: int = 0) -> int:
+        """Add ``n`` to the summary's counter ``name``; ``done`` items advance the bar."""
+        with self._lock:
+            value = getattr(self.summary, name) + n
+            setattr(self.summary, name, value)
+            self._advance(done)
+        return value
+
+    def fail(self, failure: Failure) -> None:
+        """Record a failed item (it counts as done)."""
+        with self._lock:
+            self.summary.failed.append(failure)
+            self._advance(1)
+
+    def _advance(self, done: int) -> None:  # with the lock held
+        if self._bar is not None and done > 0:
+            elapsed = max(time.perf_counter() - self._started, 1e-9)
+            self._bar.update(done)
+            tokens, pages = self.summary.tokens / elapsed, self.summary.pages / elapsed
+            self._bar.set_postfix_str(f"{tokens:.0f} tok/s, {pages:.2f} pages/s", refresh=False)
+
+    @contextlib.contextmanager
+    def clock(self, stage: str) -> Iterator[None]:
+        """Add the time spent in the block to ``summary.stage_seconds[stage]``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.summary.stage_seconds[stage] += time.perf_counter() - started
+
+    def close(self) -> IngestSummary:
+        """Stop the clock and the bar; the final summary."""
+        self.summary.seconds = time.perf_counter() - self._started
+        if self._bar is not None:
+            self._bar.close()
+        return self.summary

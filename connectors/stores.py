@@ -39,13 +39,17 @@ class StoreURL:
     server: bool
 
     def __str__(self) -> str:
-        return f"{self.backend}+{self.location}" if self.server else f"{self.backend}:{self.location}"
+        return (
+            f"{self.backend}+{self.location}" if self.server else f"{self.backend}:{self.location}"
+        )
 
 
 def parse_store_url(url: str) -> StoreURL:
     """Parse a store URL (see the module docstring); raises ValueError listing the valid forms."""
     if not isinstance(url, str):
-        raise ValueError(f"store URL must be a string like 'qdrant:./data', got {type(url).__name__}")
+        raise ValueError(
+            f"store URL must be a string like 'qdrant:./data', got {type(url).__name__}"
+        )
     text = url.strip()
     m = _SERVER.match(text)
     if m:
@@ -60,7 +64,9 @@ def parse_store_url(url: str) -> StoreURL:
     raise ValueError(f"unknown store URL {url!r}; expected {STORE_URL_FORMS}")
 
 
-def open_store(url: str | StoreURL, collection: str, *, spec: CollectionSpec | None = None) -> VectorStore:
+def open_store(
+    url: str | StoreURL, collection: str, *, spec: CollectionSpec | None = None
+) -> VectorStore:
     """Open a collection, or create it when ``spec`` is given.
 
     With a spec, an existing collection with the same spec is opened and one with another
@@ -84,7 +90,9 @@ def open_store(url: str | StoreURL, collection: str, *, spec: CollectionSpec | N
     return MilvusStore.create(collection, uri=where.location, spec=spec, **extra)
 
 
-def open_or_create(url: str | StoreURL, collection: str, spec: CollectionSpec, *, explicit: bool) -> VectorStore:
+def open_or_create(
+    url: str | StoreURL, collection: str, spec: CollectionSpec, *, explicit: bool
+) -> VectorStore:
     """For ingest: open an existing collection as it is, unless the spec was asked for explicitly.
 
     ``explicit=False`` (no spec options given): an existing collection is used with its own

@@ -58,7 +58,9 @@ def token_offsets(text: str, tokenizer: Any | None = None) -> list[tuple[int, in
     """
     if tokenizer is None:
         return [m.span() for m in _WORD.finditer(text)]
-    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(
+        tokenizer, "_tokenizer", None
+    )
     if backend is not None and hasattr(backend, "encode"):
         offsets = backend.encode(text, add_special_tokens=False).offsets
     else:

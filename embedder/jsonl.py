@@ -34,7 +34,12 @@ from .sources import (
 _RESERVED = frozenset({"id", "text", "image", "task", "payload", "metadata"})
 
 
-def iter_jsonl(path: str | os.PathLike[str], *, tokenizer: Any | None = None, options: SourceOptions | None = None) -> Iterator[Item | ItemError]:
+def iter_jsonl(
+    path: str | os.PathLike[str],
+    *,
+    tokenizer: Any | None = None,
+    options: SourceOptions | None = None,
+) -> Iterator[Item | ItemError]:
     """Yield one item per non-blank line of a JSONL file (an ItemError per bad line)."""
     opts = options or SourceOptions()
     path = Path(path)
@@ -50,7 +55,9 @@ def iter_jsonl(path: str | os.PathLike[str], *, tokenizer: Any | None = None, op
             try:
                 line = f.readline()
             except UnicodeDecodeError as e:
-                yield ItemError(f"{source}:{lineno + 1}", f"not UTF-8 text ({e.reason}); rest of file skipped")
+                yield ItemError(
+                    f"{source}:{lineno + 1}", f"not UTF-8 text ({e.reason}); rest of file skipped"
+                )
                 return
             if not line:
                 return
@@ -63,7 +70,9 @@ def iter_jsonl(path: str | os.PathLike[str], *, tokenizer: Any | None = None, op
                 yield ItemError(f"{source}:{lineno}", str(e))
 
 
-def _line_item(obj: object, path: Path, source: str, lineno: int, tokenizer: Any, opts: SourceOptions) -> Item:
+def _line_item(
+    obj: object, path: Path, source: str, lineno: int, tokenizer: Any, opts: SourceOptions
+) -> Item:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     has_text, has_image = "text" in obj, "image" in obj
@@ -74,14 +83,25 @@ def _line_item(obj: object, path: Path, source: str, lineno: int, tokenizer: Any
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     meta = _meta(obj, opts)
     user_id = obj.get("id")
-    if user_id is not None and (isinstance(user_id, bool) or not isinstance(user_id, int | str) or user_id == ""):
+    if user_id is not None and (
+        isinstance(user_id, bool) or not isinstance(user_id, int | str) or user_id == ""
+    ):
         raise ValueError(f"'id' must be a non-empty string or an int, got {user_id!r}")
     if has_text:
         text = obj["text"]
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"'text' must be a non-empty string, got {text!r:.60}")
         sha = sha256_text(text)
-        payload = _payload(source, "text", "text/plain", sha, opts, line=lineno, task=task, text=text_payload_value(text))
+        payload = _payload(
+            source,
+            "text",
+            "text/plain",
+            sha,
+            opts,
+            line=lineno,
+            task=task,
+            text=text_payload_value(text),
+        )
         loader: Any = functools.partial(str, text)
         modality, cost = Modality.TEXT, count_tokens(text, tokenizer)
     else:
@@ -112,7 +132,9 @@ def _meta(obj: dict[str, Any], opts: SourceOptions) -> dict[str, Any]:
 def _image_ref(value: object, jsonl_path: Path) -> tuple[str, str]:
     """(what to load, content hash): a path relative to the JSONL file is resolved and hashed."""
     if not isinstance(value, str) or not value:
-        raise ValueError(f"'image' must be a non-empty string (path, URL, data URI or base64), got {value!r:.60}")
+        raise ValueError(
+            f"'image' must be a non-empty string (path, URL, data URI or base64), got {value!r:.60}"
+        )
     if "://" not in value and not value.startswith("data:") and len(value) < 4096:
         candidate = Path(value) if os.path.isabs(value) else jsonl_path.parent / value
         if candidate.is_file():

@@ -52,11 +52,15 @@ def page_texts(path: str | os.PathLike[str]) -> list[str]:
             try:
                 textpage = page.get_textpage()
                 try:
-                    texts.append(textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n"))
+                    texts.append(
+                        textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
+                    )
                 finally:
                     textpage.close()
             except Exception as e:
-                raise PdfError(f"{os.fspath(path)}: cannot read the text of page {i + 1} ({e})") from e
+                raise PdfError(
+                    f"{os.fspath(path)}: cannot read the text of page {i + 1} ({e})"
+                ) from e
             finally:
                 page.close()
         return texts
@@ -71,7 +75,7 @@ def render_page(
     dpi: float = DEFAULT_DPI,
     max_pixels: int = DEFAULT_MAX_RENDER_PIXELS,
 ) -> Image.Image:
-    """Render page ``index`` (0-based) as an RGB image at ``dpi`` (scaled down above ``max_pixels``)."""
+    """Render page ``index`` (0-based) as RGB at ``dpi``, scaled down above ``max_pixels``."""
     if not dpi > 0:
         raise ValueError(f"dpi must be positive, got {dpi!r}")
     doc = _open(path)
@@ -83,7 +87,13 @@ def render_page(
             pixels = width * height * scale * scale
             if pixels > max_pixels:
                 scale *= math.sqrt(max_pixels / pixels)
-                logger.debug("%s page %d: render scaled to %.0f DPI (max %d pixels)", path, index + 1, scale * 72, max_pixels)
+                logger.debug(
+                    "%s page %d: render scaled to %.0f DPI (max %d pixels)",
+                    path,
+                    index + 1,
+                    scale * 72,
+                    max_pixels,
+                )
             bitmap = page.render(scale=scale)
             image = bitmap.to_pil()
             return image if image.mode == "RGB" else image.convert("RGB")

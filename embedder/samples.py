@@ -22,8 +22,10 @@ TEXTS: dict[str, str] = {
     "es_paella.txt": "La paella es un plato tradicional de Valencia. Se prepara con arroz, "
     "azafrán, verduras y, a menudo, pollo o mariscos.",
     "zh_beijing.txt": "北京是中华人民共和国的首都，也是全国的政治和文化中心。故宫位于北京市中心。",
-    "ja_fuji.txt": "富士山は日本で最も高い山で、標高は3776メートルです。夏には多くの登山者が訪れます。",
-    "maxsim.py": "import numpy as np\n\n\ndef maxsim(query: np.ndarray, doc: np.ndarray) -> float:\n"
+    "ja_fuji.txt": "富士山は日本で最も高い山で、標高は3776メートルです。"
+    "夏には多くの登山者が訪れます。",
+    "maxsim.py": "import numpy as np\n\n\n"
+    "def maxsim(query: np.ndarray, doc: np.ndarray) -> float:\n"
     '    """Late interaction: each query token takes its best-matching document token."""\n'
     "    return float((query @ doc.T).max(axis=1).sum())\n",
 }
@@ -50,8 +52,17 @@ def write_sample_corpus(folder: str | Path) -> list[Path]:
         path = root / "texts" / name
         path.write_text(text, encoding="utf-8")
         written.append(path)
-    written.append(_save(bar_chart("Quarterly revenue (million EUR)", REVENUE), root / "images" / "revenue_chart.png"))
-    written.append(_save(table_image("Receipt - Cafe de la Gare", PRICES), root / "images" / "receipt_table.png"))
+    written.append(
+        _save(
+            bar_chart("Quarterly revenue (million EUR)", REVENUE),
+            root / "images" / "revenue_chart.png",
+        )
+    )
+    written.append(
+        _save(
+            table_image("Receipt - Cafe de la Gare", PRICES), root / "images" / "receipt_table.png"
+        )
+    )
     pdf = root / "pdf" / "annual_report.pdf"
     pdf.write_bytes(minimal_pdf(PDF_PAGES))
     written.append(pdf)
@@ -70,7 +81,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def bar_chart(title: str, values: dict[str, float], size: tuple[int, int] = (640, 420)) -> Image.Image:
+def bar_chart(
+    title: str, values: dict[str, float], size: tuple[int, int] = (640, 420)
+) -> Image.Image:
     """A simple labelled bar chart, like a slide or report figure."""
     w, h = size
     image = Image.new("RGB", size, "white")
@@ -90,7 +103,9 @@ def bar_chart(title: str, values: dict[str, float], size: tuple[int, int] = (640
     return image
 
 
-def table_image(title: str, rows: list[tuple[str, ...]], size: tuple[int, int] = (560, 320)) -> Image.Image:
+def table_image(
+    title: str, rows: list[tuple[str, ...]], size: tuple[int, int] = (560, 320)
+) -> Image.Image:
     """A ruled table with a header row, like a scanned receipt or invoice."""
     w, h = size
     image = Image.new("RGB", size, "white")
@@ -122,17 +137,23 @@ def minimal_pdf(pages: list[list[str]], *, size: tuple[int, int] = (612, 792)) -
     n = len(pages)
     objects: list[bytes] = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [" + b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(n)) + b"] /Count %d >>" % n,
+        b"<< /Type /Pages /Kids ["
+        + b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(n))
+        + b"] /Count %d >>" % n,
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
     ]
     for i, lines in enumerate(pages):
-        ops = [b"0.85 g 72 80 %d 24 re f 0 g" % (size[0] - 144), b"BT /F1 14 Tf 72 %d Td 20 TL" % (size[1] - 90)]
+        ops = [
+            b"0.85 g 72 80 %d 24 re f 0 g" % (size[0] - 144),
+            b"BT /F1 14 Tf 72 %d Td 20 TL" % (size[1] - 90),
+        ]
         ops += [_pdf_string(line) + b" Tj T*" for line in lines]
         ops.append(b"ET")
         stream = b"\n".join(ops)
         objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 3 0 R >> >> "
-            b"/Contents %d 0 R >>" % (size[0], size[1], 5 + 2 * i)
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] "
+            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>"
+            % (size[0], size[1], 5 + 2 * i)
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
@@ -143,5 +164,8 @@ def minimal_pdf(pages: list[list[str]], *, size: tuple[int, int] = (612, 792)) -
     xref = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)

@@ -34,9 +34,9 @@ TEXT_EXTENSIONS = frozenset(
 )
 CODE_EXTENSIONS = frozenset(
     (
-        ".py .pyi .ipynb .js .mjs .cjs .ts .tsx .jsx .java .kt .kts .scala .c .h .cc .cpp .cxx .hpp "
-        ".cs .go .rs .rb .php .swift .m .mm .r .jl .lua .pl .pm .sh .bash .zsh .ps1 .sql .hs .ml "
-        ".ex .exs .erl .clj .dart .vue .svelte .css .scss .json .yaml .yml .toml .ini .cfg"
+        ".py .pyi .ipynb .js .mjs .cjs .ts .tsx .jsx .java .kt .kts .scala .c .h .cc .cpp .cxx "
+        ".hpp .cs .go .rs .rb .php .swift .m .mm .r .jl .lua .pl .pm .sh .bash .zsh .ps1 .sql "
+        ".hs .ml .ex .exs .erl .clj .dart .vue .svelte .css .scss .json .yaml .yml .toml .ini .cfg"
     ).split()
 )
 IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .webp .gif .tif .tiff .bmp".split())
@@ -161,8 +161,15 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def mime_type(path: str | os.PathLike[str]) -> str:
     suffix = Path(path).suffix.lower()
-    special = {".md": "text/markdown", ".markdown": "text/markdown", ".jsonl": "application/jsonl",
-               ".webp": "image/webp", ".rs": "text/x-rust", ".go": "text/x-go", ".ts": "text/x-typescript"}
+    special = {
+        ".md": "text/markdown",
+        ".markdown": "text/markdown",
+        ".jsonl": "application/jsonl",
+        ".webp": "image/webp",
+        ".rs": "text/x-rust",
+        ".go": "text/x-go",
+        ".ts": "text/x-typescript",
+    }
     return special.get(suffix) or mimetypes.guess_type(str(path))[0] or "application/octet-stream"
 
 
@@ -189,7 +196,9 @@ def iter_items(
     for path, from_folder in _walk(paths, opts):
         suffix = path.suffix.lower()
         if suffix in JSONL_EXTENSIONS:
-            producer: Iterator[Item | ItemError] = iter_jsonl(path, tokenizer=tokenizer, options=opts)
+            producer: Iterator[Item | ItemError] = iter_jsonl(
+                path, tokenizer=tokenizer, options=opts
+            )
         else:
             producer = _file_items(path, suffix, tokenizer, opts, from_folder)
         for item in producer:
@@ -198,7 +207,9 @@ def iter_items(
             yield item
 
 
-def _walk(paths: Iterable[str | os.PathLike[str]], opts: SourceOptions) -> Iterator[tuple[Path, bool]]:
+def _walk(
+    paths: Iterable[str | os.PathLike[str]], opts: SourceOptions
+) -> Iterator[tuple[Path, bool]]:
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     for raw in paths:
@@ -212,13 +223,17 @@ def _walk(paths: Iterable[str | os.PathLike[str]], opts: SourceOptions) -> Itera
 
 def _walk_folder(root: Path, opts: SourceOptions) -> Iterator[Path]:
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in _SKIPPED_DIRS and (opts.hidden or not d.startswith(".")))
+        dirs[:] = sorted(
+            d for d in dirs if d not in _SKIPPED_DIRS and (opts.hidden or not d.startswith("."))
+        )
         for name in sorted(files):
             if not opts.hidden and name.startswith("."):
                 continue
             path = Path(folder, name)
             rel = path.relative_to(root).as_posix()
-            if opts.include and not any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in opts.include):
+            if opts.include and not any(
+                fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in opts.include
+            ):
                 continue
             if any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name, g) for g in opts.exclude):
                 continue
@@ -229,7 +244,9 @@ def _source_name(path: Path) -> str:
     return path.resolve().as_posix()
 
 
-def _file_items(path: Path, suffix: str, tokenizer: Any, opts: SourceOptions, from_folder: bool) -> Iterator[Item | ItemError]:
+def _file_items(
+    path: Path, suffix: str, tokenizer: Any, opts: SourceOptions, from_folder: bool
+) -> Iterator[Item | ItemError]:
     source = _source_name(path)
     if not path.exists():
         yield ItemError(source, "no such file or directory")
@@ -260,7 +277,9 @@ def _reason(error: BaseException) -> str:
     return str(error)
 
 
-def _payload(source: str, kind: str, mime: str, sha: str, opts: SourceOptions, **extra: Any) -> dict[str, Any]:
+def _payload(
+    source: str, kind: str, mime: str, sha: str, opts: SourceOptions, **extra: Any
+) -> dict[str, Any]:
     payload: dict[str, Any] = {"source": source, "kind": kind, "mime": mime, "sha256": sha}
     payload.update({k: v for k, v in extra.items() if v is not None})
     if opts.metadata:
@@ -274,19 +293,45 @@ def text_payload_value(text: str) -> str:
 
 
 def _text_items(
-    text: str, *, source: str, kind: str, mime: str, task: str, tokenizer: Any, opts: SourceOptions,
+    text: str,
+    *,
+    source: str,
+    kind: str,
+    mime: str,
+    task: str,
+    tokenizer: Any,
+    opts: SourceOptions,
     page: int | None = None,
 ) -> Iterator[Item]:
-    for chunk in chunk_text(text, tokenizer, chunk_tokens=opts.chunk_tokens, overlap=opts.chunk_overlap):
+    for chunk in chunk_text(
+        text, tokenizer, chunk_tokens=opts.chunk_tokens, overlap=opts.chunk_overlap
+    ):
         sha = sha256_text(chunk.text)
         locator = f"chunk={chunk.index}" if page is None else f"page={page};chunk={chunk.index}"
-        payload = _payload(source, kind, mime, sha, opts, page=page, chunk=chunk.index, task=task,
-                           text=text_payload_value(chunk.text))
-        yield Item(stable_id(source, locator, sha), Modality.TEXT, task, payload, chunk.tokens,
-                   functools.partial(str, chunk.text))
+        payload = _payload(
+            source,
+            kind,
+            mime,
+            sha,
+            opts,
+            page=page,
+            chunk=chunk.index,
+            task=task,
+            text=text_payload_value(chunk.text),
+        )
+        yield Item(
+            stable_id(source, locator, sha),
+            Modality.TEXT,
+            task,
+            payload,
+            chunk.tokens,
+            functools.partial(str, chunk.text),
+        )
 
 
-def _text_file_items(path: Path, source: str, suffix: str, tokenizer: Any, opts: SourceOptions) -> Iterator[Item]:
+def _text_file_items(
+    path: Path, source: str, suffix: str, tokenizer: Any, opts: SourceOptions
+) -> Iterator[Item]:
     size = path.stat().st_size
     if size > opts.max_text_bytes:
         raise _TooLarge(f"text file of {size} bytes is over max_text_bytes={opts.max_text_bytes}")
@@ -296,8 +341,15 @@ def _text_file_items(path: Path, source: str, suffix: str, tokenizer: Any, opts:
     if not text.strip():
         logger.info("skipping %s: empty file", source)
         return
-    yield from _text_items(text, source=source, kind="code" if is_code else "text", mime=mime_type(path),
-                           task=task, tokenizer=tokenizer, opts=opts)
+    yield from _text_items(
+        text,
+        source=source,
+        kind="code" if is_code else "text",
+        mime=mime_type(path),
+        task=task,
+        tokenizer=tokenizer,
+        opts=opts,
+    )
 
 
 def _image_file_item(path: Path, source: str, opts: SourceOptions) -> Item:
@@ -306,8 +358,14 @@ def _image_file_item(path: Path, source: str, opts: SourceOptions) -> Item:
     sha = sha256_file(path)
     task = "retrieval" if opts.task == "auto" else opts.task
     payload = _payload(source, "image", mime_type(path), sha, opts, task=task)
-    return Item(stable_id(source, "image", sha), Modality.IMAGE, task, payload, 1,
-                functools.partial(load_image, str(path)))
+    return Item(
+        stable_id(source, "image", sha),
+        Modality.IMAGE,
+        task,
+        payload,
+        1,
+        functools.partial(load_image, str(path)),
+    )
 
 
 def _pdf_items(path: Path, source: str, tokenizer: Any, opts: SourceOptions) -> Iterator[Item]:
@@ -317,8 +375,18 @@ def _pdf_items(path: Path, source: str, tokenizer: Any, opts: SourceOptions) -> 
     for index, text in enumerate(texts):
         page = index + 1
         payload = _payload(source, "pdf_page", "application/pdf", sha, opts, page=page, task=task)
-        loader = functools.partial(render_page, path, index, dpi=opts.pdf_dpi, max_pixels=opts.pdf_max_render_pixels)
+        loader = functools.partial(
+            render_page, path, index, dpi=opts.pdf_dpi, max_pixels=opts.pdf_max_render_pixels
+        )
         yield Item(stable_id(source, f"page={page}", sha), Modality.IMAGE, task, payload, 1, loader)
         if opts.pdf_text and text.strip():
-            yield from _text_items(text, source=source, kind="pdf_text", mime="application/pdf", task=task,
-                                   tokenizer=tokenizer, opts=opts, page=page)
+            yield from _text_items(
+                text,
+                source=source,
+                kind="pdf_text",
+                mime="application/pdf",
+                task=task,
+                tokenizer=tokenizer,
+                opts=opts,
+                page=page,
+            )

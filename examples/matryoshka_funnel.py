@@ -21,22 +21,38 @@ from embedder.sources import iter_items
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="jinaai/jina-embeddings-v4", help="hub id, local folder, or 'tiny'")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="jinaai/jina-embeddings-v4", help="hub id, local folder, or 'tiny'"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="default: a new temporary folder"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="jina-vdb-example-"))
 
-    checkpoint = make_tiny_checkpoint(workdir / "tiny-model") if args.model == "tiny" else args.model
+    checkpoint = (
+        make_tiny_checkpoint(workdir / "tiny-model") if args.model == "tiny" else args.model
+    )
     model = JinaV4Embedder.from_pretrained(checkpoint)
     write_sample_corpus(workdir / "docs")
 
     dims = sorted(model.matryoshka_dims)  # real model: 128 -> 2048
     print(f"dense {dims[-1]}-d, funnel prefix {dims[0]}-d, token vectors 128-d")
-    with QdrantStore.create("funnel", path=workdir / "qdrant", dim=dims[-1], prefetch_dims=dims[:1]) as store:
-        print(ingest(iter_items([workdir / "docs"], tokenizer=model.tokenizer), model, store).lines()[0])
+    with QdrantStore.create(
+        "funnel", path=workdir / "qdrant", dim=dims[-1], prefetch_dims=dims[:1]
+    ) as store:
+        print(
+            ingest(iter_items([workdir / "docs"], tokenizer=model.tokenizer), model, store).lines()[
+                0
+            ]
+        )
 
-        batch = model.encode_text(["Berlin, capital of Germany"], task="retrieval", prompt_name="query")
+        batch = model.encode_text(
+            ["Berlin, capital of Germany"], task="retrieval", prompt_name="query"
+        )
         query = Query.from_batch(batch)
         for mode in ("funnel", "multivector"):
             started = time.perf_counter()

@@ -20,14 +20,24 @@ from embedder.sources import iter_items
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="jinaai/jina-embeddings-v4", help="hub id, local folder, or 'tiny'")
-    parser.add_argument("--uri", default=None, help="Milvus URI (default: WORKDIR/milvus.db, Milvus Lite)")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a new temporary folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default="jinaai/jina-embeddings-v4", help="hub id, local folder, or 'tiny'"
+    )
+    parser.add_argument(
+        "--uri", default=None, help="Milvus URI (default: WORKDIR/milvus.db, Milvus Lite)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="default: a new temporary folder"
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="jina-vdb-example-"))
 
-    checkpoint = make_tiny_checkpoint(workdir / "tiny-model") if args.model == "tiny" else args.model
+    checkpoint = (
+        make_tiny_checkpoint(workdir / "tiny-model") if args.model == "tiny" else args.model
+    )
     model = JinaV4Embedder.from_pretrained(checkpoint)
     write_sample_corpus(workdir / "docs")  # texts in 6 languages, a chart, a table, a PDF
 
@@ -37,7 +47,9 @@ def main() -> None:
         summary = ingest(iter_items([workdir / "docs"], tokenizer=model.tokenizer), model, store)
         print(summary.lines()[0])
 
-        query = model.encode_text(["What is the capital of Germany?"], task="retrieval", prompt_name="query")
+        query = model.encode_text(
+            ["What is the capital of Germany?"], task="retrieval", prompt_name="query"
+        )
         for hit in store.search(Query.from_batch(query), mode="hybrid", limit=3):
             print(f"{hit.score:8.3f}  {hit.payload['kind']:<8}  {Path(hit.payload['source']).name}")
 

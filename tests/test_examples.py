@@ -30,10 +30,14 @@ def test_examples_run_offline_with_the_tiny_model(tmp_path: Path) -> None:
         procs = {
             p.name: subprocess.Popen(
                 [sys.executable, str(p), "--model", "tiny", "--workdir", str(tmp_path / p.stem)],
-                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for p in pair
-        }  # fmt: skip
+        }
         for name, proc in procs.items():
             out, err = proc.communicate(timeout=300)
             if proc.returncode != 0 or EXPECTED[name] not in out:

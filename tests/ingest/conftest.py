@@ -1,4 +1,4 @@
-"""Fixtures for the ingestion, CLI and example tests (the tiny checkpoint comes from tests/conftest.py)."""
+"""Fixtures for the ingestion and CLI tests (the tiny checkpoint comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,8 @@ def write_text_corpus(folder: Path, n: int = 12, *, words: int = 30) -> list[Pat
     paths = []
     for i in range(n):
         path = folder / f"doc_{i:03d}.txt"
-        path.write_text(" ".join(f"word{i}_{j}" for j in range(words)) + f". Document {i}.", encoding="utf-8")
+        path.write_text(
+            " ".join(f"word{i}_{j}" for j in range(words)) + f". Document {i}.", encoding="utf-8"
+        )
         paths.append(path)
     return paths

@@ -1,4 +1,4 @@
-"""Checks shared by the ingestion tests: a store holds exactly these items, with the right vectors."""
+"""Shared checks: a store holds exactly these items, once each, with the right vectors."""
 
 from __future__ import annotations
 
@@ -25,25 +25,36 @@ def direct_encoding(embedder: Any, item: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def assert_store_holds(store: VectorStore, items: Sequence[Any], embedder: Any) -> None:
-    """Exactly ``items`` are stored, each once, with the vectors of a direct encoding and their payloads."""
+    """Exactly ``items`` are stored, once each, with direct-encoding vectors and their payloads."""
     ids = [it.id for it in items]
     assert len(set(ids)) == len(ids)
     assert store.count() == len(ids)
     records = store.get(ids, with_vectors=True)
     assert [r.id for r in records] == ids
-    for item, record in zip(items, records):
+    for item, record in zip(items, records, strict=False):
         dense, multi = direct_encoding(embedder, item)
-        np.testing.assert_allclose(record.dense, matryoshka_prefix(dense, store.spec.dim), atol=1e-4, err_msg=str(item.id))
+        np.testing.assert_allclose(
+            record.dense, matryoshka_prefix(dense, store.spec.dim), atol=1e-4, err_msg=str(item.id)
+        )
         assert record.multivector is not None and record.multivector.shape == multi.shape, item.id
         # token vectors are stored as float16
-        np.testing.assert_allclose(record.multivector, l2_normalize(multi), atol=3e-3, err_msg=str(item.id))
+        np.testing.assert_allclose(
+            record.multivector, l2_normalize(multi), atol=3e-3, err_msg=str(item.id)
+        )
         assert record.payload == item.payload
 
 
 class SpyEncoder:
     """The real encoder, counting what it is asked to encode (and optionally failing on purpose)."""
 
-    def __init__(self, inner: Any, *, poison: str | None = None, broken: bool = False, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        poison: str | None = None,
+        broken: bool = False,
+        gate: threading.Event | None = None,
+    ) -> None:
         self.inner, self.poison, self.broken, self.gate = inner, poison, broken, gate
         self.calls: list[int] = []
         self.encoded = 0

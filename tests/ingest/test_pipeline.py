@@ -29,17 +29,23 @@ def _items(paths: list[Path], embedder, **opts) -> list:
     return list(iter_items(paths, tokenizer=embedder.tokenizer, options=SourceOptions(**opts)))
 
 
-def test_ingest_stores_every_item_once_with_direct_encoding_vectors(store_url: str, tmp_path: Path, tiny_embedder) -> None:
+def test_ingest_stores_every_item_once_with_direct_encoding_vectors(
+    store_url: str, tmp_path: Path, tiny_embedder
+) -> None:
     write_sample_corpus(tmp_path / "corpus")
     items = _items([tmp_path / "corpus"], tiny_embedder, task="auto", pdf_dpi=50)
     with open_store(store_url, "docs", spec=SPEC) as store:
         summary = ingest(items, tiny_embedder, store, FAST)
         assert (summary.added, summary.skipped, summary.failed) == (len(items), 0, [])
-        assert summary.pages == 4 and summary.tokens == sum(i.cost for i in items if i.modality.value == "text")
+        assert summary.pages == 4 and summary.tokens == sum(
+            i.cost for i in items if i.modality.value == "text"
+        )
         assert_store_holds(store, items, tiny_embedder)
 
 
-def test_rerun_skips_stored_ids_before_encoding(store_url: str, tmp_path: Path, tiny_embedder) -> None:
+def test_rerun_skips_stored_ids_before_encoding(
+    store_url: str, tmp_path: Path, tiny_embedder
+) -> None:
     write_text_corpus(tmp_path / "corpus", 10)
     items = _items([tmp_path / "corpus"], tiny_embedder)
     with open_store(store_url, "docs", spec=SPEC) as store:
@@ -50,13 +56,23 @@ def test_rerun_skips_stored_ids_before_encoding(store_url: str, tmp_path: Path, 
         store.delete([items[2].id, items[7].id])
         healed = ingest(_items([tmp_path / "corpus"], tiny_embedder), spy, store, FAST)
         assert (healed.added, healed.skipped, spy.encoded) == (2, 8, 2)
-        forced = ingest(_items([tmp_path / "corpus"], tiny_embedder), spy, store,
-                        IngestOptions(text_batch=4, skip_existing=False, progress=False))  # fmt: skip
-        assert (forced.added, forced.skipped, spy.encoded) == (10, 0, 12)  # overwritten, not duplicated
+        forced = ingest(
+            _items([tmp_path / "corpus"], tiny_embedder),
+            spy,
+            store,
+            IngestOptions(text_batch=4, skip_existing=False, progress=False),
+        )
+        assert (forced.added, forced.skipped, spy.encoded) == (
+            10,
+            0,
+            12,
+        )  # overwritten, not duplicated
         assert_store_holds(store, items, tiny_embedder)
 
 
-def test_bad_items_are_listed_and_everything_else_ingested(edge_url: str, tmp_path: Path, tiny_embedder) -> None:
+def test_bad_items_are_listed_and_everything_else_ingested(
+    edge_url: str, tmp_path: Path, tiny_embedder
+) -> None:
     corpus = tmp_path / "corpus"
     write_text_corpus(corpus, 6)
     (corpus / "doc_003.txt").write_text("this one holds POISON for the encoder", encoding="utf-8")
@@ -75,23 +91,39 @@ def test_bad_items_are_listed_and_everything_else_ingested(edge_url: str, tmp_pa
     assert any(line.startswith("  failed: ") and "broken.png" in line for line in summary.lines())
 
 
-def test_strict_mode_stops_at_the_first_failure(edge_url: str, tmp_path: Path, tiny_embedder) -> None:
+def test_strict_mode_stops_at_the_first_failure(
+    edge_url: str, tmp_path: Path, tiny_embedder
+) -> None:
     corpus = tmp_path / "corpus"
     write_text_corpus(corpus, 3)
     (corpus / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     with open_store(edge_url, "docs", spec=SPEC) as store:
         with pytest.raises(IngestError, match="broken.png"):
-            ingest(iter_items([corpus]), tiny_embedder, store, IngestOptions(strict=True, progress=False))
+            ingest(
+                iter_items([corpus]),
+                tiny_embedder,
+                store,
+                IngestOptions(strict=True, progress=False),
+            )
         (corpus / "latin1.txt").write_bytes(b"caf\xe9")
         with pytest.raises(SourceError, match="latin1.txt"):
-            ingest(iter_items([corpus], options=SourceOptions(strict=True)), tiny_embedder, store, FAST)
+            ingest(
+                iter_items([corpus], options=SourceOptions(strict=True)), tiny_embedder, store, FAST
+            )
 
 
-def test_a_broken_encoder_or_store_stops_the_run_without_hanging(edge_url: str, tmp_path: Path, tiny_embedder) -> None:
+def test_a_broken_encoder_or_store_stops_the_run_without_hanging(
+    edge_url: str, tmp_path: Path, tiny_embedder
+) -> None:
     write_text_corpus(tmp_path / "corpus", 12)
     with open_store(edge_url, "docs", spec=SPEC) as store:
         with pytest.raises(IngestError, match="the encoder failed on every item of a batch of 4"):
-            ingest(iter_items([tmp_path / "corpus"]), SpyEncoder(tiny_embedder, broken=True), store, FAST)
+            ingest(
+                iter_items([tmp_path / "corpus"]),
+                SpyEncoder(tiny_embedder, broken=True),
+                store,
+                FAST,
+            )
         assert store.count() == 0
     with pytest.raises(ConnectorError, match="closed"):  # the store was closed by the with block
         ingest(iter_items([tmp_path / "corpus"]), tiny_embedder, store, FAST)
@@ -110,9 +142,15 @@ def test_back_pressure_bounds_how_far_the_reader_runs_ahead(edge_url: str, tiny_
     opts = IngestOptions(text_batch=2, check_batch=4, queue_size=4, progress=False)
     done: dict = {}
     with open_store(edge_url, "docs", spec=SPEC) as store:
-        worker = threading.Thread(target=lambda: done.update(s=ingest(endless(), SpyEncoder(tiny_embedder, gate=gate), store, opts)))
+        worker = threading.Thread(
+            target=lambda: done.update(
+                s=ingest(endless(), SpyEncoder(tiny_embedder, gate=gate), store, opts)
+            )
+        )
         worker.start()
-        threading.Event().wait(1.0)  # the encoder is blocked on the gate; the reader fills the queue
+        threading.Event().wait(
+            1.0
+        )  # the encoder is blocked on the gate; the reader fills the queue
         assert pulled <= opts.text_batch + opts.queue_size + opts.check_batch + 1
         gate.set()
         worker.join(timeout=120)
