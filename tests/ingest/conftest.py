@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 #: The embedded stores every ingestion test runs on: name -> store URL inside a folder.
 STORES = {
     "qdrant-edge": lambda tmp: f"qdrant:{tmp / 'qdrant'}",
@@ -32,29 +29,3 @@ def _restore_log_levels() -> Iterator[None]:
     yield
     for name, level in saved.items():
         logging.getLogger(name).setLevel(level)
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """Environment for running jina-vdb in a subprocess from the repository root."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.update(extra)
-    return env
-
-
-def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "connectors.cli", *args]
-
-
-def write_text_corpus(folder: Path, n: int = 12, *, words: int = 30) -> list[Path]:
-    """``n`` small distinct text files (deterministic)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        path = folder / f"doc_{i:03d}.txt"
-        path.write_text(
-            " ".join(f"word{i}_{j}" for j in range(words)) + f". Document {i}.", encoding="utf-8"
-        )
-        paths.append(path)
-    return paths

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_command, subprocess_env
+from ingest_helpers import REPO, cli_command, subprocess_env
 from typer.testing import CliRunner
 
 from connectors.cli import app

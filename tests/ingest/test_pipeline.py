@@ -7,8 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import write_text_corpus
-from helpers import TINY_DIM, TINY_PREFETCH, SpyEncoder, assert_store_holds
+from ingest_helpers import (
+    TINY_DIM,
+    TINY_PREFETCH,
+    SpyEncoder,
+    assert_store_holds,
+    write_text_corpus,
+)
 
 from connectors import CollectionSpec, ConnectorError
 from connectors.ingest import IngestError, IngestOptions, ingest

@@ -9,8 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_command, subprocess_env, write_text_corpus
-from helpers import assert_store_holds
+from ingest_helpers import (
+    REPO,
+    assert_store_holds,
+    cli_command,
+    subprocess_env,
+    write_text_corpus,
+)
 
 from connectors.stores import open_store
 from embedder.samples import minimal_pdf, write_sample_corpus

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +14,7 @@ import numpy as np
 from connectors import VectorStore
 from connectors.vectors import l2_normalize, matryoshka_prefix
 
+REPO = Path(__file__).resolve().parents[2]
 TINY_DIM, TINY_PREFETCH = 64, (16,)
 
 
@@ -76,3 +80,29 @@ class SpyEncoder:
     def encode_image(self, images: Sequence[Any], **kw: Any) -> Any:
         self._check(images)
         return self.inner.encode_image(images, **kw)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for running jina-vdb in a subprocess from the repository root."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(extra)
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "connectors.cli", *args]
+
+
+def write_text_corpus(folder: Path, n: int = 12, *, words: int = 30) -> list[Path]:
+    """``n`` small distinct text files (deterministic)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"doc_{i:03d}.txt"
+        path.write_text(
+            " ".join(f"word{i}_{j}" for j in range(words)) + f". Document {i}.", encoding="utf-8"
+        )
+        paths.append(path)
+    return paths
