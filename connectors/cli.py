@@ -17,7 +17,15 @@ import typer
 from . import cli_support as cs
 from .filters import parse_filter_args
 from .query import Query, SearchMode
-from .stores import STORE_URL_FORMS, open_or_create, open_store, parse_store_url
+from .spec import CollectionSpec
+from .stores import (
+    STORE_URL_FORMS,
+    StoreURL,
+    milvus_max_tokens,
+    open_or_create,
+    open_store,
+    parse_store_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +113,10 @@ def ingest(
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
     from .ingest import IngestOptions
-    from .ingest import ingest as run_ingest
 
     cs.setup_logging(verbose)
     with cs.cli_errors(verbose):
-        from embedder.sources import SourceOptions, iter_items
+        from embedder.sources import SourceOptions
 
         source_opts = SourceOptions(
             include=tuple(include or ()),
@@ -136,14 +143,37 @@ def ingest(
         spec, explicit = cs.build_spec(
             encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector
         )
-        with (
-            open_or_create(where, collection, spec, explicit=explicit) as db,
-            cs.progress_safe_logging(),
-        ):
-            items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
-            summary = run_ingest(items, encoder, db, ingest_opts)
+        summary = _ingest_paths(
+            paths, where, collection, encoder, spec, explicit, source_opts, ingest_opts
+        )
         for line in summary.lines():
             typer.echo(line)
+
+
+def _ingest_paths(
+    paths: list[Path],
+    where: StoreURL,
+    collection: str,
+    encoder: Any,
+    spec: CollectionSpec,
+    explicit: bool,
+    source_opts: Any,
+    ingest_opts: Any,
+) -> Any:
+    """Open (or create) the collection and run the pipeline over the paths' items."""
+    from embedder.sources import iter_items
+
+    from .ingest import ingest as run_ingest
+
+    max_tokens = None
+    if where.backend == "milvus":  # the Array-of-Structs layout needs a per-record bound
+        max_tokens = milvus_max_tokens(source_opts.chunk_tokens, ingest_opts.max_pixels)
+    with (
+        open_or_create(where, collection, spec, explicit=explicit, max_tokens=max_tokens) as db,
+        cs.progress_safe_logging(),
+    ):
+        items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
+        return run_ingest(items, encoder, db, ingest_opts)
 
 
 @app.command()

@@ -19,6 +19,8 @@ from .base import VectorStore
 from .errors import CollectionNotFoundError
 from .spec import CollectionSpec
 
+#: jina-embeddings-v4's default image budget (preprocessor_config.json): 768 image tokens.
+DEFAULT_MAX_PIXELS = 602112
 STORE_URL_FORMS = "qdrant:PATH, qdrant+http://HOST:6333, milvus:PATH.db or milvus+http://HOST:19530"
 _SERVER = re.compile(r"^(qdrant|milvus)\+(https?://[^\s/@]+(:\d+)?/?.*)$")
 _LOCAL = re.compile(r"^(qdrant|milvus):(?!//)(.+)$")
@@ -65,13 +67,19 @@ def parse_store_url(url: str) -> StoreURL:
 
 
 def open_store(
-    url: str | StoreURL, collection: str, *, spec: CollectionSpec | None = None
+    url: str | StoreURL,
+    collection: str,
+    *,
+    spec: CollectionSpec | None = None,
+    max_tokens: int | None = None,
 ) -> VectorStore:
     """Open a collection, or create it when ``spec`` is given.
 
     With a spec, an existing collection with the same spec is opened and one with another
     spec raises SchemaMismatchError. Without one, the collection must exist
-    (CollectionNotFoundError otherwise).
+    (CollectionNotFoundError otherwise). ``max_tokens``: the most token vectors per record
+    of a new Milvus collection in the Array-of-Structs layout (see ``milvus_max_tokens``);
+    other layouts and Qdrant need no such bound.
     """
     where = url if isinstance(url, StoreURL) else parse_store_url(url)
     if where.backend == "qdrant":
@@ -87,11 +95,32 @@ def open_store(
     extra = {"token": token} if token else {}
     if spec is None:
         return MilvusStore.open(collection, uri=where.location, **extra)
+    if max_tokens is not None:
+        extra["max_tokens"] = max_tokens
     return MilvusStore.create(collection, uri=where.location, spec=spec, **extra)
 
 
+def milvus_max_tokens(chunk_tokens: int, max_pixels: int | None) -> int:
+    """Token vectors per record that an ingest with these settings produces, at most.
+
+    A text chunk plus its prompt, or one image at ``max_pixels`` plus the template, capped
+    at Milvus' default array capacity (longer records are refused with a RecordError that
+    names them, and reported as failed).
+    """
+    from .milvus.struct_layout import SERVER_ARRAY_CAP, max_tokens_for
+
+    text = chunk_tokens + 16  # "Passage: " and re-tokenisation at the chunk's edges
+    image = max_tokens_for(max_pixels or DEFAULT_MAX_PIXELS)
+    return min(SERVER_ARRAY_CAP, max(text, image))
+
+
 def open_or_create(
-    url: str | StoreURL, collection: str, spec: CollectionSpec, *, explicit: bool
+    url: str | StoreURL,
+    collection: str,
+    spec: CollectionSpec,
+    *,
+    explicit: bool,
+    max_tokens: int | None = None,
 ) -> VectorStore:
     """For ingest: open an existing collection as it is, unless the spec was asked for explicitly.
 
@@ -100,8 +129,8 @@ def open_or_create(
     ``spec`` (a different existing spec is a SchemaMismatchError).
     """
     if explicit:
-        return open_store(url, collection, spec=spec)
+        return open_store(url, collection, spec=spec, max_tokens=max_tokens)
     try:
         return open_store(url, collection)
     except CollectionNotFoundError:
-        return open_store(url, collection, spec=spec)
+        return open_store(url, collection, spec=spec, max_tokens=max_tokens)
