@@ -9,22 +9,87 @@ from __future__ import annotations
 from .base import VectorStore as VectorStore
 from .errors import (
     CollectionNotFoundError as CollectionNotFoundError,
+)
+from .errors import (
     ConnectorError as ConnectorError,
+)
+from .errors import (
     MissingDependencyError as MissingDependencyError,
+)
+from .errors import (
     QueryError as QueryError,
+)
+from .errors import (
     RecordError as RecordError,
+)
+from .errors import (
     SchemaMismatchError as SchemaMismatchError,
+)
+from .errors import (
     StoreLockedError as StoreLockedError,
+)
+from .errors import (
     StoreUnavailableError as StoreUnavailableError,
 )
-from .filters import And as And, AnyOf as AnyOf, Eq as Eq, Filter as Filter, Not as Not, Or as Or, Range as Range
-from .query import Hit as Hit, Query as Query, SearchMode as SearchMode
-from .records import Record as Record, records_from_batch as records_from_batch
-from .spec import CollectionSpec as CollectionSpec, Quantization as Quantization, VectorDtype as VectorDtype
+from .filters import (
+    And as And,
+)
+from .filters import (
+    AnyOf as AnyOf,
+)
+from .filters import (
+    Eq as Eq,
+)
+from .filters import (
+    Filter as Filter,
+)
+from .filters import (
+    Not as Not,
+)
+from .filters import (
+    Or as Or,
+)
+from .filters import (
+    Range as Range,
+)
+from .query import Hit as Hit
+from .query import Query as Query
+from .query import SearchMode as SearchMode
+from .records import Record as Record
+from .records import records_from_batch as records_from_batch
+from .spec import (
+    CollectionSpec as CollectionSpec,
+)
+from .spec import (
+    Quantization as Quantization,
+)
+from .spec import (
+    VectorDtype as VectorDtype,
+)
 
 __all__ = [
-    "And", "AnyOf", "CollectionNotFoundError", "CollectionSpec", "ConnectorError", "Eq", "Filter",
-    "Hit", "MissingDependencyError", "Not", "Or", "Quantization", "Query", "QueryError", "Range",
-    "Record", "RecordError", "SchemaMismatchError", "SearchMode", "StoreLockedError",
-    "StoreUnavailableError", "VectorDtype", "VectorStore", "records_from_batch",
+    "And",
+    "AnyOf",
+    "CollectionNotFoundError",
+    "CollectionSpec",
+    "ConnectorError",
+    "Eq",
+    "Filter",
+    "Hit",
+    "MissingDependencyError",
+    "Not",
+    "Or",
+    "Quantization",
+    "Query",
+    "QueryError",
+    "Range",
+    "Record",
+    "RecordError",
+    "SchemaMismatchError",
+    "SearchMode",
+    "StoreLockedError",
+    "StoreUnavailableError",
+    "VectorDtype",
+    "VectorStore",
+    "records_from_batch",
 ]

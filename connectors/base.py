@@ -43,7 +43,9 @@ class VectorStore(ABC):
         nothing from the batch is written.
         """
         prepared = prepare_records(list(records), self.spec)
-        for chunk in byte_bounded_chunks(prepared, self.max_request_bytes, self.max_request_records):
+        for chunk in byte_bounded_chunks(
+            prepared, self.max_request_bytes, self.max_request_records
+        ):
             self._with_retry("upsert", lambda chunk=chunk: self._write(chunk))
         if prepared:
             self._after_write()
@@ -57,7 +59,15 @@ class VectorStore(ABC):
                 if attempt == self.retries:
                     raise
                 delay = 0.5 * 2**attempt
-                logger.warning("%s on %r failed (%s); retry %d/%d in %.1fs", what, self.name, e, attempt + 1, self.retries, delay)
+                logger.warning(
+                    "%s on %r failed (%s); retry %d/%d in %.1fs",
+                    what,
+                    self.name,
+                    e,
+                    attempt + 1,
+                    self.retries,
+                    delay,
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -80,7 +90,9 @@ class VectorStore(ABC):
             prefetch_limit: candidates kept by the dense stage before the MaxSim rerank.
             filter: payload filter applied to every stage.
         """
-        plan = build_plan(self.spec, mode, limit=limit, prefetch_limit=prefetch_limit, filter=filter)
+        plan = build_plan(
+            self.spec, mode, limit=limit, prefetch_limit=prefetch_limit, filter=filter
+        )
         return self._execute(plan, query_vectors(query, self.spec, plan))
 
     # -- what each backend implements ----------------------------------------------------
@@ -88,7 +100,7 @@ class VectorStore(ABC):
     def _write(self, records: Sequence[PreparedRecord]) -> None:
         """Write one request's worth of validated records (overwriting same ids)."""
 
-    def _after_write(self) -> None:
+    def _after_write(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Hook after an upsert call (e.g. build indexes); default: nothing."""
 
     @abstractmethod
@@ -117,7 +129,12 @@ class VectorStore(ABC):
 
     def info(self) -> dict[str, Any]:
         """Spec, counts and backend details for ``jina-vdb info``."""
-        return {"collection": self.name, "backend": type(self).__name__, "spec": self.spec.to_dict(), "count": self.count()}
+        return {
+            "collection": self.name,
+            "backend": type(self).__name__,
+            "spec": self.spec.to_dict(),
+            "count": self.count(),
+        }
 
     def __enter__(self) -> VectorStore:
         return self

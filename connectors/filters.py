@@ -12,9 +12,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
-Scalar = Union[str, int, bool]
+Scalar = str | int | bool
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
@@ -30,7 +30,9 @@ def _check_key(key: object) -> str:
 
 def _check_scalar(value: object, where: str) -> Scalar:
     if not isinstance(value, str | int | bool):
-        raise ValueError(f"{where}: values must be str, int or bool, got {type(value).__name__} {value!r}")
+        raise ValueError(
+            f"{where}: values must be str, int or bool, got {type(value).__name__} {value!r}"
+        )
     return value
 
 
@@ -68,7 +70,7 @@ def _lookup(payload: Mapping[str, Any], key: str) -> Any:
 
 
 def _values(payload: Mapping[str, Any], key: str) -> list[Any]:
-    """A payload value as a list: a list field matches if any element matches (Qdrant/Milvus rule)."""
+    """A payload value as a list: a list field matches if any element matches (as in the DBs)."""
     value = _lookup(payload, key)
     if value is None:
         return []
@@ -201,7 +203,9 @@ def parse_filter_args(items: Sequence[str]) -> Filter | None:
     for item in items:
         m = re.match(r"^\s*([^=<>!\s]+)\s*(>=|<=|>|<|=)\s*(.*?)\s*$", item)
         if not m or not m.group(3):
-            raise ValueError(f"cannot parse filter {item!r}: expected key=value, key=a,b, key>=n or key<n")
+            raise ValueError(
+                f"cannot parse filter {item!r}: expected key=value, key=a,b, key>=n or key<n"
+            )
         key, op, raw = m.groups()
         if op == "=":
             values = [_coerce(v) for v in raw.split(",")]

@@ -1,4 +1,4 @@
-"""Backend-neutral queries: what to search with (Query), how (SearchPlan), and what comes back (Hit).
+"""Backend-neutral queries: what to search with (Query), how (SearchPlan), what comes back (Hit).
 
 Every search mode is a cascade of stages: the first stage retrieves from the whole
 (filtered) collection, each later stage rescores only the previous stage's candidates.
@@ -103,7 +103,9 @@ def build_plan(
         raise QueryError(f"filter must be a connectors.filters.Filter, got {type(filter).__name__}")
     needs_multi = mode is not SearchMode.DENSE
     if needs_multi and mode is not SearchMode.FUNNEL and not spec.multivector:
-        raise QueryError(f"mode {mode.value!r} needs token vectors; this collection has multivector=False")
+        raise QueryError(
+            f"mode {mode.value!r} needs token vectors; this collection has multivector=False"
+        )
     # A candidate stage never keeps fewer than the final limit.
     prefetch = max(prefetch_limit, limit)
     dense = Stage(spec.dense_field, prefetch)
@@ -117,7 +119,10 @@ def build_plan(
     elif mode is SearchMode.FUNNEL:
         if not spec.prefetch_dims:
             raise QueryError("mode 'funnel' needs Matryoshka prefetch_dims in the collection spec")
-        first = Stage(spec.prefix_field(spec.prefetch_dims[0]), prefetch * _positive_int("funnel_factor", funnel_factor))
+        first = Stage(
+            spec.prefix_field(spec.prefetch_dims[0]),
+            prefetch * _positive_int("funnel_factor", funnel_factor),
+        )
         last = multi if spec.multivector else Stage(spec.dense_field, limit)
         cascades = ((first, dense, last),) if spec.multivector else ((first, last),)
     else:  # FUSION: dense ranking + MaxSim over the same dense candidates, fused by RRF
@@ -144,16 +149,24 @@ def _query_dense(query: Query, spec: CollectionSpec) -> np.ndarray:
         raise QueryError("this search mode needs the query's dense vector (Query.dense is None)")
     dense = np.asarray(query.dense, dtype=np.float32)
     if dense.ndim != 1 or dense.shape[0] < spec.dim or not np.isfinite(dense).all():
-        raise QueryError(f"query dense vector must be finite with shape ({spec.dim},) or longer, got {dense.shape}")
+        raise QueryError(
+            f"query dense vector must be finite with shape ({spec.dim},) or longer, "
+            f"got {dense.shape}"
+        )
     return dense
 
 
 def _query_tokens(query: Query, spec: CollectionSpec) -> np.ndarray:
     if query.multivector is None:
-        raise QueryError("this search mode needs the query's token vectors (Query.multivector is None)")
+        raise QueryError(
+            "this search mode needs the query's token vectors (Query.multivector is None)"
+        )
     tokens = np.asarray(query.multivector, dtype=np.float32)
     if tokens.ndim != 2 or tokens.shape[1] != spec.multivector_dim or len(tokens) == 0:
-        raise QueryError(f"query multivector must have shape (q, {spec.multivector_dim}) with q >= 1, got {tokens.shape}")
+        raise QueryError(
+            f"query multivector must have shape (q, {spec.multivector_dim}) with q >= 1, "
+            f"got {tokens.shape}"
+        )
     if not np.isfinite(tokens).all():
         raise QueryError("query multivector contains NaN or inf")
     return l2_normalize(tokens)

@@ -67,7 +67,9 @@ def check_id(record_id: object, *, index: int | None = None) -> RecordId:
     """Validate one id (non-negative int < 2**63 or non-empty string)."""
     if isinstance(record_id, bool) or not isinstance(record_id, int | str):
         raise RecordError(
-            f"id must be an int or str, got {type(record_id).__name__}", index=index, record_id=record_id
+            f"id must be an int or str, got {type(record_id).__name__}",
+            index=index,
+            record_id=record_id,
         )
     if isinstance(record_id, int) and not 0 <= record_id < 2**63:
         raise RecordError("int ids must be in [0, 2**63)", index=index, record_id=record_id)
@@ -76,12 +78,17 @@ def check_id(record_id: object, *, index: int | None = None) -> RecordId:
     return record_id
 
 
-def _check_vector(name: str, value: object, shape: tuple[int | None, ...], **where: Any) -> np.ndarray:
+def _check_vector(
+    name: str, value: object, shape: tuple[int | None, ...], **where: Any
+) -> np.ndarray:
     try:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as e:
         raise RecordError(f"{name} is not a numeric array ({e})", **where) from e
-    if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
+    wrong = arr.ndim != len(shape) or any(
+        s is not None and s != a for s, a in zip(shape, arr.shape, strict=True)
+    )
+    if wrong:
         expected = "x".join("t" if s is None else str(s) for s in shape)
         raise RecordError(f"{name} must have shape ({expected}), got {arr.shape}", **where)
     if not np.isfinite(arr).all():
@@ -111,7 +118,9 @@ def _check_payload(payload: object, **where: Any) -> dict[str, Any]:
     return dict(payload)
 
 
-def prepare_record(record: Record, spec: CollectionSpec, *, index: int | None = None) -> PreparedRecord:
+def prepare_record(
+    record: Record, spec: CollectionSpec, *, index: int | None = None
+) -> PreparedRecord:
     """Validate a record against a spec and compute every stored vector.
 
     A dense vector longer than ``spec.dim`` is Matryoshka-truncated (and renormalised);
@@ -121,28 +130,36 @@ def prepare_record(record: Record, spec: CollectionSpec, *, index: int | None = 
     where = {"index": index, "record_id": record_id}
     dense = _check_vector("dense", record.dense, (None,), **where)
     if dense.shape[0] < spec.dim:
-        raise RecordError(f"dense has {dense.shape[0]} dims, the collection needs {spec.dim}", **where)
+        raise RecordError(
+            f"dense has {dense.shape[0]} dims, the collection needs {spec.dim}", **where
+        )
     vectors: dict[str, np.ndarray] = {spec.dense_field: matryoshka_prefix(dense, spec.dim)}
     for k in spec.prefetch_dims:
         vectors[spec.prefix_field(k)] = matryoshka_prefix(dense, k)
     nbytes = 4 * sum(v.size for v in vectors.values())
     if spec.multivector:
         if record.multivector is None:
-            raise RecordError("multivector is missing but the collection stores token vectors", **where)
-        multi = _check_vector("multivector", record.multivector, (None, spec.multivector_dim), **where)
+            raise RecordError(
+                "multivector is missing but the collection stores token vectors", **where
+            )
+        multi = _check_vector(
+            "multivector", record.multivector, (None, spec.multivector_dim), **where
+        )
         dtype = np.float16 if spec.multivector_dtype is VectorDtype.FLOAT16 else np.float32
         multi = l2_normalize(multi).astype(dtype)
         vectors[spec.multivector_field] = multi
         nbytes += multi.nbytes
     elif record.multivector is not None:
-        raise RecordError("multivector given but the collection was created with multivector=False", **where)
+        raise RecordError(
+            "multivector given but the collection was created with multivector=False", **where
+        )
     payload = _check_payload(record.payload, **where)
     nbytes += len(json.dumps(payload)) + 64
     return PreparedRecord(id=record_id, vectors=vectors, payload=payload, nbytes=nbytes)
 
 
 def prepare_records(records: Sequence[Record], spec: CollectionSpec) -> list[PreparedRecord]:
-    """Validate a whole batch before anything is written; duplicate ids in one batch are an error."""
+    """Validate a whole batch before anything is written; duplicate ids in a batch are an error."""
     prepared = []
     seen: dict[RecordId, int] = {}
     for i, record in enumerate(records):
@@ -150,7 +167,9 @@ def prepare_records(records: Sequence[Record], spec: CollectionSpec) -> list[Pre
             raise RecordError(f"expected a Record, got {type(record).__name__}", index=i)
         p = prepare_record(record, spec, index=i)
         if p.id in seen:
-            raise RecordError(f"duplicate id in one batch (also record {seen[p.id]})", index=i, record_id=p.id)
+            raise RecordError(
+                f"duplicate id in one batch (also record {seen[p.id]})", index=i, record_id=p.id
+            )
         seen[p.id] = i
         prepared.append(p)
     return prepared
@@ -181,7 +200,9 @@ def records_from_batch(
     ]
 
 
-def byte_bounded_chunks(items: Sequence[PreparedRecord], max_bytes: int, max_count: int) -> list[list[PreparedRecord]]:
+def byte_bounded_chunks(
+    items: Sequence[PreparedRecord], max_bytes: int, max_count: int
+) -> list[list[PreparedRecord]]:
     """Split records into request-sized chunks (a single oversized record gets a chunk alone)."""
     chunks: list[list[PreparedRecord]] = []
     current: list[PreparedRecord] = []

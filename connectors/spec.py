@@ -113,3 +113,28 @@ class CollectionSpec:
             for key in mine
             if mine[key] != theirs[key]
         ]
+
+
+#: The spec fields every backend's ``create(...)`` also takes as keywords, with their defaults.
+SPEC_ARG_DEFAULTS: dict[str, Any] = {
+    "dim": 2048,
+    "prefetch_dims": (128,),
+    "multivector": True,
+    "multivector_dtype": "float16",
+    "quantization": "none",
+    "on_disk": False,
+}
+
+
+def resolve_spec(spec: CollectionSpec | None, **fields: Any) -> CollectionSpec:
+    """The spec a ``create(...)`` call asks for: ``spec=`` or the loose fields, never both."""
+    if spec is None:
+        return CollectionSpec(**fields)
+    if not isinstance(spec, CollectionSpec):
+        raise TypeError(f"spec must be a CollectionSpec, got {type(spec).__name__}")
+    changed = sorted(k for k, v in fields.items() if v != SPEC_ARG_DEFAULTS[k])
+    if changed:
+        raise ValueError(
+            f"pass either spec= or the spec fields, not both (also given: {', '.join(changed)})"
+        )
+    return spec

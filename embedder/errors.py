@@ -29,4 +29,4 @@ class TextInputError(InputError):
 
 
 class OptionError(EmbedderError, ValueError):
-    """A bad option value (task, prompt_name, truncate_dim, device, dtype...); lists the valid ones."""
+    """A bad option value (task, prompt_name, truncate_dim, device...); lists the valid ones."""

@@ -29,7 +29,7 @@ from ..errors import CollectionNotFoundError, RecordError, SchemaMismatchError
 from ..filters import Filter
 from ..query import Hit, SearchMode, SearchPlan, Stage
 from ..records import PreparedRecord, Record, RecordId, check_id
-from ..spec import CollectionSpec
+from ..spec import CollectionSpec, resolve_spec
 from ..vectors import rrf
 from . import convert as cv
 from .connection import Connection, connect, redact
@@ -44,12 +44,6 @@ _LAYOUTS: dict[Layout, type[TokenLayout]] = {
     Layout.STRUCT: StructLayout,
     Layout.TOKEN_ROWS: TokenRowsLayout,
     Layout.NONE: DenseOnly,
-}
-_SPEC_ARGS = {
-    "dim": 2048,
-    "prefetch_dims": (128,),
-    "multivector": True,
-    "multivector_dtype": "float16",
 }
 
 
@@ -118,7 +112,7 @@ class MilvusStore(VectorStore):
                 server dropped a field (Milvus Lite and layout='struct').
             StoreUnavailableError / StoreLockedError: see ``connection.connect``.
         """
-        spec = _spec_from_args(
+        spec = resolve_spec(
             spec,
             dim=dim,
             prefetch_dims=tuple(prefetch_dims),
@@ -443,17 +437,6 @@ class MilvusStore(VectorStore):
             "uri": redact(self._conn.uri) if self._conn.uri else None,
             "max_tokens": self._target.max_tokens,
         }
-
-
-def _spec_from_args(spec: CollectionSpec | None, **args: Any) -> CollectionSpec:
-    if spec is None:
-        return CollectionSpec(**args)
-    if not isinstance(spec, CollectionSpec):
-        raise TypeError(f"spec must be a CollectionSpec, got {type(spec).__name__}")
-    given = sorted(k for k, v in args.items() if v != _SPEC_ARGS[k])
-    if given:
-        raise ValueError(f"give either spec= or {', '.join(given)}, not both")
-    return spec
 
 
 def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:

@@ -21,7 +21,7 @@ from ..base import VectorStore
 from ..errors import ConnectorError
 from ..query import Hit
 from ..records import Record, RecordId, check_id
-from ..spec import CollectionSpec
+from ..spec import CollectionSpec, resolve_spec
 from . import convert
 
 logger = logging.getLogger(__name__)
@@ -29,14 +29,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_PATH = "./qdrant_data"
 DEFAULT_TIMEOUT = 30
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-_SPEC_ARGS: dict[str, Any] = {
-    "dim": 2048,
-    "prefetch_dims": (128,),
-    "multivector": True,
-    "multivector_dtype": "float16",
-    "quantization": "none",
-    "on_disk": False,
-}
 
 
 class QdrantStore(VectorStore):
@@ -98,7 +90,7 @@ class QdrantStore(VectorStore):
             "quantization": quantization,
             "on_disk": on_disk,
         }
-        spec = _resolve_spec(spec, given)
+        spec = resolve_spec(spec, **given)
         where = _where(path=path, local=local, url=url, client=client)
         _check_name(name)
         server_opts = {"shard_number": shard_number, "replication_factor": replication_factor}
@@ -177,19 +169,6 @@ class QdrantStore(VectorStore):
 
     def _closed_error(self) -> ConnectorError:
         return ConnectorError(f"collection {self.name!r} is closed (or dropped); open it again")
-
-
-def _resolve_spec(spec: CollectionSpec | None, given: dict[str, Any]) -> CollectionSpec:
-    if spec is None:
-        return CollectionSpec(**given)
-    if not isinstance(spec, CollectionSpec):
-        raise TypeError(f"spec must be a CollectionSpec, got {type(spec).__name__}")
-    changed = sorted(k for k, v in given.items() if v != _SPEC_ARGS[k])
-    if changed:
-        raise ValueError(
-            f"pass either spec= or the spec fields, not both (also given: {', '.join(changed)})"
-        )
-    return spec
 
 
 def _where(*, path: Any, local: Any, url: str | None, client: Any) -> tuple[str, Any]:

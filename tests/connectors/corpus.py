@@ -30,14 +30,18 @@ class Corpus:
     def subset(self, flt: Filter | None) -> list[Record]:
         return [r for r in self.records if flt is None or flt.matches(r.payload)]
 
-    def dense_ranking(self, query: Query, flt: Filter | None = None) -> list[tuple[int | str, float]]:
+    def dense_ranking(
+        self, query: Query, flt: Filter | None = None
+    ) -> list[tuple[int | str, float]]:
         docs = self.subset(flt)
         q = l2_normalize(np.asarray(query.dense)[: self.spec.dim])
         scores = l2_normalize(np.stack([np.asarray(r.dense)[: self.spec.dim] for r in docs])) @ q
         order = np.argsort(-scores, kind="stable")
         return [(docs[i].id, float(scores[i])) for i in order]
 
-    def maxsim_ranking(self, query: Query, flt: Filter | None = None) -> list[tuple[int | str, float]]:
+    def maxsim_ranking(
+        self, query: Query, flt: Filter | None = None
+    ) -> list[tuple[int | str, float]]:
         docs = self.subset(flt)
         scores = maxsim_many(query.multivector, [self.stored_tokens(r) for r in docs])
         order = np.argsort(-scores, kind="stable")
@@ -68,7 +72,12 @@ def make_corpus(
                 id=i if i % 2 == 0 else f"doc-{i}",
                 dense=l2_normalize(rng.standard_normal(dim)),
                 multivector=l2_normalize(rng.standard_normal((t, 128))),
-                payload={"lang": LANGS[i % 3], "page": i % 7, "kind": "even" if i % 2 == 0 else "odd", "tags": [f"t{i % 4}", "all"]},
+                payload={
+                    "lang": LANGS[i % 3],
+                    "page": i % 7,
+                    "kind": "even" if i % 2 == 0 else "odd",
+                    "tags": [f"t{i % 4}", "all"],
+                },
             )
         )
     return Corpus(spec=spec, records=records)
@@ -78,7 +87,10 @@ def planted_query(corpus: Corpus, index: int, *, noise: float = 0.3, seed: int =
     """A query close to document ``index`` in both the dense and the token space."""
     rng = np.random.default_rng(seed)
     doc = corpus.records[index]
-    dense = l2_normalize(np.asarray(doc.dense) + noise * rng.standard_normal(len(doc.dense)) / np.sqrt(len(doc.dense)) * 4)
+    dense = l2_normalize(
+        np.asarray(doc.dense)
+        + noise * rng.standard_normal(len(doc.dense)) / np.sqrt(len(doc.dense)) * 4
+    )
     tokens = np.asarray(doc.multivector)[: max(2, len(doc.multivector) // 2)]
     tokens = l2_normalize(tokens + noise * rng.standard_normal(tokens.shape) / np.sqrt(128) * 4)
     return Query(dense=dense, multivector=tokens)
@@ -86,4 +98,7 @@ def planted_query(corpus: Corpus, index: int, *, noise: float = 0.3, seed: int =
 
 def random_query(seed: int = 7, dim: int = 256, q_tokens: int = 6) -> Query:
     rng = np.random.default_rng(seed)
-    return Query(dense=l2_normalize(rng.standard_normal(dim)), multivector=l2_normalize(rng.standard_normal((q_tokens, 128))))
+    return Query(
+        dense=l2_normalize(rng.standard_normal(dim)),
+        multivector=l2_normalize(rng.standard_normal((q_tokens, 128))),
+    )

@@ -84,7 +84,9 @@ def test_maxsim_scores_equal_numpy(filled, corpus):
     hits = filled.search(query, mode="multivector", limit=len(corpus.records))
     expected = dict(corpus.maxsim_ranking(query))
     assert len(hits) == len(corpus.records)
-    np.testing.assert_allclose([h.score for h in hits], [expected[h.id] for h in hits], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        [h.score for h in hits], [expected[h.id] for h in hits], rtol=1e-3, atol=1e-3
+    )
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
@@ -94,7 +96,9 @@ def test_cascades_equal_exhaustive_maxsim_when_prefetch_covers_all(filled, corpu
     hits = filled.search(query, mode=mode, limit=8, prefetch_limit=len(corpus.records))
     expected = corpus.maxsim_ranking(query)[:8]
     assert ids(hits) == [i for i, _ in expected]
-    np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        [h.score for h in hits], [s for _, s in expected], rtol=1e-3, atol=1e-3
+    )
 
 
 def test_hybrid_reranks_only_the_dense_candidates(filled, corpus):
@@ -174,7 +178,9 @@ def fresh(backend: Backend, corpus: Corpus, tmp_path: Path):
 
 def test_reupsert_overwrites_never_duplicates(fresh, corpus):
     fresh.upsert(corpus.records[:20])
-    changed = [Record(r.id, r.dense, r.multivector, {**r.payload, "v": 2}) for r in corpus.records[:20]]
+    changed = [
+        Record(r.id, r.dense, r.multivector, {**r.payload, "v": 2}) for r in corpus.records[:20]
+    ]
     fresh.upsert(changed)
     fresh.upsert(changed)
     assert fresh.count() == 20
@@ -193,7 +199,9 @@ def test_updated_tokens_replace_the_old_ones(fresh, corpus):
     for mode in ("multivector", "hybrid"):
         hits = fresh.search(query, mode=mode, limit=10)
         assert hits[0].id == original.id
-        assert hits[0].score == pytest.approx(dict(corpus.maxsim_ranking(query))[other.id], rel=1e-3)
+        assert hits[0].score == pytest.approx(
+            dict(corpus.maxsim_ranking(query))[other.id], rel=1e-3
+        )
         assert len(hits) == len(set(ids(hits))) == 10
 
 
@@ -217,7 +225,15 @@ def test_delete(fresh, corpus):
         (lambda r: Record(None, r.dense, r.multivector, r.payload), "id"),
         (lambda r: Record(r.id, r.dense, r.multivector, {"x": object()}), "payload"),
     ],
-    ids=["short-dense", "narrow-tokens", "empty-multivector", "missing-multivector", "nan", "none-id", "payload"],
+    ids=[
+        "short-dense",
+        "narrow-tokens",
+        "empty-multivector",
+        "missing-multivector",
+        "nan",
+        "none-id",
+        "payload",
+    ],
 )
 def test_bad_record_refused_naming_it_and_nothing_written(fresh, corpus, bad, message):
     fresh.upsert(corpus.records[:5])
@@ -235,7 +251,10 @@ def test_wrong_query_refused(filled, corpus):
     with pytest.raises(QueryError, match="multivector"):
         filled.search(Query(dense=random_query().dense), mode="hybrid")
     with pytest.raises(QueryError, match="dense"):
-        filled.search(Query(dense=np.ones(8, np.float32), multivector=random_query().multivector), mode="dense")
+        filled.search(
+            Query(dense=np.ones(8, np.float32), multivector=random_query().multivector),
+            mode="dense",
+        )
 
 
 # -- schema ----------------------------------------------------------------------------
@@ -269,7 +288,9 @@ def test_reopen_gives_identical_results(backend, corpus, tmp_path):
     for m in ALL_MODES:
         after = reopened.search(query, mode=m, limit=7, prefetch_limit=30)
         assert ids(after) == ids(before[m]), m
-        np.testing.assert_allclose([h.score for h in after], [h.score for h in before[m]], rtol=1e-5)
+        np.testing.assert_allclose(
+            [h.score for h in after], [h.score for h in before[m]], rtol=1e-5
+        )
     reopened.close()
 
 
@@ -277,8 +298,12 @@ def test_dense_only_collection(backend, corpus, tmp_path):
     spec = CollectionSpec(dim=256, prefetch_dims=(32,), multivector=False)
     store = backend.create(tmp_path, "dense_only", spec)
     store.upsert([Record(r.id, r.dense, None, r.payload) for r in corpus.records])
-    assert store.search(planted_query(corpus, 9), mode="dense", limit=1)[0].id == corpus.records[9].id
-    assert store.search(planted_query(corpus, 9), mode="funnel", limit=1)[0].id == corpus.records[9].id
+    assert (
+        store.search(planted_query(corpus, 9), mode="dense", limit=1)[0].id == corpus.records[9].id
+    )
+    assert (
+        store.search(planted_query(corpus, 9), mode="funnel", limit=1)[0].id == corpus.records[9].id
+    )
     with pytest.raises(QueryError, match="multivector=False"):
         store.search(planted_query(corpus, 9), mode="hybrid")
     store.close()
@@ -316,7 +341,13 @@ def test_second_process_gets_a_clear_lock_error(backend, corpus, tmp_path):
         sys.exit(1)
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
     store.close()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "LOCKED:" in proc.stdout

@@ -7,7 +7,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from connectors import AnyOf, CollectionSpec, Eq, Query, QueryError, Range, Record, RecordError, records_from_batch
+from connectors import (
+    AnyOf,
+    CollectionSpec,
+    Eq,
+    Query,
+    QueryError,
+    Range,
+    Record,
+    RecordError,
+    records_from_batch,
+)
 from connectors.filters import And, Not, Or, parse_filter_args
 from connectors.query import SearchMode, build_plan, query_vectors
 from connectors.records import byte_bounded_chunks, prepare_record, prepare_records, stable_uuid
@@ -50,7 +60,9 @@ def test_prepare_record_truncates_long_dense_and_renormalises():
     spec = CollectionSpec(dim=256, prefetch_dims=(32,))
     dense = unit(2048)
     p = prepare_record(Record("a", dense, unit(5, 128)), spec)
-    np.testing.assert_allclose(p.vectors["dense"], dense[:256] / np.linalg.norm(dense[:256]), rtol=1e-6)
+    np.testing.assert_allclose(
+        p.vectors["dense"], dense[:256] / np.linalg.norm(dense[:256]), rtol=1e-6
+    )
     np.testing.assert_allclose(np.linalg.norm(p.vectors["dense_32"]), 1.0, rtol=1e-6)
     assert p.vectors["multi"].dtype == np.float16
     assert p.nbytes > 5 * 128 * 2
@@ -83,7 +95,9 @@ def test_stable_uuid_is_stable_and_distinct():
 
 
 def test_records_from_batch_checks_lengths():
-    batch = SimpleNamespace(dense=unit(3, 64), multivectors=[unit(4, 128), unit(2, 128), unit(7, 128)])
+    batch = SimpleNamespace(
+        dense=unit(3, 64), multivectors=[unit(4, 128), unit(2, 128), unit(7, 128)]
+    )
     recs = records_from_batch(batch, ["a", "b", "c"], [{"x": 1}, None, {"x": 3}])
     assert [r.id for r in recs] == ["a", "b", "c"]
     assert recs[1].payload == {} and recs[2].multivector.shape == (7, 128)
@@ -95,13 +109,19 @@ def test_records_from_batch_checks_lengths():
 
 def test_byte_bounded_chunks():
     spec = CollectionSpec(dim=64, prefetch_dims=(), multivector=True, multivector_dtype="float32")
-    prepared = [prepare_record(Record(i, unit(64, seed=i), unit(100, 128, seed=i)), spec) for i in range(10)]
+    prepared = [
+        prepare_record(Record(i, unit(64, seed=i), unit(100, 128, seed=i)), spec) for i in range(10)
+    ]
     size = prepared[0].nbytes
     chunks = byte_bounded_chunks(prepared, max_bytes=3 * size, max_count=100)
     assert [len(c) for c in chunks] == [3, 3, 3, 1]
     assert [p.id for c in chunks for p in c] == list(range(10))
     assert [len(c) for c in byte_bounded_chunks(prepared, max_bytes=1, max_count=100)] == [1] * 10
-    assert [len(c) for c in byte_bounded_chunks(prepared, max_bytes=10**9, max_count=4)] == [4, 4, 2]
+    assert [len(c) for c in byte_bounded_chunks(prepared, max_bytes=10**9, max_count=4)] == [
+        4,
+        4,
+        2,
+    ]
 
 
 # -- filters ---------------------------------------------------------------------------
@@ -155,7 +175,10 @@ def test_parse_filter_args():
 def test_plans_per_mode():
     spec = CollectionSpec(dim=256, prefetch_dims=(32, 64))
     hybrid = build_plan(spec, "hybrid", limit=5, prefetch_limit=50)
-    assert [(s.field, s.limit, s.maxsim) for s in hybrid.cascades[0]] == [("dense", 50, False), ("multi", 5, True)]
+    assert [(s.field, s.limit, s.maxsim) for s in hybrid.cascades[0]] == [
+        ("dense", 50, False),
+        ("multi", 5, True),
+    ]
     funnel = build_plan(spec, SearchMode.FUNNEL, limit=5, prefetch_limit=50)
     assert [s.field for s in funnel.cascades[0]] == ["dense_32", "dense", "multi"]
     assert funnel.cascades[0][0].limit == 200
@@ -170,9 +193,21 @@ def test_plans_per_mode():
     [
         (CollectionSpec(dim=64, prefetch_dims=()), {"mode": "nope"}, "unknown search mode 'nope'"),
         (CollectionSpec(dim=64, prefetch_dims=()), {"mode": "funnel"}, "prefetch_dims"),
-        (CollectionSpec(dim=64, multivector=False, prefetch_dims=()), {"mode": "hybrid"}, "multivector=False"),
-        (CollectionSpec(dim=64, prefetch_dims=()), {"mode": "dense", "limit": 0}, "limit must be a positive int"),
-        (CollectionSpec(dim=64, prefetch_dims=()), {"mode": "dense", "filter": {"a": 1}}, "filter must be"),
+        (
+            CollectionSpec(dim=64, multivector=False, prefetch_dims=()),
+            {"mode": "hybrid"},
+            "multivector=False",
+        ),
+        (
+            CollectionSpec(dim=64, prefetch_dims=()),
+            {"mode": "dense", "limit": 0},
+            "limit must be a positive int",
+        ),
+        (
+            CollectionSpec(dim=64, prefetch_dims=()),
+            {"mode": "dense", "filter": {"a": 1}},
+            "filter must be",
+        ),
     ],
 )
 def test_bad_plans_refused(spec, kwargs, message):
