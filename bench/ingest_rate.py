@@ -26,10 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from connectors import CollectionSpec  # noqa: E402
-from connectors.ingest import IngestOptions, ingest  # noqa: E402
 from connectors.stores import open_store  # noqa: E402
-from embedder.samples import minimal_pdf  # noqa: E402
-from embedder.sources import SourceOptions, iter_items  # noqa: E402
+from jina_vdb.ingest import IngestOptions, ingest  # noqa: E402
+from jina_vdb.sources import SourceOptions, iter_items  # noqa: E402
+from jina_vdb.sources.samples import minimal_pdf  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 from connectors import AnyOf, Query
-from connectors.ingest import ingest
 from connectors.qdrant import QdrantStore
 from embedder import JinaV4Embedder, make_tiny_checkpoint
-from embedder.samples import write_sample_corpus
-from embedder.sources import SourceOptions, iter_items
+from jina_vdb.ingest import ingest
+from jina_vdb.sources import SourceOptions, iter_items
+from jina_vdb.sources.samples import write_sample_corpus
 
 
 def show(title: str, hits: list) -> None:

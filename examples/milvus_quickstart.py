@@ -12,11 +12,11 @@ import tempfile
 from pathlib import Path
 
 from connectors import Query
-from connectors.ingest import ingest
 from connectors.milvus import MilvusStore
 from embedder import JinaV4Embedder, make_tiny_checkpoint
-from embedder.samples import write_sample_corpus
-from embedder.sources import iter_items
+from jina_vdb.ingest import ingest
+from jina_vdb.sources import iter_items
+from jina_vdb.sources.samples import write_sample_corpus
 
 
 def main() -> None:

@@ -79,3 +79,50 @@ def test_embedder_does_not_import_database_clients():
     loaded = _imported_after(["embedder"])
     clients = {"qdrant_client", "qdrant_edge", "pymilvus", "milvus_lite"}
     assert not loaded & clients, f"embedder imported {sorted(loaded & clients)}"
+
+
+# --- one-way dependencies, read from the source (lazy imports inside functions included)
+
+_FORBIDDEN = {
+    # package: top-level names it must never import, at module level or inside a function
+    "connectors": {"embedder", "jina_vdb", "torch", "transformers", "PIL", "peft"},
+    "embedder": {
+        "connectors",
+        "jina_vdb",
+        "qdrant_client",
+        "qdrant_edge",
+        "pymilvus",
+        "milvus_lite",
+    },
+}
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Top-level names imported anywhere in a module (absolute imports only)."""
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(_FORBIDDEN))
+def test_libraries_never_import_each_other_or_the_application(package):
+    offenders = {
+        str(path.relative_to(REPO)): sorted(_imports_of(path) & _FORBIDDEN[package])
+        for path in sorted((REPO / package).rglob("*.py"))
+    }
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"{package} imports what it must not: {offenders}"
+
+
+def test_the_application_package_holds_no_library_code():
+    """``jina_vdb`` depends on both libraries; the libraries' folders hold no app modules."""
+    app_modules = {"cli", "cli_support", "demo", "ingest", "ingest_types"}
+    source_modules = {"sources", "jsonl", "pdf", "chunking", "samples"}
+    assert not {p.stem for p in (REPO / "connectors").glob("*.py")} & app_modules
+    assert not {p.stem for p in (REPO / "embedder").glob("*.py")} & source_modules

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import typer
 
-from . import cli_support as cs
-from .ingest import IngestOptions, ingest
-from .query import Query, SearchMode
-from .stores import open_store
+from connectors.query import Query, SearchMode
+from connectors.stores import open_store
+from jina_vdb.ingest import IngestOptions, ingest
+
+from . import support as cs
 
 #: Queries in several languages; each has an obvious target in the sample corpus.
 DEMO_QUERIES = (
@@ -32,8 +33,8 @@ def run_demo(
     device: str | None = None,
 ) -> None:
     """Write the sample corpus to ``workdir/corpus``, ingest it, run ``DEMO_QUERIES``."""
-    from embedder.samples import write_sample_corpus
-    from embedder.sources import SourceOptions, iter_items
+    from jina_vdb.sources import SourceOptions, iter_items
+    from jina_vdb.sources.samples import write_sample_corpus
 
     started = time.perf_counter()
     corpus = workdir / "corpus"

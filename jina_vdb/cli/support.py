@@ -22,14 +22,14 @@ from typing import Any
 
 import typer
 
-from .query import Hit
-from .spec import CollectionSpec
+from connectors.query import Hit
+from connectors.spec import CollectionSpec
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "jinaai/jina-embeddings-v4"
 TINY = "tiny"
-_OUR_LOGGERS = ("connectors", "embedder")
+_OUR_LOGGERS = ("connectors", "embedder", "jina_vdb")
 
 
 def setup_logging(verbose: bool) -> None:

@@ -18,8 +18,8 @@ from ingest_helpers import (
 )
 
 from connectors.stores import open_store
-from embedder.samples import minimal_pdf, write_sample_corpus
-from embedder.sources import SourceOptions, iter_items
+from jina_vdb.sources import SourceOptions, iter_items
+from jina_vdb.sources.samples import minimal_pdf, write_sample_corpus
 
 pytestmark = pytest.mark.slow
 

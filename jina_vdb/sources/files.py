@@ -353,7 +353,7 @@ def _text_file_items(
 
 
 def _image_file_item(path: Path, source: str, opts: SourceOptions) -> Item:
-    from .inputs import load_image
+    from embedder.inputs import load_image
 
     sha = sha256_file(path)
     task = "retrieval" if opts.task == "auto" else opts.task

@@ -10,8 +10,8 @@ import pytest
 from ingest_helpers import REPO, cli_command, subprocess_env
 from typer.testing import CliRunner
 
-from connectors.cli import app
-from embedder.samples import write_sample_corpus
+from jina_vdb.cli import app
+from jina_vdb.sources.samples import write_sample_corpus
 
 runner = CliRunner()
 

@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from embedder.chunking import chunk_text, token_offsets
 from embedder.errors import ImageInputError
-from embedder.samples import minimal_pdf
-from embedder.sources import (
+from jina_vdb.sources import (
     Item,
     ItemError,
     Modality,
@@ -20,6 +18,8 @@ from embedder.sources import (
     iter_items,
     stable_id,
 )
+from jina_vdb.sources.chunking import chunk_text, token_offsets
+from jina_vdb.sources.samples import minimal_pdf
 
 
 def _png(path: Path, colour: str = "red", size: tuple[int, int] = (40, 30)) -> Path:

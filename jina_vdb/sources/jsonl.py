@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .chunking import count_tokens
-from .sources import (
+from .files import (
     IMAGE_EXTENSIONS,
     TASKS,
     Item,
@@ -107,7 +107,7 @@ def _line_item(
     else:
         image, sha = _image_ref(obj["image"], path)
         payload = _payload(source, "image", "image/*", sha, opts, line=lineno, task=task)
-        from .inputs import load_image
+        from embedder.inputs import load_image
 
         loader, modality, cost = functools.partial(load_image, image), Modality.IMAGE, 1
     if meta:

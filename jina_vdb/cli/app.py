@@ -14,11 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from . import cli_support as cs
-from .filters import parse_filter_args
-from .query import Query, SearchMode
-from .spec import CollectionSpec
-from .stores import (
+from connectors.filters import parse_filter_args
+from connectors.query import Query, SearchMode
+from connectors.spec import CollectionSpec
+from connectors.stores import (
     STORE_URL_FORMS,
     StoreURL,
     milvus_max_tokens,
@@ -26,6 +25,8 @@ from .stores import (
     open_store,
     parse_store_url,
 )
+
+from . import support as cs
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +113,11 @@ def ingest(
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
-    from .ingest import IngestOptions
+    from jina_vdb.ingest import IngestOptions
 
     cs.setup_logging(verbose)
     with cs.cli_errors(verbose):
-        from embedder.sources import SourceOptions
+        from jina_vdb.sources import SourceOptions
 
         source_opts = SourceOptions(
             include=tuple(include or ()),
@@ -161,9 +162,8 @@ def _ingest_paths(
     ingest_opts: Any,
 ) -> Any:
     """Open (or create) the collection and run the pipeline over the paths' items."""
-    from embedder.sources import iter_items
-
-    from .ingest import ingest as run_ingest
+    from jina_vdb.ingest import ingest as run_ingest
+    from jina_vdb.sources import iter_items
 
     max_tokens = None
     if where.backend == "milvus":  # the Array-of-Structs layout needs a per-record bound
@@ -280,7 +280,3 @@ def demo(
 def main() -> Any:
     """Console-script entry point (``jina-vdb``)."""
     return app()
-
-
-if __name__ == "__main__":
-    main()

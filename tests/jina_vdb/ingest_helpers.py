@@ -92,7 +92,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def cli_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "connectors.cli", *args]
+    return [sys.executable, "-m", "jina_vdb.cli", *args]
 
 
 def write_text_corpus(folder: Path, n: int = 12, *, words: int = 30) -> list[Path]:

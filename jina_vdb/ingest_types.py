@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import ConnectorError
-from .records import RecordId
+from connectors.errors import ConnectorError
+from connectors.records import RecordId
 
 
 class Encoder(Protocol):

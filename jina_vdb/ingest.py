@@ -26,8 +26,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .base import VectorStore
-from .errors import RecordError
+from connectors.base import VectorStore
+from connectors.errors import RecordError
+from connectors.records import Record, records_from_batch
+
 from .ingest_types import (
     Encoder,
     Failure,
@@ -39,7 +41,6 @@ from .ingest_types import (
     Tally,
     failure_of,
 )
-from .records import Record, records_from_batch
 
 __all__ = [
     "Encoder",

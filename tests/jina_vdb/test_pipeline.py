@@ -16,10 +16,10 @@ from ingest_helpers import (
 )
 
 from connectors import CollectionSpec, ConnectorError
-from connectors.ingest import IngestError, IngestOptions, ingest
 from connectors.stores import open_store
-from embedder.samples import write_sample_corpus
-from embedder.sources import Item, SourceError, SourceOptions, iter_items
+from jina_vdb.ingest import IngestError, IngestOptions, ingest
+from jina_vdb.sources import Item, SourceError, SourceOptions, iter_items
+from jina_vdb.sources.samples import write_sample_corpus
 
 SPEC = CollectionSpec(dim=TINY_DIM, prefetch_dims=TINY_PREFETCH)
 FAST = IngestOptions(text_batch=4, image_batch=2, check_batch=8, progress=False)

@@ -1,0 +1,12 @@
+"""jina-vdb, the application: wires the jina-embeddings-v4 model (``embedder``) to a vector
+database (``connectors``).
+
+``jina_vdb.sources`` turns files, folders, JSONL and PDFs into items to embed;
+``jina_vdb.ingest`` is the resumable reader -> encoder -> writer pipeline; ``jina_vdb.cli``
+is the ``jina-vdb`` command. Dependencies point one way: this package imports both
+libraries, and neither library imports it.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

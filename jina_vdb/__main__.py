@@ -1,0 +1,7 @@
+"""``python -m jina_vdb``: the same as the ``jina-vdb`` console script."""
+
+from __future__ import annotations
+
+from .cli.app import main
+
+main()
