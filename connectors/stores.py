@@ -19,8 +19,6 @@ from .base import VectorStore
 from .errors import CollectionNotFoundError
 from .spec import CollectionSpec
 
-#: jina-embeddings-v4's default image budget (preprocessor_config.json): 768 image tokens.
-DEFAULT_MAX_PIXELS = 602112
 STORE_URL_FORMS = "qdrant:PATH, qdrant+http://HOST:6333, milvus:PATH.db or milvus+http://HOST:19530"
 _SERVER = re.compile(r"^(qdrant|milvus)\+(https?://[^\s/@]+(:\d+)?/?.*)$")
 _LOCAL = re.compile(r"^(qdrant|milvus):(?!//)(.+)$")
@@ -78,8 +76,8 @@ def open_store(
     With a spec, an existing collection with the same spec is opened and one with another
     spec raises SchemaMismatchError. Without one, the collection must exist
     (CollectionNotFoundError otherwise). ``max_tokens``: the most token vectors per record
-    of a new Milvus collection in the Array-of-Structs layout (see ``milvus_max_tokens``);
-    other layouts and Qdrant need no such bound.
+    of a new Milvus collection in the Array-of-Structs layout (the application computes it
+    from the loaded model); other layouts and Qdrant need no such bound.
     """
     where = url if isinstance(url, StoreURL) else parse_store_url(url)
     if where.backend == "qdrant":
@@ -98,20 +96,6 @@ def open_store(
     if max_tokens is not None:
         extra["max_tokens"] = max_tokens
     return MilvusStore.create(collection, uri=where.location, spec=spec, **extra)
-
-
-def milvus_max_tokens(chunk_tokens: int, max_pixels: int | None) -> int:
-    """Token vectors per record that an ingest with these settings produces, at most.
-
-    A text chunk plus its prompt, or one image at ``max_pixels`` plus the template, capped
-    at Milvus' default array capacity (longer records are refused with a RecordError that
-    names them, and reported as failed).
-    """
-    from .milvus.struct_layout import SERVER_ARRAY_CAP, max_tokens_for
-
-    text = chunk_tokens + 16  # "Passage: " and re-tokenisation at the chunk's edges
-    image = max_tokens_for(max_pixels or DEFAULT_MAX_PIXELS)
-    return min(SERVER_ARRAY_CAP, max(text, image))
 
 
 def open_or_create(

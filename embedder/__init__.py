@@ -1,7 +1,8 @@
 """jina-embeddings-v4 on transformers' Qwen2.5-VL: dense, Matryoshka and multi-vector embeddings.
 
 Heavy names (torch, transformers) load lazily on first attribute access (PEP 562), so
-``import embedder`` stays cheap and ``embedder.errors`` works without torch.
+``import embedder`` stays cheap: the errors and the closed option sets (``Task``,
+``PromptName``, ``MultivectorDType``, from :mod:`embedder.options`) work without torch.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from .errors import ImageInputError as ImageInputError
 from .errors import InputError as InputError
 from .errors import OptionError as OptionError
 from .errors import TextInputError as TextInputError
+from .options import MultivectorDType as MultivectorDType
+from .options import PromptName as PromptName
+from .options import Task as Task
 
 if TYPE_CHECKING:
-    from .config import MultivectorDType as MultivectorDType
-    from .config import PromptName as PromptName
-    from .config import Task as Task
     from .encoder import JinaV4Embedder as JinaV4Embedder
     from .outputs import EmbeddingBatch as EmbeddingBatch
     from .testing import make_tiny_checkpoint as make_tiny_checkpoint
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 _LAZY = {
     "JinaV4Embedder": ".encoder",
     "EmbeddingBatch": ".outputs",
-    "Task": ".config",
-    "PromptName": ".config",
-    "MultivectorDType": ".config",
     "make_tiny_checkpoint": ".testing",
 }
 

@@ -1,21 +1,22 @@
-"""Closed option sets, prompt rules, checkpoint specs, and the device / dtype choice."""
+"""Checkpoint specs (config.json, preprocessor_config.json) and the device / dtype choice.
+
+The closed option sets, prompt rules and default budgets live in the torch-free
+:mod:`embedder.options`.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import torch
 
 from .errors import CheckpointError, OptionError
+from .options import MULTI_VECTOR_DIM, Task
 
 logger = logging.getLogger(__name__)
-
-QUERY_PREFIX = "Query: "
-PASSAGE_PREFIX = "Passage: "
 
 # config.json keys that jina-embeddings-v4 adds on top of the Qwen2.5-VL config.
 JINA_CONFIG_KEYS = (
@@ -25,63 +26,6 @@ JINA_CONFIG_KEYS = (
     "multi_vector_projector_dim",
     "single_vector_pool_strategy",
 )
-
-
-class _ClosedSet(str, Enum):
-    """A str-Enum whose ``parse`` accepts a member or its value and names the valid values."""
-
-    @classmethod
-    def parse(cls, value: object, *, what: str | None = None) -> _ClosedSet:
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            for member in cls:
-                if member.value == value:
-                    return member
-        valid = ", ".join(repr(m.value) for m in cls)
-        raise OptionError(f"unknown {what or cls.__name__} {value!r}; expected one of {valid}")
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Task(_ClosedSet):
-    """The three LoRA task adapters of jina-embeddings-v4."""
-
-    RETRIEVAL = "retrieval"
-    TEXT_MATCHING = "text-matching"
-    CODE = "code"
-
-
-class PromptName(_ClosedSet):
-    """Which side of an asymmetric task a text is on."""
-
-    QUERY = "query"
-    PASSAGE = "passage"
-
-
-class MultivectorDType(_ClosedSet):
-    """The numpy dtype of the returned multi-vectors (the dense vector is always float32)."""
-
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-
-
-def prompt_prefix(task: Task, prompt_name: PromptName) -> str:
-    """The text prepended to an input before tokenisation.
-
-    ``retrieval`` and ``code`` are asymmetric: queries get ``"Query: "`` and passages
-    ``"Passage: "``. ``text-matching`` is symmetric and always uses ``"Query: "``.
-
-    This is intentionally the *intended* rule, not the reference implementation's exact
-    behaviour: the reference applies the symmetric rule only when the task is set as a
-    model property, so ``encode_text(task="text-matching", prompt_name="passage")`` gets
-    ``"Passage: "`` there. Here both sides of a text-matching pair always get the same
-    prefix, so similarities stay symmetric whichever side a text was encoded as.
-    """
-    if task is Task.TEXT_MATCHING or prompt_name is PromptName.QUERY:
-        return QUERY_PREFIX
-    return PASSAGE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -96,11 +40,11 @@ class ModelSpec:
     pool_strategy: str = "mean"
 
     def __post_init__(self) -> None:
-        unknown = [t for t in self.task_names if t not in {m.value for m in Task}]
+        unknown = [t for t in self.task_names if t not in Task.values()]
         if unknown or not self.task_names:
             raise CheckpointError(
                 f"config.json task_names={list(self.task_names)!r}: expected a non-empty subset of "
-                f"{[m.value for m in Task]!r}"
+                f"{list(Task.values())!r}"
             )
         if self.pool_strategy != "mean":
             raise CheckpointError(
@@ -143,7 +87,7 @@ class ModelSpec:
             task_names=tuple(raw["task_names"]),
             matryoshka_dims=tuple(int(d) for d in raw["matryoshka_dims"]),
             truncate_dim=None if truncate is None else int(truncate),
-            multi_vector_dim=int(raw.get("multi_vector_projector_dim", 128)),
+            multi_vector_dim=int(raw.get("multi_vector_projector_dim", MULTI_VECTOR_DIM)),
             pool_strategy=str(raw.get("single_vector_pool_strategy", "mean")),
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,30 +13,43 @@ import torch
 import torch.nn.functional as F
 
 from .batching import Batch, Pipeline, plan_batches, progress_enabled
-from .config import (
-    ModelSpec,
-    MultivectorDType,
-    PromptName,
-    Task,
-    prompt_prefix,
-    resolve_device,
-    resolve_dtype,
-)
+from .config import ModelSpec, resolve_device, resolve_dtype
 from .errors import EmbedderError, OptionError
 from .inputs import ImageSource, load_images, validate_texts
 from .loading import load_model, load_tokenizer, read_image_spec, resolve_checkpoint
 from .lora import TaskLoRA
 from .model import EmbedderOutput, JinaV4Model, ModelInputs
+from .options import (
+    DEFAULT_BATCH_TOKENS,
+    DEFAULT_MAX_LENGTH,
+    MultivectorDType,
+    PromptName,
+    Task,
+    prompt_prefix,
+)
 from .outputs import EmbeddingBatch
 from .processing import Processor
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_LENGTH = 32768
-# Padded tokens per forward. 64k keeps an H100/H200 busy with length-sorted batches;
-# CPUs gain nothing from large batches and would only hold more memory.
-DEFAULT_BATCH_TOKENS = {"cuda": 65536, "cpu": 8192}
 TaskArg = str | Task | Sequence[str | Task]
+
+
+@dataclass(frozen=True)
+class _CallOptions:
+    """The validated per-call options shared by ``encode_text`` and ``encode_image``.
+
+    Attributes:
+        dim: dense output width (a Matryoshka dim or the full hidden size).
+        multivector: run the projector and return the per-token vectors.
+        batch_tokens: padded tokens per forward.
+        multivector_dtype: torch dtype the per-token vectors are cast to before the copy.
+    """
+
+    dim: int
+    multivector: bool
+    batch_tokens: int
+    multivector_dtype: torch.dtype
 
 
 class JinaV4Embedder:
@@ -118,6 +132,25 @@ class JinaV4Embedder:
     @property
     def dtype(self) -> torch.dtype:
         return self._dtype
+
+    # ------------------------------------------------------------------ sizes
+
+    def image_token_count(self, max_pixels: int | None = None) -> int:
+        """The most per-token vectors one image yields at ``max_pixels`` (template included).
+
+        Args:
+            max_pixels: The pixel budget (default: preprocessor_config.json's).
+        """
+        pixels = self._processor.check_max_pixels(max_pixels)
+        return self._processor.max_image_sequence_length(pixels)
+
+    def prompt_token_count(
+        self, task: str | Task, prompt_name: str | PromptName = PromptName.PASSAGE
+    ) -> int:
+        """Tokens the prompt prefix adds to a text of this task and side."""
+        t = Task.parse(task, what="task")
+        name = PromptName.parse(prompt_name, what="prompt_name")
+        return self._processor.prefix_length(prompt_prefix(t, name))
 
     # ------------------------------------------------------------------ encoding
 
@@ -254,40 +287,42 @@ class JinaV4Embedder:
         multivector: bool,
         batch_tokens: int | None,
         multivector_dtype: str | MultivectorDType,
-    ) -> dict[str, Any]:
+    ) -> _CallOptions:
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS.get(self._device.type, DEFAULT_BATCH_TOKENS["cpu"])
         if isinstance(batch_tokens, bool) or not isinstance(batch_tokens, int) or batch_tokens < 1:
             raise OptionError(f"batch_tokens must be a positive int, got {batch_tokens!r}")
         mv_dtype = MultivectorDType.parse(multivector_dtype, what="multivector_dtype")
-        return {
-            "dim": self._model.spec.resolve_truncate_dim(truncate_dim),
-            "multivector": bool(multivector),
-            "budget": batch_tokens,
-            "mv_dtype": torch.float16 if mv_dtype is MultivectorDType.FLOAT16 else torch.float32,
-        }
+        return _CallOptions(
+            dim=self._model.spec.resolve_truncate_dim(truncate_dim),
+            multivector=bool(multivector),
+            batch_tokens=batch_tokens,
+            multivector_dtype=torch.float16
+            if mv_dtype is MultivectorDType.FLOAT16
+            else torch.float32,
+        )
 
     def _run(
         self,
         costs: list[int],
         tasks: list[Task],
         prepare: Callable[[Batch], ModelInputs],
-        opts: dict[str, Any],
+        opts: _CallOptions,
         show_progress: bool | None,
         desc: str,
     ) -> EmbeddingBatch:
         n = len(costs)
-        dense = np.empty((n, opts["dim"]), dtype=np.float32)
-        multi: list[np.ndarray] | None = [] if opts["multivector"] else None
+        dense = np.empty((n, opts.dim), dtype=np.float32)
+        multi: list[np.ndarray] | None = [] if opts.multivector else None
         slots: list[np.ndarray | None] = [None] * n
         counts = np.asarray(costs, dtype=np.int64)
 
         def run(batch: Batch, inputs: ModelInputs) -> tuple[np.ndarray, list[np.ndarray] | None]:
             self._lora.activate(batch.group)
-            out = self._model(inputs.to(self._device), multivector=opts["multivector"])
+            out = self._model(inputs.to(self._device), multivector=opts.multivector)
             return self._to_numpy(out, opts)
 
-        batches = plan_batches(costs, opts["budget"], groups=tasks)
+        batches = plan_batches(costs, opts.batch_tokens, groups=tasks)
         show = progress_enabled(show_progress, logger)
         for batch, (d, mv) in Pipeline(prepare, run)(batches, total=n, show=show, desc=desc):
             idx = list(batch.indices)
@@ -303,15 +338,15 @@ class JinaV4Embedder:
 
     @staticmethod
     def _to_numpy(
-        out: EmbedderOutput, opts: dict[str, Any]
+        out: EmbedderOutput, opts: _CallOptions
     ) -> tuple[np.ndarray, list[np.ndarray] | None]:
         dense = out.dense  # (B, H) float32, normalised
-        if opts["dim"] < dense.shape[1]:
-            dense = F.normalize(dense[:, : opts["dim"]], dim=-1)  # (B, d) Matryoshka
+        if opts.dim < dense.shape[1]:
+            dense = F.normalize(dense[:, : opts.dim], dim=-1)  # (B, d) Matryoshka
         dense_np = dense.cpu().numpy()
         if out.multi is None:
             return dense_np, None
-        rows = out.multi[out.mask].to(opts["mv_dtype"])  # (sum t_i, P), real tokens only
+        rows = out.multi[out.mask].to(opts.multivector_dtype)  # (sum t_i, P), real tokens only
         lengths = out.mask.sum(dim=1).tolist()  # (B,)
         flat = rows.cpu().numpy()
         return dense_np, np.split(flat, np.cumsum(lengths)[:-1])

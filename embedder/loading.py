@@ -18,10 +18,11 @@ import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer, Qwen2_5_VLConfig
 
-from .config import JINA_CONFIG_KEYS, ImageSpec, ModelSpec, Task
+from .config import JINA_CONFIG_KEYS, ImageSpec, ModelSpec
 from .errors import CheckpointError
 from .lora import LoraFactors, TaskLoRA
 from .model import LORA_LAYER_MODULES, PROJECTOR, JinaV4Model, build_model
+from .options import Task
 
 logger = logging.getLogger(__name__)
 

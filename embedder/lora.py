@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import Task
+from .options import Task
 
 logger = logging.getLogger(__name__)
 

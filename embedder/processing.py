@@ -159,6 +159,19 @@ class Processor:
         n_image = grid[0] * grid[1] // self.image_spec.merge_size**2
         return len(self._prefix_ids) + n_image + len(self._suffix_ids)
 
+    def max_image_sequence_length(self, max_pixels: int) -> int:
+        """Tokens of the templated sequence of the largest image allowed by ``max_pixels``.
+
+        The resize keeps ``height * width <= max_pixels`` in multiples of ``factor``, and one
+        image token covers ``factor ** 2`` pixels.
+        """
+        n_image = max_pixels // self.image_spec.factor**2
+        return len(self._prefix_ids) + n_image + len(self._suffix_ids)
+
+    def prefix_length(self, prefix: str) -> int:
+        """Tokens of a prompt prefix on its own (e.g. ``"Passage: "``)."""
+        return len(self._encode([prefix])[0])
+
     def image_ids(self, n_image_tokens: int) -> list[int]:
         """The template's token ids with the image placeholder expanded."""
         return [*self._prefix_ids, *[self.image_token_id] * n_image_tokens, *self._suffix_ids]

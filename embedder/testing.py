@@ -31,7 +31,7 @@ from tokenizers import (
     trainers,
 )
 
-from .config import Task
+from .options import Task
 
 logger = logging.getLogger(__name__)
 

@@ -7,12 +7,13 @@ Restricting a MaxSim search to candidates is a ``pk in [...]`` filter, so every 
 stage runs on the server. Sub-fields are FLOAT_VECTOR only: float16 storage is emulated by
 sending the float16-rounded values (scores equal the float16 spec), not by halving bytes.
 
-``max_capacity``: the default ``DEFAULT_MAX_TOKENS`` (1024) covers one image at the
-processor's default ``max_pixels`` 602112 (= 768 * 28 * 28, so at most 768 image tokens; a
-20-megapixel page is downscaled to that) plus the ~11 tokens of the prompt template, with
-room left for a raised max_pixels up to ~990 tokens. Long text passages can have more
-tokens: pass ``max_tokens`` (Milvus caps an array at 4096 elements unless the server's
-``proxy.maxArrayCapacity`` is raised). A record over the cap is refused before writing.
+``max_capacity``: the most token vectors one record may have. The bound is a fact of the
+model (image tokens at its pixel budget, text chunk size plus prompt), so the caller passes
+it as ``max_tokens`` (the application asks the loaded model: ``jina_vdb.sizing``). Without
+one, ``DEFAULT_MAX_TOKENS`` (1024) is used: room for one jina-embeddings-v4 image at its
+default pixel budget (768 image tokens plus the template). Milvus caps an array at 4096
+elements unless the server's ``proxy.maxArrayCapacity`` is raised. A record over the cap
+is refused before writing.
 """
 
 from __future__ import annotations
@@ -40,20 +41,11 @@ logger = logging.getLogger(__name__)
 
 VEC = "vec"
 METRIC = "MAX_SIM_COSINE"
-#: Image tokens at the default max_pixels (602112 / (28 * 28)).
-IMAGE_TOKENS_AT_DEFAULT_MAX_PIXELS = 768
-#: Prompt-template tokens around one image, rounded up.
-TEMPLATE_TOKENS = 16
-#: Default max_capacity: image + template, rounded up to the next power of two.
+#: Default max_capacity when the caller gives no ``max_tokens``.
 DEFAULT_MAX_TOKENS = 1024
 #: Milvus' default cap on any array's max_capacity (proxy.maxArrayCapacity).
 SERVER_ARRAY_CAP = 4096
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
-
-
-def max_tokens_for(max_pixels: int, *, patch: int = 14, merge: int = 2) -> int:
-    """Tokens of one image resized to at most ``max_pixels``, plus the template."""
-    return max_pixels // (patch * merge) ** 2 + TEMPLATE_TOKENS
 
 
 def sub_field(spec_field: str) -> str:

@@ -20,15 +20,21 @@ from connectors.spec import CollectionSpec
 from connectors.stores import (
     STORE_URL_FORMS,
     StoreURL,
-    milvus_max_tokens,
     open_or_create,
     open_store,
     parse_store_url,
 )
+from embedder.options import DEFAULT_MAX_PIXELS, Task
+from jina_vdb.ingest_types import IngestOptions
+from jina_vdb.sources import SourceOptions
 
 from . import support as cs
 
 logger = logging.getLogger(__name__)
+
+# Option defaults come from the library's own defaults, never repeated here.
+_SOURCE = SourceOptions()
+_INGEST = IngestOptions()
 
 app = typer.Typer(
     name="jina-vdb",
@@ -50,7 +56,7 @@ ModelOpt = Annotated[
         help="Hub id, local checkpoint folder, or 'tiny' (a tiny random model, offline).",
     ),
 ]
-TaskOpt = Annotated[str, typer.Option(help="LoRA task: retrieval, text-matching or code.")]
+TaskOpt = Annotated[str, typer.Option(help=f"LoRA task: {', '.join(Task.values())}.")]
 DeviceOpt = Annotated[
     str | None, typer.Option(help="torch device (default: cuda when available, else cpu).")
 ]
@@ -67,8 +73,9 @@ def ingest(
     store: StoreOpt,
     collection: CollectionOpt = "docs",
     task: Annotated[
-        str, typer.Option(help="retrieval, text-matching, code, or auto (code files -> code).")
-    ] = "retrieval",
+        str,
+        typer.Option(help=f"{', '.join(Task.values())}, or auto (code files -> code)."),
+    ] = _SOURCE.task,
     dim: Annotated[
         int | None, typer.Option(help="Dense dim stored (default: the model's full dim).")
     ] = None,
@@ -83,12 +90,19 @@ def ingest(
     ] = True,
     model: ModelOpt = cs.DEFAULT_MODEL,
     max_pixels: Annotated[
-        int | None, typer.Option(help="Pixel budget per image / page (model default: 602112).")
-    ] = None,
-    dpi: Annotated[float, typer.Option(help="PDF render resolution.")] = 150.0,
-    pdf_text: Annotated[bool, typer.Option(help="Also embed each PDF page's text layer.")] = True,
-    chunk_tokens: Annotated[int, typer.Option(help="Text chunk size in tokens.")] = 2048,
-    chunk_overlap: Annotated[int, typer.Option(help="Tokens shared by neighbouring chunks.")] = 128,
+        int | None,
+        typer.Option(help=f"Pixel budget per image / page (model default: {DEFAULT_MAX_PIXELS})."),
+    ] = _INGEST.max_pixels,
+    dpi: Annotated[float, typer.Option(help="PDF render resolution.")] = _SOURCE.pdf_dpi,
+    pdf_text: Annotated[
+        bool, typer.Option(help="Also embed each PDF page's text layer.")
+    ] = _SOURCE.pdf_text,
+    chunk_tokens: Annotated[
+        int, typer.Option(help="Text chunk size in tokens.")
+    ] = _SOURCE.chunk_tokens,
+    chunk_overlap: Annotated[
+        int, typer.Option(help="Tokens shared by neighbouring chunks.")
+    ] = _SOURCE.chunk_overlap,
     include: Annotated[
         list[str] | None, typer.Option(help="Glob of files to take from folders (repeatable).")
     ] = None,
@@ -99,12 +113,18 @@ def ingest(
         list[str] | None,
         typer.Option(help="key=value stored in every record's meta (repeatable)."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Most texts per encode call.")] = 512,
-    batch_tokens: Annotated[int, typer.Option(help="Tokens per text encode call.")] = 65536,
-    image_batch_size: Annotated[int, typer.Option(help="Images / pages per encode call.")] = 32,
+    batch_size: Annotated[
+        int, typer.Option(help="Most texts per encode call.")
+    ] = _INGEST.text_batch,
+    batch_tokens: Annotated[
+        int, typer.Option(help="Tokens per text encode call.")
+    ] = _INGEST.text_batch_tokens,
+    image_batch_size: Annotated[
+        int, typer.Option(help="Images / pages per encode call.")
+    ] = _INGEST.image_batch,
     strict: Annotated[
         bool, typer.Option(help="Stop at the first bad file instead of skipping it.")
-    ] = False,
+    ] = _SOURCE.strict,
     force: Annotated[
         bool, typer.Option(help="Re-encode and overwrite items already stored.")
     ] = False,
@@ -113,12 +133,8 @@ def ingest(
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
-    from jina_vdb.ingest import IngestOptions
-
     cs.setup_logging(verbose)
     with cs.cli_errors(verbose):
-        from jina_vdb.sources import SourceOptions
-
         source_opts = SourceOptions(
             include=tuple(include or ()),
             exclude=tuple(exclude or ()),
@@ -163,11 +179,17 @@ def _ingest_paths(
 ) -> Any:
     """Open (or create) the collection and run the pipeline over the paths' items."""
     from jina_vdb.ingest import ingest as run_ingest
+    from jina_vdb.sizing import milvus_max_tokens
     from jina_vdb.sources import iter_items
 
     max_tokens = None
     if where.backend == "milvus":  # the Array-of-Structs layout needs a per-record bound
-        max_tokens = milvus_max_tokens(source_opts.chunk_tokens, ingest_opts.max_pixels)
+        max_tokens = milvus_max_tokens(
+            encoder,
+            chunk_tokens=source_opts.chunk_tokens,
+            max_pixels=ingest_opts.max_pixels,
+            max_length=ingest_opts.max_length,
+        )
     with (
         open_or_create(where, collection, spec, explicit=explicit, max_tokens=max_tokens) as db,
         cs.progress_safe_logging(),
@@ -195,7 +217,7 @@ def search(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
     model: ModelOpt = cs.DEFAULT_MODEL,
-    task: TaskOpt = "retrieval",
+    task: TaskOpt = Task.RETRIEVAL.value,
     device: DeviceOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:

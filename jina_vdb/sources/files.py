@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedder.options import Task
+
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, check_chunking, chunk_text
 from .pdf import DEFAULT_DPI, DEFAULT_MAX_RENDER_PIXELS, PdfError, page_texts, render_page
 
@@ -45,7 +47,8 @@ JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson"})
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".venv", "venv"})
 #: Longest text kept in a record's payload (``text``); the full chunk is what was embedded.
 MAX_PAYLOAD_TEXT_CHARS = 8192
-TASKS = ("retrieval", "text-matching", "code")
+#: Larger text files are reported and skipped (the whole text is tokenized at once).
+DEFAULT_MAX_TEXT_BYTES = 32 * 2**20
 
 
 class Modality(str, enum.Enum):
@@ -124,14 +127,16 @@ class SourceOptions:
     pdf_dpi: float = DEFAULT_DPI
     pdf_text: bool = True
     pdf_max_render_pixels: int = DEFAULT_MAX_RENDER_PIXELS
-    max_text_bytes: int = 32 * 2**20
+    max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
     metadata: Mapping[str, Any] = field(default_factory=dict)
     hidden: bool = False
     strict: bool = False
 
     def __post_init__(self) -> None:
-        if self.task not in (*TASKS, "auto"):
-            raise ValueError(f"task must be one of {', '.join(TASKS)} or 'auto', got {self.task!r}")
+        if self.task not in (*Task.values(), "auto"):
+            raise ValueError(
+                f"task must be one of {', '.join(Task.values())} or 'auto', got {self.task!r}"
+            )
         check_chunking(self.chunk_tokens, self.chunk_overlap)
         if not self.pdf_dpi > 0:
             raise ValueError(f"pdf_dpi must be positive, got {self.pdf_dpi!r}")

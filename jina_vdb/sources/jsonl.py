@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from embedder.options import Task
+
 from .chunking import count_tokens
 from .files import (
     IMAGE_EXTENSIONS,
-    TASKS,
     Item,
     ItemError,
     Modality,
@@ -79,8 +80,8 @@ def _line_item(
     if has_text == has_image:
         raise ValueError("a line needs exactly one of 'text' or 'image'")
     task = obj.get("task", "retrieval" if opts.task == "auto" else opts.task)
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task not in Task.values():
+        raise ValueError(f"task must be one of {', '.join(Task.values())}, got {task!r}")
     meta = _meta(obj, opts)
     user_id = obj.get("id")
     if user_id is not None and (

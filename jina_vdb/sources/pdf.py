@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image
+if TYPE_CHECKING:  # pypdfium2 makes the image; importing this module needs no PIL
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 

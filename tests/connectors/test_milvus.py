@@ -233,15 +233,6 @@ def test_struct_schema_and_indexes_as_sent():
     assert store.info()["layout"] == "struct"
 
 
-def test_default_max_tokens_covers_a_page_at_the_default_max_pixels():
-    assert (
-        sl.max_tokens_for(602112)
-        == 768 + sl.TEMPLATE_TOKENS
-        <= sl.DEFAULT_MAX_TOKENS
-        <= sl.SERVER_ARRAY_CAP
-    )
-
-
 def test_maxsim_and_fusion_requests():
     tokens = np.random.default_rng(0).standard_normal((5, 128)).astype(np.float32)
     request = sl.maxsim_request("multi", tokens, 7, 'pk in ["i:1"]')

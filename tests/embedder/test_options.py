@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from embedder import JinaV4Embedder, OptionError, TextInputError
-from embedder.config import PromptName, Task, prompt_prefix
+from embedder.options import PromptName, Task, prompt_prefix
 
 
 def test_prompt_rules() -> None:

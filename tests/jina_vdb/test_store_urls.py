@@ -1,4 +1,4 @@
-"""Store URLs (the CLI's --store) and the Milvus token bound an ingest asks for."""
+"""Store URLs (the CLI's --store)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from connectors import CollectionSpec
-from connectors.stores import StoreURL, milvus_max_tokens, open_store, parse_store_url
+from connectors.stores import StoreURL, open_store, parse_store_url
 
 
 @pytest.mark.parametrize(
@@ -39,12 +39,6 @@ def test_bad_store_urls_name_the_valid_forms(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         parse_store_url(url)
     assert "secret" not in str(info.value)
-
-
-def test_milvus_max_tokens_fits_a_chunk_or_a_page() -> None:
-    assert milvus_max_tokens(2048, None) == 2048 + 16  # the default chunk beats a default page
-    assert 768 < milvus_max_tokens(128, None) < 2048 + 16  # a page at 602112 pixels: 768 + template
-    assert milvus_max_tokens(8192, None) == 4096  # Milvus' default array capacity
 
 
 def test_max_tokens_is_accepted_on_milvus_lite(tmp_path: Path) -> None:
