@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from .base import VectorStore as VectorStore
 from .errors import (
+    BackendError as BackendError,
+)
+from .errors import (
     CollectionNotFoundError as CollectionNotFoundError,
 )
 from .errors import (
@@ -30,6 +33,12 @@ from .errors import (
 )
 from .errors import (
     StoreUnavailableError as StoreUnavailableError,
+)
+from .errors import (
+    TransientServerError as TransientServerError,
+)
+from .errors import (
+    UnsupportedSpecError as UnsupportedSpecError,
 )
 from .filters import (
     And as And,
@@ -70,6 +79,7 @@ from .spec import (
 __all__ = [
     "And",
     "AnyOf",
+    "BackendError",
     "CollectionNotFoundError",
     "CollectionSpec",
     "ConnectorError",
@@ -89,6 +99,8 @@ __all__ = [
     "SearchMode",
     "StoreLockedError",
     "StoreUnavailableError",
+    "TransientServerError",
+    "UnsupportedSpecError",
     "VectorDtype",
     "VectorStore",
     "records_from_batch",

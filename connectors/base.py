@@ -1,8 +1,11 @@
 """VectorStore: the interface every backend implements. Backends only translate.
 
-The shared parts live here: records are validated (the whole batch, before anything is
-written), split into byte-bounded requests and written with retries; queries are turned
-into a backend-neutral SearchPlan before the backend sees them.
+The shared parts live here, written once for every backend: records are validated (the
+whole batch, before anything is written, with a per-record hook for a backend's own
+limits), split into byte-bounded requests and written with retries; ids and filters are
+checked before a backend sees them; queries become a backend-neutral SearchPlan; every
+backend call goes through ``_run``, which turns the database client's exceptions into the
+project's errors. Spec reconciliation and the optional-field check live in ``spec.py``.
 """
 
 from __future__ import annotations
@@ -10,15 +13,27 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
 
-from .filters import Filter
+import numpy as np
+
+from .errors import ConnectorError, StoreUnavailableError
+from .filters import Filter, check_filter
 from .query import Hit, Query, SearchMode, SearchPlan, build_plan, query_vectors
-from .records import PreparedRecord, Record, RecordId, byte_bounded_chunks, prepare_records
-from .spec import CollectionSpec
+from .records import (
+    PreparedRecord,
+    Record,
+    RecordId,
+    byte_bounded_chunks,
+    check_ids,
+    prepare_records,
+)
+from .spec import CollectionSpec, check_supported, resolve_spec
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class VectorStore(ABC):
@@ -27,9 +42,12 @@ class VectorStore(ABC):
     #: Request size limit for one write (servers refuse large requests; token vectors are big).
     max_request_bytes: int = 16 * 1024 * 1024
     max_request_records: int = 512
-    #: Exceptions worth retrying (a backend sets what its client raises on transient faults).
-    transient_errors: tuple[type[BaseException], ...] = ()
+    #: Errors an upsert request is retried on (``_translate_error`` produces them).
+    transient_errors: tuple[type[BaseException], ...] = (StoreUnavailableError,)
     retries: int = 3
+    #: The optional CollectionSpec fields (``spec.OPTIONAL_FEATURES``) this backend
+    #: implements; ``create()`` refuses a spec that sets any other one.
+    spec_features: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, spec: CollectionSpec) -> None:
         self.name = name
@@ -42,34 +60,23 @@ class VectorStore(ABC):
         The whole batch is validated first: a bad record raises RecordError naming it and
         nothing from the batch is written.
         """
-        prepared = prepare_records(list(records), self.spec)
-        for chunk in byte_bounded_chunks(
-            prepared, self.max_request_bytes, self.max_request_records
-        ):
-            self._with_retry("upsert", lambda chunk=chunk: self._write(chunk))
+        prepared = prepare_records(list(records), self.spec, self._check_record)
+        limits = (self.max_request_bytes, self.max_request_records)
+        for chunk in byte_bounded_chunks(prepared, *limits):
+            self._run("upsert", lambda chunk=chunk: self._write(chunk), retry=True)
         if prepared:
-            self._after_write()
+            self._run("upsert", self._after_write)
         return len(prepared)
 
-    def _with_retry(self, what: str, call: Any) -> Any:
-        for attempt in range(self.retries + 1):
-            try:
-                return call()
-            except self.transient_errors as e:
-                if attempt == self.retries:
-                    raise
-                delay = 0.5 * 2**attempt
-                logger.warning(
-                    "%s on %r failed (%s); retry %d/%d in %.1fs",
-                    what,
-                    self.name,
-                    e,
-                    attempt + 1,
-                    self.retries,
-                    delay,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def delete(self, ids: Iterable[RecordId]) -> None:
+        """Delete records by id (missing ids are ignored)."""
+        keys = check_ids(ids)
+        if keys:
+            self._run("delete", lambda: self._delete(keys))
+
+    def drop(self) -> None:
+        """Delete the whole collection and its data."""
+        self._run("drop", self._drop)
 
     # -- reads -------------------------------------------------------------------------
     def search(
@@ -93,39 +100,18 @@ class VectorStore(ABC):
         plan = build_plan(
             self.spec, mode, limit=limit, prefetch_limit=prefetch_limit, filter=filter
         )
-        return self._execute(plan, query_vectors(query, self.spec, plan))
+        vectors = query_vectors(query, self.spec, plan)
+        return self._run("search", lambda: self._execute(plan, vectors))
 
-    # -- what each backend implements ----------------------------------------------------
-    @abstractmethod
-    def _write(self, records: Sequence[PreparedRecord]) -> None:
-        """Write one request's worth of validated records (overwriting same ids)."""
-
-    def _after_write(self) -> None:  # noqa: B027 - an optional hook, not abstract
-        """Hook after an upsert call (e.g. build indexes); default: nothing."""
-
-    @abstractmethod
-    def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
-        """Run a plan; ``vectors`` maps each field the plan uses to its query vector."""
-
-    @abstractmethod
-    def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
+    def get(self, ids: Iterable[RecordId], *, with_vectors: bool = False) -> list[Record]:
         """Records by id, in the order asked; missing ids are left out."""
+        keys = check_ids(ids)
+        return self._run("get", lambda: self._get(keys, with_vectors)) if keys else []
 
-    @abstractmethod
     def count(self, filter: Filter | None = None) -> int:
-        """Number of records (matching the filter)."""
-
-    @abstractmethod
-    def delete(self, ids: Sequence[RecordId]) -> None:
-        """Delete records by id (missing ids are ignored)."""
-
-    @abstractmethod
-    def drop(self) -> None:
-        """Delete the whole collection and its data."""
-
-    @abstractmethod
-    def close(self) -> None:
-        """Release the database handle (idempotent)."""
+        """Number of records (matching the filter), counted exactly."""
+        flt = check_filter(filter)
+        return self._run("count", lambda: self._count(flt))
 
     def info(self) -> dict[str, Any]:
         """Spec, counts and backend details for ``jina-vdb info``."""
@@ -136,8 +122,86 @@ class VectorStore(ABC):
             "count": self.count(),
         }
 
+    @abstractmethod
+    def close(self) -> None:
+        """Release the database handle (idempotent)."""
+
     def __enter__(self) -> VectorStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- what each backend implements (ids and filters arrive checked) -------------------
+    @abstractmethod
+    def _write(self, records: Sequence[PreparedRecord]) -> None:
+        """Write one request's worth of validated records (overwriting same ids)."""
+
+    @abstractmethod
+    def _execute(self, plan: SearchPlan, vectors: dict[str, np.ndarray]) -> list[Hit]:
+        """Run a plan; ``vectors`` maps each field the plan uses to its query vector."""
+
+    @abstractmethod
+    def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:
+        """Records of these (non-empty, valid) ids in this order; missing ones left out."""
+
+    @abstractmethod
+    def _count(self, filter: Filter | None) -> int: ...
+
+    @abstractmethod
+    def _delete(self, ids: list[RecordId]) -> None: ...
+
+    @abstractmethod
+    def _drop(self) -> None: ...
+
+    def _check_record(self, record: PreparedRecord, index: int) -> None:  # noqa: B027
+        """Hook: raise RecordError for a record this backend cannot store (default: none)."""
+
+    def _after_write(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Hook after an upsert call (e.g. build indexes); default: nothing."""
+
+    def _translate_error(self, error: Exception) -> ConnectorError | None:
+        """Hook: the project's error for a database client's exception (None: leave it)."""
+        return None
+
+    # -- shared machinery ----------------------------------------------------------------
+    @classmethod
+    def _requested_spec(cls, spec: CollectionSpec | None, **fields: Any) -> CollectionSpec:
+        """The spec a ``create()`` asks for, refused when it sets a field this backend lacks."""
+        resolved = resolve_spec(spec, **fields)
+        check_supported(resolved, cls.spec_features, cls.__name__)
+        return resolved
+
+    def _run(self, what: str, call: Callable[[], T], *, retry: bool = False) -> T:
+        """One backend call, its client errors translated; ``retry``: transient ones retried."""
+        for attempt in range(self.retries + 1):
+            try:
+                return self._translated(call)
+            except self.transient_errors as e:
+                if not retry or attempt == self.retries:
+                    raise
+                delay = 0.5 * 2**attempt
+                logger.warning(
+                    "%s on %r failed (%s); retry %d/%d in %.1fs",
+                    *(what, self.name, e, attempt + 1, self.retries, delay),
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _translated(self, call: Callable[[], T]) -> T:
+        with translated_errors(self._translate_error):
+            return call()
+
+
+@contextmanager
+def translated_errors(translate: Callable[[Exception], ConnectorError | None]) -> Iterator[None]:
+    """Raise ``translate(e)`` instead of a client exception ``e`` (when it gives one)."""
+    try:
+        yield
+    except ConnectorError:
+        raise
+    except Exception as e:
+        error = translate(e)
+        if error is None:
+            raise
+        raise error from None  # the client's exception may carry request details

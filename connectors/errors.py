@@ -15,6 +15,14 @@ class SchemaMismatchError(ConnectorError, ValueError):
     """A collection exists with a different spec than the one asked for."""
 
 
+class UnsupportedSpecError(ConnectorError, ValueError):
+    """A CollectionSpec asks for a storage option this backend does not implement."""
+
+
+class BackendError(ConnectorError, RuntimeError):
+    """The database refused or failed a request; the message names the collection and where."""
+
+
 class RecordError(ConnectorError, ValueError):
     """A record is malformed (wrong vector size, empty multivector, bad id...).
 
@@ -43,6 +51,10 @@ class CollectionNotFoundError(ConnectorError, LookupError):
 
 class StoreUnavailableError(ConnectorError, ConnectionError):
     """A server could not be reached; the message names the URL (never the credentials)."""
+
+
+class TransientServerError(StoreUnavailableError):
+    """A server fault worth retrying (busy, overloaded, timed out); upserts retry it."""
 
 
 class StoreLockedError(ConnectorError, RuntimeError):

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import QueryError
+
 Scalar = str | int | bool
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -228,3 +230,10 @@ def _coerce(raw: str) -> Scalar:
     if re.fullmatch(r"-?\d+", raw):
         return int(raw)
     return raw
+
+
+def check_filter(flt: object) -> Filter | None:
+    """``flt`` when it is a Filter (or None); anything else is a QueryError saying what it is."""
+    if flt is not None and not isinstance(flt, Filter):
+        raise QueryError(f"filter must be a connectors.filters.Filter, got {type(flt).__name__}")
+    return flt

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import QueryError
-from .filters import Filter
+from .filters import Filter, check_filter
 from .records import EmbeddingBatchLike, RecordId
 from .spec import CollectionSpec
 from .vectors import l2_normalize, matryoshka_prefix
@@ -99,8 +99,7 @@ def build_plan(
         raise QueryError(f"unknown search mode {mode!r}; valid modes: {valid}") from None
     _positive_int("limit", limit)
     _positive_int("prefetch_limit", prefetch_limit)
-    if filter is not None and not isinstance(filter, Filter):
-        raise QueryError(f"filter must be a connectors.filters.Filter, got {type(filter).__name__}")
+    filter = check_filter(filter)
     needs_multi = mode is not SearchMode.DENSE
     if needs_multi and mode is not SearchMode.FUNNEL and not spec.multivector:
         raise QueryError(

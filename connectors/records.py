@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +76,20 @@ def check_id(record_id: object, *, index: int | None = None) -> RecordId:
     if isinstance(record_id, str) and not record_id.strip():
         raise RecordError("string ids must not be empty", index=index, record_id=record_id)
     return record_id
+
+
+def check_ids(ids: object) -> list[RecordId]:
+    """A list of ids for ``get`` / ``delete``: any iterable of ids, never a bare id or string.
+
+    A string is refused rather than read as its characters (``get("abc")`` would otherwise
+    ask for "a", "b" and "c"); each id is checked like a record's (``ids[i]`` names it).
+    """
+    if isinstance(ids, str | bytes | bytearray | Mapping) or not isinstance(ids, Iterable):
+        raise TypeError(
+            f"ids must be a list of ints or strings, got {type(ids).__name__} {ids!r:.80}; "
+            "for one id pass a list: [id]"
+        )
+    return [check_id(i, index=n) for n, i in enumerate(ids)]
 
 
 def _check_vector(
@@ -158,8 +172,15 @@ def prepare_record(
     return PreparedRecord(id=record_id, vectors=vectors, payload=payload, nbytes=nbytes)
 
 
-def prepare_records(records: Sequence[Record], spec: CollectionSpec) -> list[PreparedRecord]:
-    """Validate a whole batch before anything is written; duplicate ids in a batch are an error."""
+def prepare_records(
+    records: Sequence[Record],
+    spec: CollectionSpec,
+    check: Callable[[PreparedRecord, int], None] | None = None,
+) -> list[PreparedRecord]:
+    """Validate a whole batch before anything is written; duplicate ids in a batch are an error.
+
+    ``check(prepared, index)`` adds a backend's own limits (raising RecordError naming it).
+    """
     prepared = []
     seen: dict[RecordId, int] = {}
     for i, record in enumerate(records):
@@ -170,6 +191,8 @@ def prepare_records(records: Sequence[Record], spec: CollectionSpec) -> list[Pre
             raise RecordError(
                 f"duplicate id in one batch (also record {seen[p.id]})", index=i, record_id=p.id
             )
+        if check is not None:
+            check(p, i)
         seen[p.id] = i
         prepared.append(p)
     return prepared

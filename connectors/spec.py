@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .errors import SchemaMismatchError, UnsupportedSpecError
 
 #: Width of one late-interaction token vector (the model's multi_vector_projector output).
 MULTIVECTOR_DIM = 128
@@ -138,3 +141,44 @@ def resolve_spec(spec: CollectionSpec | None, **fields: Any) -> CollectionSpec:
             f"pass either spec= or the spec fields, not both (also given: {', '.join(changed)})"
         )
     return spec
+
+
+#: Spec fields that are storage options a backend may not have: it declares the ones it
+#: implements (``VectorStore.spec_features``); a value other than the default is refused by
+#: the others instead of being accepted and ignored.
+OPTIONAL_FEATURES: dict[str, Any] = {"quantization": Quantization.NONE, "on_disk": False}
+
+
+def check_supported(spec: CollectionSpec, features: Collection[str], backend: str) -> None:
+    """Raise UnsupportedSpecError when ``spec`` uses an optional field ``backend`` lacks."""
+    refused = [
+        f"{key}={_plain(getattr(spec, key))!r}"
+        for key, default in OPTIONAL_FEATURES.items()
+        if key not in features and getattr(spec, key) != default
+    ]
+    if refused:
+        defaults = ", ".join(f"{k}={_plain(v)!r}" for k, v in OPTIONAL_FEATURES.items())
+        raise UnsupportedSpecError(
+            f"{backend} does not implement {', '.join(refused)}; create the collection with "
+            f"the defaults ({defaults}) or on a backend that implements it"
+        )
+
+
+def reconcile_spec(
+    requested: CollectionSpec, existing: CollectionSpec, *, name: str, where: str, opener: str
+) -> CollectionSpec:
+    """The existing spec of a collection ``create()`` found, when it is the one asked for.
+
+    Raises SchemaMismatchError listing every differing field (nothing is changed).
+    """
+    diffs = requested.differences(existing)
+    if diffs:
+        raise SchemaMismatchError(
+            f"collection {name!r} {where} exists with another spec: {'; '.join(diffs)}. "
+            f"Open it with {opener}.open, or drop it first."
+        )
+    return existing
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value

@@ -15,10 +15,10 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import StoreLockedError, StoreUnavailableError
+from ..errors import BackendError, ConnectorError, StoreLockedError, StoreUnavailableError
 from .convert import pymilvus
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,29 @@ def connect(
             f"cannot connect to Milvus at {redact(path)}: {message}"
         ) from None
     return Connection(client=made, uri=path, owned=True)
+
+
+def translate_error(error: Exception, name: str, uri: str | None) -> ConnectorError | None:
+    """A pymilvus exception as the project's error: StoreUnavailableError for an unreachable
+    server (upserts retry it), BackendError for any other; None for what pymilvus did not raise."""
+    exceptions = pymilvus()
+    if not isinstance(error, exceptions.MilvusException):
+        return None
+    where = f"Milvus at {redact(uri)}" if uri else "Milvus"
+    message = " ".join(str(getattr(error, "message", "") or error).split())[:300]
+    if isinstance(error, exceptions.MilvusUnavailableException):
+        return StoreUnavailableError(f"cannot reach {where}: {message}")
+    code = getattr(error, "code", None)
+    return BackendError(f"{where} refused a request on {name!r} (code {code}): {message}")
+
+
+def raise_translated(error: BaseException, name: str, uri: str | None) -> NoReturn:
+    """Raise ``error`` as ``translate_error`` gives it (for calls outside a store's ``_run``)."""
+    if isinstance(error, Exception) and not isinstance(error, ConnectorError):
+        translated = translate_error(error, name, uri)
+        if translated is not None:
+            raise translated from None
+    raise error
 
 
 def _release_lite(path: str) -> None:

@@ -19,20 +19,25 @@ cascades' rankings: server-side ``hybrid_search`` with RRFRanker in the struct l
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..base import VectorStore
-from ..errors import CollectionNotFoundError, RecordError, SchemaMismatchError
+from ..errors import (
+    CollectionNotFoundError,
+    ConnectorError,
+    RecordError,
+    SchemaMismatchError,
+)
 from ..filters import Filter
 from ..query import Hit, SearchMode, SearchPlan, Stage
-from ..records import PreparedRecord, Record, RecordId, check_id
-from ..spec import CollectionSpec, resolve_spec
+from ..records import PreparedRecord, Record, RecordId
+from ..spec import CollectionSpec, reconcile_spec
 from ..vectors import rrf
 from . import convert as cv
-from .connection import Connection, connect, redact
+from .connection import Connection, connect, raise_translated, redact, translate_error
 from .convert import PAYLOAD, PK, Layout
 from .layout import DenseOnly, Scored, Target, TokenLayout, parse_hits
 from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
@@ -69,7 +74,6 @@ class MilvusStore(VectorStore):
             self.client, name, spec, max_tokens, request, dict(create_kwargs or {})
         )
         self.layout: TokenLayout = _LAYOUTS[layout](self._target)
-        self.transient_errors = (cv.pymilvus().MilvusUnavailableException,)
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -112,7 +116,7 @@ class MilvusStore(VectorStore):
                 server dropped a field (Milvus Lite and layout='struct').
             StoreUnavailableError / StoreLockedError: see ``connection.connect``.
         """
-        spec = resolve_spec(
+        spec = cls._requested_spec(
             spec,
             dim=dim,
             prefetch_dims=tuple(prefetch_dims),
@@ -143,9 +147,9 @@ class MilvusStore(VectorStore):
             )
             store._create_collection()
             return store
-        except BaseException:
+        except BaseException as e:
             conn.close()
-            raise
+            raise_translated(e, name, conn.uri)
 
     @classmethod
     def open(
@@ -168,9 +172,9 @@ class MilvusStore(VectorStore):
                 where = redact(conn.uri) if conn.uri else "this client"
                 raise CollectionNotFoundError(f"no Milvus collection {name!r} at {where}")
             return cls._existing(name, conn, timeout)
-        except BaseException:
+        except BaseException as e:
             conn.close()
-            raise
+            raise_translated(e, name, conn.uri)
 
     @classmethod
     def _existing(
@@ -184,10 +188,9 @@ class MilvusStore(VectorStore):
     ) -> MilvusStore:
         description = conn.client.describe_collection(name)
         stored, layout, max_tokens = cv.read_properties(name, description)
-        if spec is not None and (diffs := spec.differences(stored)):
-            raise SchemaMismatchError(
-                f"collection {name!r} exists with a different spec: {'; '.join(diffs)}"
-            )
+        if spec is not None:
+            where = f"at {redact(conn.uri)}" if conn.uri else "on this client"
+            reconcile_spec(spec, stored, name=name, where=where, opener="MilvusStore")
         if wanted is not Layout.AUTO and stored.multivector and wanted is not layout:
             raise SchemaMismatchError(
                 f"collection {name!r} exists with layout {layout.value!r}, not {wanted.value!r}"
@@ -249,32 +252,19 @@ class MilvusStore(VectorStore):
             self.client.create_index(self.name, missing, sync=False, **self._target.request)
 
     # -- writes ------------------------------------------------------------------------
-    def upsert(self, records: Iterable[Record]) -> int:
-        """Insert or overwrite records by id (see ``VectorStore.upsert``).
-
-        Milvus-specific limits are checked for the whole batch before anything is written:
-        ids must encode to at most 1024 bytes, and in the struct layout a record may have at
-        most ``max_tokens`` token vectors.
-        """
-        records = list(records)
+    def _check_record(self, record: PreparedRecord, index: int) -> None:
+        """Milvus' own limits, checked for the whole batch before anything is written: ids
+        encode to at most 1024 bytes; the struct layout holds at most ``max_tokens`` tokens."""
+        cv.encode_id(record.id, index=index)
         cap = self._target.max_tokens if self.layout.kind is Layout.STRUCT else None
-        for i, r in enumerate(records):
-            if isinstance(r, Record) and isinstance(r.id, int | str) and not isinstance(r.id, bool):
-                cv.encode_id(r.id, index=i)
-                if (
-                    cap is not None
-                    and r.multivector is not None
-                    and np.ndim(r.multivector) == 2
-                    and len(r.multivector) > cap
-                ):
-                    raise RecordError(
-                        f"multivector has {len(r.multivector)} tokens; "
-                        f"this collection's max_tokens is {cap} "
-                        "(create it with a larger max_tokens, or use layout='token_rows')",
-                        index=i,
-                        record_id=r.id,
-                    )
-        return super().upsert(records)
+        tokens = record.vectors.get(self.spec.multivector_field)
+        if cap is not None and tokens is not None and len(tokens) > cap:
+            raise RecordError(
+                f"multivector has {len(tokens)} tokens; this collection's max_tokens is {cap} "
+                "(create it with a larger max_tokens, or use layout='token_rows')",
+                index=index,
+                record_id=record.id,
+            )
 
     def _write(self, records: Sequence[PreparedRecord]) -> None:
         keys = [cv.encode_id(r.id) for r in records]
@@ -285,15 +275,14 @@ class MilvusStore(VectorStore):
         tokens = [r.vectors.get(self.spec.multivector_field) for r in records]
         self.layout.write(keys, rows, tokens)
 
-    def delete(self, ids: Sequence[RecordId]) -> None:
-        """Delete records by id (missing ids are ignored); documents rows go first."""
-        keys = [cv.encode_id(check_id(i)) for i in ids]
+    def _delete(self, ids: list[RecordId]) -> None:
+        """Documents rows go first, then their token vectors."""
+        keys = [cv.encode_id(i) for i in ids]
         for group in cv.chunks(keys, cv.MAX_IDS_PER_EXPR):
             self.client.delete(self.name, ids=list(group), **self._target.request)
-        if keys:
-            self.layout.delete_tokens(keys)
+        self.layout.delete_tokens(keys)
 
-    def drop(self) -> None:
+    def _drop(self) -> None:
         """Drop the documents collection, then its companions."""
         self.client.drop_collection(self.name, **self._target.request)
         self.layout.drop_companions()
@@ -396,9 +385,8 @@ class MilvusStore(VectorStore):
             )
         return rows
 
-    def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
-        """Records by id in the order asked (missing ids left out); vectors on request."""
-        keys = [cv.encode_id(check_id(i)) for i in ids]
+    def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:
+        keys = [cv.encode_id(i) for i in ids]
         fields = [PAYLOAD, self.spec.dense_field] if with_vectors else [PAYLOAD]
         rows = {r[PK]: r for r in self._get_rows(keys, fields)}
         tokens = (
@@ -417,8 +405,7 @@ class MilvusStore(VectorStore):
             out.append(Record(cv.decode_id(key), dense, tokens.get(key), row[PAYLOAD] or {}))
         return out
 
-    def count(self, filter: Filter | None = None) -> int:
-        """Number of records (matching the filter)."""
+    def _count(self, filter: Filter | None) -> int:
         expr = cv.filter_expr(filter) if filter is not None else ""
         rows = self.client.query(
             self.name, filter=expr, output_fields=["count(*)"], **self._target.request
@@ -428,6 +415,9 @@ class MilvusStore(VectorStore):
     def close(self) -> None:
         """Close the client if this store opened it (idempotent)."""
         self._conn.close()
+
+    def _translate_error(self, error: Exception) -> ConnectorError | None:
+        return translate_error(error, self.name, self._conn.uri)
 
     def info(self) -> dict[str, Any]:
         """Spec, count, layout and where the collection lives."""

@@ -13,17 +13,17 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import (
+    BackendError,
     CollectionNotFoundError,
     ConnectorError,
-    QueryError,
-    SchemaMismatchError,
     StoreLockedError,
     StoreUnavailableError,
+    TransientServerError,
 )
 from ..filters import Filter
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec
+from ..spec import CollectionSpec, reconcile_spec
 from . import _deps, convert, schema
 from .store import QdrantStore
 
@@ -39,15 +39,9 @@ REST_REQUEST_BYTES = 2 * 1024 * 1024
 LOCAL_REQUEST_BYTES = 16 * 1024 * 1024
 
 
-class TransientServerError(ConnectionError):
-    """A server fault worth retrying (unavailable, timeout, overload)."""
-
-
 class ClientQdrantStore(QdrantStore):
     """A collection reached through a ``QdrantClient`` (server or local mode)."""
 
-    # A server that drops out mid-ingest (UNAVAILABLE) is retried too.
-    transient_errors = (TransientServerError, StoreUnavailableError)
     hnsw_ef: int | None = 128
     _secret: str | None = None  # the API key, redacted from every message
 
@@ -80,13 +74,10 @@ class ClientQdrantStore(QdrantStore):
         try:
             existing = store._existing_spec()
             if existing is not None:
-                diffs = spec.differences(existing)
-                if diffs:
-                    raise SchemaMismatchError(
-                        f"collection {name!r} at {store.where} exists with another spec: "
-                        f"{'; '.join(diffs)}. Open it with QdrantStore.open, or drop it first."
-                    )
-                store.spec = existing
+                where = f"at {store.where}"
+                store.spec = reconcile_spec(
+                    spec, existing, name=name, where=where, opener="QdrantStore"
+                )
                 return store
             logger.info("creating Qdrant collection %r at %s", name, store.where)
             store._call(
@@ -200,50 +191,36 @@ class ClientQdrantStore(QdrantStore):
 
     # -- the client calls, with server faults translated ---------------------------------
     def _call(self, fn: Callable[[Any], T]) -> T:
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise self._closed_error()
-        try:
-            return fn(self._client)
-        except Exception as e:
-            translated = _translate_server_error(e, self.where, self._secret)
-            if translated is None:
-                raise
-            raise translated from None  # the original may carry request details
+        return self._translated(lambda: fn(client))
+
+    def _translate_error(self, error: Exception) -> ConnectorError | None:
+        return _translate_server_error(error, self.name, self.where, self._secret)
 
     # -- writes -------------------------------------------------------------------------
     def _write(self, records: Sequence[PreparedRecord]) -> None:
         points = convert.client_points(records)
         self._call(lambda c: c.upsert(self.name, points=points, wait=True))
 
-    def delete(self, ids: Sequence[RecordId]) -> None:
-        """Delete records by id (missing ids are ignored)."""
-        point_ids = self._point_ids(ids)
-        if point_ids:
-            m = _deps.models()
-            selector = m.PointIdsList(points=point_ids)
-            self._call(lambda c: c.delete(self.name, points_selector=selector, wait=True))
+    def _delete(self, ids: list[RecordId]) -> None:
+        selector = _deps.models().PointIdsList(points=self._point_ids(ids))
+        self._call(lambda c: c.delete(self.name, points_selector=selector, wait=True))
 
     # -- reads --------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
         kwargs = convert.client_query(plan, vectors, hnsw_ef=self.hnsw_ef)
         return self._hits(self._call(lambda c: c.query_points(self.name, **kwargs)).points)
 
-    def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
-        """Records by id, in the order asked; missing ids are left out."""
+    def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:
         point_ids = self._point_ids(ids)
-        if not point_ids:
-            return []
         points = self._call(
             lambda c: c.retrieve(self.name, point_ids, with_payload=True, with_vectors=with_vectors)
         )
         return self._order_records(ids, points, with_vectors)
 
-    def count(self, filter: Filter | None = None) -> int:
-        """Number of records (matching the filter), counted exactly."""
-        if filter is not None and not isinstance(filter, Filter):
-            raise QueryError(
-                f"filter must be a connectors.filters.Filter, got {type(filter).__name__}"
-            )
+    def _count(self, filter: Filter | None) -> int:
         flt = convert.client_filter(filter)
         return int(self._call(lambda c: c.count(self.name, count_filter=flt, exact=True)).count)
 
@@ -260,8 +237,7 @@ class ClientQdrantStore(QdrantStore):
         return details
 
     # -- lifecycle ----------------------------------------------------------------------
-    def drop(self) -> None:
-        """Delete the collection on the server / in local mode."""
+    def _drop(self) -> None:
         self._call(lambda c: c.delete_collection(self.name))
         logger.info("dropped Qdrant collection %r at %s", self.name, self.where)
 
@@ -300,11 +276,18 @@ def _display_url(url: str, *, grpc_port: int | None) -> str:
     return f"{shown} (gRPC port {grpc_port})" if grpc_port else shown
 
 
-def _translate_server_error(error: Exception, where: str, secret: str | None) -> Exception | None:
-    """Connection faults -> StoreUnavailableError / TransientServerError; others: None."""
+def _translate_server_error(
+    error: Exception, name: str, where: str, secret: str | None
+) -> ConnectorError | None:
+    """Server answers as the project's errors: StoreUnavailableError / TransientServerError for
+    faults worth retrying, ConnectorError for credentials, BackendError for any other refusal;
+    None for what is not a server answer (local mode raises plain Python errors)."""
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
     reason = _reason(error, secret)
+    refused = BackendError(f"Qdrant at {where} refused a request on collection {name!r}: {reason}")
+    if _raised_in(error, "qdrant_client.local"):  # local mode answers with plain Python errors
+        return refused
     denied = f"Qdrant at {where} refused the credentials (%s); check api_key / {API_KEY_ENV}"
     if isinstance(error, ResponseHandlingException):
         return StoreUnavailableError(f"cannot reach Qdrant at {where}: {reason}")
@@ -313,7 +296,7 @@ def _translate_server_error(error: Exception, where: str, secret: str | None) ->
             return ConnectorError(denied % f"HTTP {error.status_code}")
         if error.status_code in (429, 502, 503, 504):
             return TransientServerError(f"Qdrant at {where} is busy or unavailable: {reason}")
-        return None
+        return refused
     try:
         import grpc
     except ImportError:  # pragma: no cover - grpcio is a qdrant-client dependency
@@ -326,7 +309,16 @@ def _translate_server_error(error: Exception, where: str, secret: str | None) ->
             return StoreUnavailableError(f"cannot reach Qdrant at {where}: {reason}")
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return TransientServerError(f"Qdrant at {where} timed out: {reason}")
+        return refused
     return None
+
+
+def _raised_in(error: Exception, package: str) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in ``package``."""
+    tb, module = error.__traceback__, ""
+    while tb is not None:
+        module, tb = tb.tb_frame.f_globals.get("__name__", ""), tb.tb_next
+    return module == package or module.startswith(package + ".")
 
 
 def _reason(error: Exception, secret: str | None) -> str:

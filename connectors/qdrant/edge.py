@@ -16,11 +16,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import CollectionNotFoundError, QueryError, SchemaMismatchError, StoreLockedError
+from ..errors import (
+    BackendError,
+    CollectionNotFoundError,
+    ConnectorError,
+    SchemaMismatchError,
+    StoreLockedError,
+)
 from ..filters import Filter
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec
+from ..spec import CollectionSpec, reconcile_spec
 from . import _deps, convert, schema
 from .store import QdrantStore
 
@@ -58,12 +64,7 @@ class EdgeQdrantStore(QdrantStore):
         folder = root / name
         existing = _read_spec(folder)
         if existing is not None:
-            diffs = spec.differences(existing)
-            if diffs:
-                raise SchemaMismatchError(
-                    f"collection {name!r} in {folder} exists with another spec: "
-                    f"{'; '.join(diffs)}. Open it with QdrantStore.open, or drop it first."
-                )
+            reconcile_spec(spec, existing, name=name, where=f"in {folder}", opener="QdrantStore")
             return cls._load(name, folder, existing)
         # The spec file goes first: a folder with a spec but no shard heals on the next open.
         folder.mkdir(parents=True, exist_ok=True)
@@ -110,7 +111,7 @@ class EdgeQdrantStore(QdrantStore):
         """Build the HNSW graphs / quantization of what was written since the last call."""
         shard = self._live()
         start = time.perf_counter()
-        changed = shard.optimize()
+        changed = self._run("optimize", shard.optimize)
         logger.info(
             "optimized qdrant-edge collection %r (%d new points, changed=%s) in %.1fs",
             self.name,
@@ -120,32 +121,21 @@ class EdgeQdrantStore(QdrantStore):
         )
         self._pending = 0
 
-    def delete(self, ids: Sequence[RecordId]) -> None:
-        """Delete records by id (missing ids are ignored)."""
+    def _delete(self, ids: list[RecordId]) -> None:
         qe = _deps.edge()
-        point_ids = self._point_ids(ids)
-        if point_ids:
-            self._live().update(qe.UpdateOperation.delete_points(point_ids))
+        self._live().update(qe.UpdateOperation.delete_points(self._point_ids(ids)))
 
     # -- reads --------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
         request = convert.edge_request(plan, vectors, hnsw_ef=self.hnsw_ef)
         return self._hits(self._live().query(request))
 
-    def get(self, ids: Sequence[RecordId], *, with_vectors: bool = False) -> list[Record]:
-        """Records by id, in the order asked; missing ids are left out."""
+    def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:
         point_ids = self._point_ids(ids)
-        if not point_ids:
-            return []
         points = self._live().retrieve(point_ids, with_payload=True, with_vector=with_vectors)
         return self._order_records(ids, points, with_vectors)
 
-    def count(self, filter: Filter | None = None) -> int:
-        """Number of records (matching the filter), counted exactly."""
-        if filter is not None and not isinstance(filter, Filter):
-            raise QueryError(
-                f"filter must be a connectors.filters.Filter, got {type(filter).__name__}"
-            )
+    def _count(self, filter: Filter | None) -> int:
         qe = _deps.edge()
         return int(
             self._live().count(qe.CountRequest(exact=True, filter=convert.edge_filter(filter)))
@@ -169,7 +159,7 @@ class EdgeQdrantStore(QdrantStore):
         """Persist pending writes (the WAL already makes them durable) and build indexes."""
         if self._pending:
             self.optimize()
-        self._live().flush()
+        self._run("flush", self._live().flush)
 
     def close(self) -> None:
         """Optimize what is pending, flush and release the folder lock (idempotent)."""
@@ -181,13 +171,21 @@ class EdgeQdrantStore(QdrantStore):
             self._shard.close()
             self._shard = None
 
-    def drop(self) -> None:
+    def _drop(self) -> None:
         """Delete the collection folder and everything in it; the store is closed."""
         if self._shard is not None:
             self._shard.close()
             self._shard = None
         shutil.rmtree(self.folder, ignore_errors=True)
         logger.info("dropped qdrant-edge collection %r (%s)", self.name, self.folder)
+
+    def _translate_error(self, error: Exception) -> ConnectorError | None:
+        # qdrant-edge raises plain Exception carrying the engine's (Rust) error text; nothing
+        # else does, so a bug of ours (TypeError, ...) is never disguised as an engine error.
+        if type(error) is not Exception:
+            return None
+        reason = " ".join(str(error).split())[:300]
+        return BackendError(f"qdrant-edge collection {self.name!r} in {self.folder}: {reason}")
 
     def _live(self) -> Any:
         if self._shard is None:

@@ -20,8 +20,8 @@ from typing import Any
 from ..base import VectorStore
 from ..errors import ConnectorError
 from ..query import Hit
-from ..records import Record, RecordId, check_id
-from ..spec import CollectionSpec, resolve_spec
+from ..records import Record, RecordId
+from ..spec import OPTIONAL_FEATURES, CollectionSpec
 from . import convert
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class QdrantStore(VectorStore):
     chosen. String ids are stored as stable uuid5 point ids with the original id in the
     payload key ``_jvdb_id``, which results never show.
     """
+
+    spec_features = frozenset(OPTIONAL_FEATURES)  # int8 quantization, token vectors on disk
 
     @classmethod
     def create(
@@ -82,15 +84,15 @@ class QdrantStore(VectorStore):
             StoreLockedError: an embedded folder is open in another process.
             StoreUnavailableError: the server cannot be reached (the message names the URL).
         """
-        given = {
-            "dim": dim,
-            "prefetch_dims": tuple(prefetch_dims),
-            "multivector": multivector,
-            "multivector_dtype": multivector_dtype,
-            "quantization": quantization,
-            "on_disk": on_disk,
-        }
-        spec = resolve_spec(spec, **given)
+        spec = cls._requested_spec(
+            spec,
+            dim=dim,
+            prefetch_dims=tuple(prefetch_dims),
+            multivector=multivector,
+            multivector_dtype=multivector_dtype,
+            quantization=quantization,
+            on_disk=on_disk,
+        )
         where = _where(path=path, local=local, url=url, client=client)
         _check_name(name)
         server_opts = {"shard_number": shard_number, "replication_factor": replication_factor}
@@ -159,9 +161,7 @@ class QdrantStore(VectorStore):
 
     @staticmethod
     def _point_ids(ids: Sequence[RecordId]) -> list[int | str]:
-        if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
-            raise TypeError(f"ids must be a list of ints or strings, got {type(ids).__name__}")
-        return [convert.point_id(check_id(i, index=n)) for n, i in enumerate(ids)]
+        return [convert.point_id(i) for i in ids]
 
     @staticmethod
     def _hits(points: Sequence[Any]) -> list[Hit]:

@@ -1,11 +1,13 @@
 """How the contract suite opens each backend. Adding a backend = adding one entry here.
 
 Each entry: (create(tmp_path, name, spec) -> store, open(tmp_path, name) -> store,
-capabilities). Stores are imported lazily so a missing backend fails its own tests only.
+capabilities, and how the database can lose a collection under an open store). Stores are
+imported lazily so a missing backend fails its own tests only.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,10 @@ class Backend:
     open: Callable[[Path, str], VectorStore]
     #: Embedded stores: a second process opening the same folder gets StoreLockedError.
     embedded: bool = True
+    #: The optional CollectionSpec fields (quantization, on_disk) the backend implements.
+    spec_features: frozenset[str] = frozenset()
+    #: Removes the collection's data behind the open store's back (another client, a user).
+    lose_collection: Callable[[Any], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -60,8 +66,26 @@ def _milvus_lite_open(tmp: Path, name: str) -> VectorStore:
     return MilvusStore.open(name, uri=str(tmp / "milvus.db"))
 
 
+QDRANT_FEATURES = frozenset({"quantization", "on_disk"})
 BACKENDS = {
-    "qdrant-edge": Backend("qdrant-edge", _qdrant_edge_create, _qdrant_edge_open),
-    "qdrant-local": Backend("qdrant-local", _qdrant_local_create, _qdrant_local_open),
-    "milvus-lite": Backend("milvus-lite", _milvus_lite_create, _milvus_lite_open),
+    "qdrant-edge": Backend(
+        "qdrant-edge",
+        _qdrant_edge_create,
+        _qdrant_edge_open,
+        spec_features=QDRANT_FEATURES,
+        lose_collection=lambda store: shutil.rmtree(store.folder),
+    ),
+    "qdrant-local": Backend(
+        "qdrant-local",
+        _qdrant_local_create,
+        _qdrant_local_open,
+        spec_features=QDRANT_FEATURES,
+        lose_collection=lambda store: store._client.delete_collection(store.name),
+    ),
+    "milvus-lite": Backend(
+        "milvus-lite",
+        _milvus_lite_create,
+        _milvus_lite_open,
+        lose_collection=lambda store: store.client.drop_collection(store.name),
+    ),
 }

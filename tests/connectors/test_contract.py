@@ -19,7 +19,9 @@ from corpus import Corpus, make_corpus, planted_query, random_query
 
 from connectors import (
     AnyOf,
+    CollectionNotFoundError,
     CollectionSpec,
+    ConnectorError,
     Eq,
     Not,
     Query,
@@ -29,6 +31,7 @@ from connectors import (
     RecordError,
     SchemaMismatchError,
     SearchMode,
+    UnsupportedSpecError,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -245,6 +248,34 @@ def test_bad_record_refused_naming_it_and_nothing_written(fresh, corpus, bad, me
     assert fresh.count() == 5
 
 
+@pytest.mark.parametrize("ids_arg", ["doc-3", b"doc-3", 7, {"doc-3": 1}, None])
+def test_ids_must_be_a_list_never_a_bare_id_or_string(filled, corpus, ids_arg):
+    # A string is never read as its characters ("doc-3" -> "d", "o", ...).
+    with pytest.raises(TypeError, match="ids must be a list"):
+        filled.get(ids_arg)
+    with pytest.raises(TypeError, match="ids must be a list"):
+        filled.delete(ids_arg)
+    assert filled.count() == len(corpus.records)
+
+
+def test_bad_id_in_a_list_is_named(filled, corpus):
+    for call in (filled.get, filled.delete):
+        with pytest.raises(RecordError, match="record 1 .*id must be an int or str"):
+            call(["doc-3", 1.5])
+        with pytest.raises(RecordError, match="record 0 .*non-empty|must not be empty"):
+            call([""])
+    assert filled.count() == len(corpus.records)
+    # any iterable of ids works, in the order given
+    got = filled.get(iter([corpus.records[3].id, corpus.records[2].id]))
+    assert [r.id for r in got] == [corpus.records[3].id, corpus.records[2].id]
+
+
+def test_filter_must_be_a_filter(filled):
+    for call in (filled.count, lambda f: filled.search(random_query(), filter=f)):
+        with pytest.raises(QueryError, match="filter must be a connectors.filters.Filter"):
+            call({"lang": "de"})
+
+
 def test_wrong_query_refused(filled, corpus):
     with pytest.raises(QueryError, match="mode"):
         filled.search(random_query(), mode="bogus")
@@ -276,6 +307,55 @@ def test_create_same_spec_is_noop_and_different_spec_refused(backend, corpus, tm
     assert reopened.spec == corpus.spec
     assert reopened.count() == 6
     reopened.close()
+
+
+@pytest.mark.parametrize("field", ["quantization", "on_disk"])
+def test_optional_spec_fields_are_implemented_or_refused(backend, corpus, tmp_path, field):
+    """A storage option is honoured (and read back) or refused: never accepted and ignored."""
+    value = {"quantization": "int8", "on_disk": True}[field]
+    spec = CollectionSpec(dim=256, prefetch_dims=(32,), **{field: value})
+    if field not in backend.spec_features:
+        with pytest.raises(UnsupportedSpecError, match=f"does not implement {field}="):
+            backend.create(tmp_path, "option", spec)
+        with pytest.raises(CollectionNotFoundError):  # nothing was created
+            backend.open(tmp_path, "option")
+        return
+    store = backend.create(tmp_path, "option", spec)
+    store.upsert(corpus.records[:4])
+    store.close()
+    reopened = backend.open(tmp_path, "option")
+    assert reopened.spec == spec
+    hits = reopened.search(planted_query(corpus, 2), mode="hybrid", limit=1, prefetch_limit=4)
+    assert hits[0].id == corpus.records[2].id
+    reopened.close()
+
+
+def test_database_errors_are_the_projects_errors(backend, corpus, tmp_path):
+    """The database losing a collection under an open store: every call that fails raises a
+    ConnectorError naming the collection, never the client's own exception."""
+    if backend.lose_collection is None:
+        pytest.skip(f"{backend.name}: no way to remove a collection behind the store")
+    store = backend.create(tmp_path, "lost", corpus.spec)
+    store.upsert(corpus.records[:3])
+    backend.lose_collection(store)
+    calls = {
+        "count": store.count,
+        "get": lambda: store.get([corpus.records[0].id]),
+        "search": lambda: store.search(random_query(), mode="dense"),
+        "upsert": lambda: store.upsert(corpus.records[3:4]),
+        "delete": lambda: store.delete([corpus.records[1].id]),
+        "close": store.close,  # an embedded engine fails when it persists on close
+    }
+    failed = {}
+    for what, call in calls.items():
+        try:
+            call()
+        except ConnectorError as e:
+            failed[what] = str(e)
+    assert failed, "losing the collection went unnoticed by every call"
+    for what, message in failed.items():
+        assert store.name in message, (what, message)
+    store.close()
 
 
 def test_reopen_gives_identical_results(backend, corpus, tmp_path):

@@ -60,7 +60,13 @@ def _open(tmp: Path, name: str) -> MilvusStore:
 @pytest.fixture(scope="module")
 def backend():
     """Overrides the contract's backend list: only the server."""
-    yield Backend("milvus-server", _create, _open, embedded=False)
+    yield Backend(
+        "milvus-server",
+        _create,
+        _open,
+        embedded=False,
+        lose_collection=lambda store: store.client.drop_collection(store.name),
+    )
     cleanup = MilvusStore.create(
         f"jvdb_it_{RUN}_cleanup",
         uri=URI,

@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "connectors"))
 
-from backends import Backend  # noqa: E402
+from backends import QDRANT_FEATURES, Backend  # noqa: E402
 from test_contract import *  # noqa: E402,F401,F403 - the contract's tests and fixtures, collected again here
 
 from connectors import CollectionSpec, Query, Record  # noqa: E402
@@ -58,7 +58,14 @@ def _open(tmp: Path, name: str) -> QdrantStore:
 @pytest.fixture(scope="module")
 def backend():
     """Overrides the contract's backend list: only the server (over gRPC)."""
-    yield Backend("qdrant-server", _create, _open, embedded=False)
+    yield Backend(
+        "qdrant-server",
+        _create,
+        _open,
+        embedded=False,
+        spec_features=QDRANT_FEATURES,
+        lose_collection=lambda store: store._client.delete_collection(store.name),
+    )
     from qdrant_client import QdrantClient
 
     client = QdrantClient(url=URL, api_key=os.environ.get("QDRANT_API_KEY"))
