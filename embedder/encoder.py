@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .batching import Batch, Pipeline, plan_batches, progress_enabled
 from .config import ModelSpec, resolve_device, resolve_dtype
 from .errors import EmbedderError, OptionError
+from .fetch import DEFAULT_TIMEOUT_S
 from .inputs import ImageSource, load_images, validate_texts
 from .loading import load_model, load_tokenizer, read_image_spec, resolve_checkpoint
 from .lora import TaskLoRA
@@ -221,7 +222,8 @@ class JinaV4Embedder:
         batch_tokens: int | None = None,
         multivector_dtype: str | MultivectorDType = MultivectorDType.FLOAT32,
         show_progress: bool | None = None,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        background: tuple[int, int, int] | None = None,
     ) -> EmbeddingBatch:
         """Embed images (PIL, path, http(s) URL, bytes, base64, data URI) in the image template.
 
@@ -238,15 +240,18 @@ class JinaV4Embedder:
             batch_tokens: As in :meth:`encode_text`.
             multivector_dtype: As in :meth:`encode_text`.
             show_progress: As in :meth:`encode_text`.
-            timeout: Seconds allowed for each URL connect / read.
+            timeout: Seconds allowed for each URL download as a whole.
+            background: Composite transparent images onto this RGB colour; None (default)
+                drops alpha like the reference's ``convert("RGB")``.
 
         Raises:
             ImageInputError: An image that cannot be read (the message names its index).
             OptionError: A bad option value.
         """
-        pil = load_images(images, timeout=timeout)
-        tasks = self._tasks_per_item(task, len(pil))
         pixels = self._processor.check_max_pixels(max_pixels)
+        # Decoded images far over the budget are reduced at load (memory: see decoding.py).
+        pil = load_images(images, timeout=timeout, background=background, max_pixels=pixels)
+        tasks = self._tasks_per_item(task, len(pil))
         opts = self._options(truncate_dim, multivector, batch_tokens, multivector_dtype)
         grids = [self._processor.image_grid(im, pixels, i) for i, im in enumerate(pil)]
         costs = [self._processor.image_sequence_length(g) for g in grids]

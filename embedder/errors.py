@@ -30,3 +30,9 @@ class TextInputError(InputError):
 
 class OptionError(EmbedderError, ValueError):
     """A bad option value (task, prompt_name, truncate_dim, device...); lists the valid ones."""
+
+
+def preview(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for messages."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown):,} chars)"

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, features
 
-from embedder import inputs
-from embedder.errors import ImageInputError, InputError, TextInputError
+from embedder import fetch
+from embedder.errors import ImageInputError, InputError, OptionError, TextInputError
 from embedder.inputs import load_image, load_images, validate_texts
 
 RED = (255, 0, 0)
@@ -70,6 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
     routes: dict[str, tuple[int, str, bytes]] = {}
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.startswith("/drip"):
+            self._drip(headers_too=self.path.startswith("/drip-headers"))
+            return
         if self.path == "/slow":
             time.sleep(1.0)
         if self.path == "/redirect-ftp":
@@ -84,6 +87,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _drip(self, *, headers_too: bool) -> None:
+        """One byte every 0.2 s: each read is quick, the whole download never ends."""
+        head = b"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+        body = png(RED)
+        stream = head + body if headers_too else body
+        if not headers_too:
+            self.wfile.write(head)
+        try:
+            for k in range(len(stream)):
+                self.wfile.write(stream[k : k + 1])
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client gave up: the deadline worked
+            pass
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         pass
@@ -149,11 +167,38 @@ def test_non_string_text_names_index_and_type(bad: object, received: str) -> Non
     assert str(info.value).startswith("item 2: ")
 
 
-@pytest.mark.parametrize("blank", ["", "   ", "\n\t ", "\u3000"])
-def test_empty_or_whitespace_text_is_rejected(blank: str) -> None:
-    with pytest.raises(TextInputError, match=r"^item 1: text is empty or whitespace-only") as info:
+@pytest.mark.parametrize(
+    "blank",
+    [
+        "",
+        "   ",
+        "\n\t ",
+        "\u3000",
+        "\x00",
+        "\x00" * 5000,  # past the fast path's first 256 characters
+        " \x00\x01\x7f\n",
+        "\u200b",
+        "\u200b\u200c\u200d\u2060\ufeff \u00ad",  # zero-width, BOM, soft hyphen
+    ],
+)
+def test_texts_without_visible_characters_are_rejected(blank: str) -> None:
+    with pytest.raises(TextInputError, match=r"^item 1: text has no visible characters") as info:
         validate_texts(["ok", blank])
     assert info.value.index == 1
+
+
+@pytest.mark.parametrize("text", ["\u200bword", "\x00 7", "🙂", "\u00e9", "\x00" * 300 + "a"])
+def test_texts_with_one_visible_character_are_kept(text: str) -> None:
+    assert validate_texts([text]) == [text]
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [("ab\ud800cd", "U\\+D800 at character 2"), ("\udfff", "U\\+DFFF at character 0")],
+)
+def test_lone_surrogate_names_the_item(text: str, where: str) -> None:
+    with pytest.raises(TextInputError, match=rf"^item 2: text has a lone surrogate {where}"):
+        validate_texts(["ok", "fine", text])
 
 
 def test_input_errors_are_value_errors() -> None:
@@ -175,8 +220,8 @@ def _pixel(image: Image.Image, xy: tuple[int, int] = (0, 0)) -> tuple[int, ...]:
     [
         ("RGB", RED, RED),
         ("RGBA", (255, 0, 0, 255), RED),
-        ("RGBA", (255, 0, 0, 0), WHITE),  # fully transparent -> the white background
-        ("LA", (0, 0), WHITE),
+        ("RGBA", (255, 0, 0, 0), RED),  # the reference drops alpha: stored colour kept
+        ("LA", (0, 0), (0, 0, 0)),
         ("L", 128, (128, 128, 128)),
         ("1", 1, WHITE),
         ("CMYK", (0, 255, 255, 0), RED),
@@ -192,19 +237,44 @@ def test_pil_modes_become_rgb(mode: str, color: object, expected: tuple[int, int
     assert _pixel(image) == pytest.approx(expected, abs=2)
 
 
-def test_half_transparent_pixels_are_composited_onto_white() -> None:
-    image = load_image(Image.new("RGBA", (2, 2), (255, 0, 0, 128)))
-    assert _pixel(image) == pytest.approx((255, 127, 127), abs=1)
+def _transparent_rgba() -> Image.Image:
+    """Every alpha level, over colours that compositing would change."""
+    values = bytes((i * 37 + c * 91) % 256 for i in range(16 * 16) for c in range(4))
+    return Image.frombytes("RGBA", (16, 16), values)
 
 
-def test_palette_image_with_transparent_index() -> None:
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA", "RGBa", "La"])
+def test_transparent_images_follow_the_reference_convert_rgb(mode: str) -> None:
+    source = _transparent_rgba().convert(mode)
+    for given in (source, encode(source) if mode in ("RGBA", "LA") else source):
+        reference = (source.convert("LA") if mode == "La" else source).convert("RGB")
+        assert load_image(given).tobytes() == reference.tobytes()
+
+
+def test_palette_image_with_transparent_index_keeps_its_colour() -> None:
     palette_image = Image.new("P", (2, 1), 0)
     palette_image.putpalette([*RED, *BLUE] + [0] * 762)
     palette_image.putpixel((1, 0), 1)
     palette_image.info["transparency"] = 0
-    image = load_image(palette_image)
-    assert _pixel(image, (0, 0)) == WHITE
-    assert _pixel(image, (1, 0)) == BLUE
+    image = load_image(encode(palette_image))
+    assert (_pixel(image, (0, 0)), _pixel(image, (1, 0))) == (RED, BLUE)
+    composited = load_image(encode(palette_image), background=WHITE)
+    assert (_pixel(composited, (0, 0)), _pixel(composited, (1, 0))) == (WHITE, BLUE)
+
+
+def test_compositing_onto_a_background_is_an_explicit_option() -> None:
+    half_red = Image.new("RGBA", (2, 2), (255, 0, 0, 128))
+    assert _pixel(load_image(half_red, background=WHITE)) == pytest.approx((255, 127, 127), abs=1)
+    assert _pixel(load_image(half_red, background=BLUE)) == pytest.approx((128, 0, 127), abs=1)
+    assert _pixel(load_image(half_red)) == RED
+
+
+@pytest.mark.parametrize(
+    "background", [(255, 255), (0, 0, 256), "white", (1.0, 0, 0), (True, 0, 0)]
+)
+def test_bad_background_is_refused(background: object) -> None:
+    with pytest.raises(OptionError, match="background must be None or an RGB tuple"):
+        load_image(png(), background=background)  # type: ignore[arg-type]
 
 
 def test_32_bit_and_float_images_are_stretched() -> None:
@@ -383,10 +453,85 @@ def test_redirect_to_ftp_is_refused(server: str) -> None:
         load_image(f"{server}/redirect-ftp")
 
 
+@pytest.mark.parametrize("route", ["/drip", "/drip-headers"])
+def test_slow_drip_hits_the_overall_deadline(server: str, route: str) -> None:
+    # Every read returns within 0.2 s, far under the timeout: only a deadline for the
+    # whole download stops this (a per-read timeout waited forever).
+    start = time.monotonic()
+    with pytest.raises(ImageInputError, match=rf"^item 0: timed out after 1 s fetching .*{route}"):
+        load_images([f"{server}{route}"], timeout=1.0)
+    assert time.monotonic() - start < 5.0  # not a speed check: a hang would never return
+
+
+def test_secrets_in_urls_are_redacted_in_every_message(server: str) -> None:
+    host = server.removeprefix("http://")
+    secret_urls = {
+        f"http://alice:pw-123@{host}/missing.png?token=tok-123&size=2": r"fetch http://\*\*\*@127",
+        f"http://{host}/missing.png?key=key-123": r"HTTP 404 .*png\?key=\*\*\*$",
+        f"http://{host}/drip?sig=sig-123&key=key-123#frag-123": "timed out",
+        f"ftp://bob:pw-123@{host}/a.png?X-Amz-Signature=sig-123": "URL scheme 'ftp'",
+    }
+    for url, expected in secret_urls.items():
+        with pytest.raises(ImageInputError, match=expected) as info:
+            load_image(url, timeout=0.5)
+        message = str(info.value)
+        assert not any(s in message for s in ("pw-123", "tok-123", "sig-123", "key-123", "frag"))
+        assert "***" in message
+    assert (
+        fetch.redact_url("https://u:p@h:8/p/a.png?token=t&x")
+        == "https://***@h:8/p/a.png?token=***&x"
+    )
+    assert fetch.redact_url("http://h/a.png") == "http://h/a.png"
+
+
+def test_errors_never_quote_file_contents(tmp_path: Path) -> None:
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:SECRET-LINE:/root:/bin/bash\n")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(png()[:20] + b"SECRET-BYTES" * 10)
+    for path in (secret, corrupt):
+        with pytest.raises(ImageInputError) as info:
+            load_image(str(path))
+        assert "SECRET" not in str(info.value) and "root:x" not in str(info.value)
+    with pytest.raises(ImageInputError, match=r"\d+ bytes of text\)"):
+        load_image(secret)
+
+
+def _gradient(size: tuple[int, int]) -> Image.Image:
+    w, h = size
+    return (
+        Image.linear_gradient("L")
+        .resize(size)
+        .convert("RGB")
+        .transpose(Image.Transpose.ROTATE_90 if w < h else Image.Transpose.FLIP_LEFT_RIGHT)
+    )
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_images_far_over_the_pixel_budget_are_reduced_at_load(fmt: str) -> None:
+    budget = 50_000
+    big = _gradient((3000, 2000))
+    image = load_image(encode(big, fmt), max_pixels=budget)
+    # at least 4x the budget kept for the processor's own resize, at most ~4x more than that
+    assert 4 * budget <= image.width * image.height <= 16 * 4 * budget
+    assert abs(image.width / image.height - 1.5) < 0.02
+    expected = big.resize(image.size, Image.Resampling.BOX)
+    diff = max(abs(a - b) for a, b in zip(image.tobytes(), expected.tobytes(), strict=True))
+    assert diff <= 12  # the same picture, box-averaged
+    assert load_image(encode(big, fmt)).size == (3000, 2000)  # no budget: full size
+    small = _gradient((500, 400))
+    assert load_image(small, max_pixels=budget) is small  # under 4x the budget: untouched
+
+
+def test_extreme_aspect_ratio_keeps_its_short_side() -> None:
+    image = load_image(Image.new("RGB", (20000, 60), RED), max_pixels=3136)
+    assert image.height >= 56
+
+
 @pytest.mark.parametrize("route", ["/red.png", "/no-length"])
 def test_download_size_cap(server: str, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inputs, "MAX_DOWNLOAD_BYTES", 20)
-    monkeypatch.setattr(inputs, "_READ_CHUNK_BYTES", 8)
+    monkeypatch.setattr(fetch, "MAX_DOWNLOAD_BYTES", 20)
+    monkeypatch.setattr(fetch, "_READ_CHUNK_BYTES", 8)
     with pytest.raises(ImageInputError, match=r"larger than the download limit of 20 bytes"):
         load_image(server + route)
 

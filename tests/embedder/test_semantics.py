@@ -223,3 +223,15 @@ def test_output_types_and_float16(tiny_embedder) -> None:
     for a, b in zip(half.multivectors, out.multivectors, strict=True):
         np.testing.assert_allclose(a.astype(np.float32), b, atol=1e-3)
     np.testing.assert_array_equal(half.dense, out.dense)
+
+
+def test_transparent_image_matches_the_reference_convert_rgb(tiny_embedder, references) -> None:
+    # The reference feeds PIL's convert("RGB") (alpha dropped) to the model, not a composite.
+    values = bytes((i * 37 + c * 91) % 256 for i in range(160 * 120) for c in range(4))
+    rgba = Image.frombytes("RGBA", (160, 120), values)
+    got = tiny_embedder.encode_image([rgba], task="retrieval")
+    dense, multi = references["retrieval"].image(rgba.convert("RGB"))
+    np.testing.assert_allclose(got.dense[0], dense, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got.multivectors[0], multi, atol=1e-5, rtol=0)
+    white = tiny_embedder.encode_image([rgba], task="retrieval", background=(255, 255, 255))
+    assert not np.allclose(white.dense[0], dense, atol=1e-3)  # compositing: opt-in only
