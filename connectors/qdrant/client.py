@@ -55,11 +55,11 @@ class ClientQdrantStore(QdrantStore):
 
     # -- create / open ------------------------------------------------------------------
     @classmethod
-    def create_on(
+    def open_on(
         cls,
         name: str,
         where: tuple[str, Any],
-        spec: CollectionSpec,
+        spec: CollectionSpec | None,
         *,
         api_key: str | None,
         prefer_grpc: bool,
@@ -67,18 +67,29 @@ class ClientQdrantStore(QdrantStore):
         shard_number: int | None = None,
         replication_factor: int | None = None,
     ) -> ClientQdrantStore:
-        """Create the collection (or open it when it exists with the same spec)."""
+        """Open the collection and read its spec back (``spec=None``), or create it with
+        ``spec`` (opening it when it exists with the same spec)."""
         store = cls._connect(
-            name, where, spec, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
+            name,
+            where,
+            spec or CollectionSpec(),
+            api_key=api_key,
+            prefer_grpc=prefer_grpc,
+            timeout=timeout,
         )
         try:
             existing = store._existing_spec()
             if existing is not None:
-                where = f"at {store.where}"
-                store.spec = reconcile_spec(
-                    spec, existing, name=name, where=where, opener="QdrantStore"
-                )
+                store.spec = existing
+                if spec is not None:
+                    reconcile_spec(
+                        spec, existing, name=name, where=f"at {store.where}", opener="QdrantStore"
+                    )
                 return store
+            if spec is None:
+                raise CollectionNotFoundError(
+                    f"no collection {name!r} at {store.where}; create it with QdrantStore.create"
+                )
             logger.info("creating Qdrant collection %r at %s", name, store.where)
             store._call(
                 lambda c: c.create_collection(
@@ -89,32 +100,6 @@ class ClientQdrantStore(QdrantStore):
                     metadata=schema.spec_metadata(spec),
                 )
             )
-            return store
-        except BaseException:
-            store.close()
-            raise
-
-    @classmethod
-    def open_on(
-        cls,
-        name: str,
-        where: tuple[str, Any],
-        *,
-        api_key: str | None,
-        prefer_grpc: bool,
-        timeout: int,
-    ) -> ClientQdrantStore:
-        """Open an existing collection and read its spec back."""
-        store = cls._connect(
-            name, where, CollectionSpec(), api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
-        )
-        try:
-            spec = store._existing_spec()
-            if spec is None:
-                raise CollectionNotFoundError(
-                    f"no collection {name!r} at {store.where}; create it with QdrantStore.create"
-                )
-            store.spec = spec
             return store
         except BaseException:
             store.close()

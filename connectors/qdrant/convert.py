@@ -170,86 +170,112 @@ def _hnsw_ef(stage: Stage, hnsw_ef: int | None) -> int | None:
     return max(hnsw_ef, stage.limit)
 
 
-def edge_request(
-    plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
+@dataclass(frozen=True)
+class _Request:
+    """The top of a query, flavour-neutral: nearest to one vector, or RRF of the prefetches."""
+
+    limit: int
+    nearest: tuple[list[Any], str] | None  # (query vector, field); None: RRF fusion
+    rrf_k: int
+    prefetches: list[Any]
+    params: Any
+    filter: Any
+
+
+@dataclass(frozen=True)
+class _QueryKit:
+    """How one flavour builds a query's objects (the plan's shape is walked once, in _query)."""
+
+    #: (vector, field, limit, inner prefetches, params) -> a Prefetch
+    prefetch: Callable[[list[Any], str, int, list[Any], Any], Any]
+    search_params: Callable[[int], Any]
+    request: Callable[[_Request], Any]
+
+
+def _query(
+    plan: SearchPlan, vectors: dict[str, np.ndarray], hnsw_ef: int | None, kit: _QueryKit, flt: Any
 ) -> Any:
-    """A SearchPlan as one ``qdrant_edge.QueryRequest`` (stage i prefetches stage i-1).
+    """A SearchPlan as nested prefetches (stage i prefetches stage i-1), in one flavour.
 
     The filter is set once, on the request: Qdrant applies it to every prefetch too (checked
-    on qdrant-edge and local mode), so no candidate list holds excluded points.
+    on qdrant-edge, local mode and a server), so no candidate list holds excluded points.
     """
-    qe = _deps.edge()
-    flt = edge_filter(plan.filter)
     lists = {name: v.tolist() for name, v in vectors.items()}
 
     def params(stage: Stage) -> Any:
         ef = _hnsw_ef(stage, hnsw_ef)
-        return None if ef is None else qe.SearchParams(hnsw_ef=ef)
+        return None if ef is None else kit.search_params(ef)
 
-    def nest(stages: Sequence[Stage]) -> Any:
+    def nest(stages: Sequence[Stage]) -> list[Any]:
+        if not stages:
+            return []
         last = stages[-1]
-        return qe.Prefetch(
-            limit=last.limit,
-            query=qe.Query.Nearest(lists[last.field], using=last.field),
-            prefetches=[nest(stages[:-1])] if len(stages) > 1 else None,
-            params=params(last),
-        )
+        inner = nest(stages[:-1])
+        return [kit.prefetch(lists[last.field], last.field, last.limit, inner, params(last))]
 
+    rrf_k = qdrant_rrf_k(plan.rrf_k)
     if plan.fused:
-        return qe.QueryRequest(
-            limit=plan.limit,
-            query=qe.Fusion.Rrf(k=qdrant_rrf_k(plan.rrf_k)),
-            prefetches=[nest(c) for c in plan.cascades],
-            filter=flt,
-            with_payload=True,
-        )
+        prefetches = [p for cascade in plan.cascades for p in nest(cascade)]
+        return kit.request(_Request(plan.limit, None, rrf_k, prefetches, None, flt))
     (cascade,) = plan.cascades
     last = cascade[-1]
-    return qe.QueryRequest(
-        limit=plan.limit,
-        query=qe.Query.Nearest(lists[last.field], using=last.field),
-        prefetches=[nest(cascade[:-1])] if len(cascade) > 1 else None,
-        params=params(last),
-        filter=flt,
-        with_payload=True,
+    nearest = (lists[last.field], last.field)
+    return kit.request(_Request(plan.limit, nearest, rrf_k, nest(cascade[:-1]), params(last), flt))
+
+
+def edge_request(
+    plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
+) -> Any:
+    """A SearchPlan as one ``qdrant_edge.QueryRequest``."""
+    qe = _deps.edge()
+
+    def request(r: _Request) -> Any:
+        nearest = r.nearest
+        return qe.QueryRequest(
+            limit=r.limit,
+            query=qe.Fusion.Rrf(k=r.rrf_k) if nearest is None else qe.Query.Nearest(*nearest),
+            prefetches=r.prefetches or None,
+            params=r.params,
+            filter=r.filter,
+            with_payload=True,
+        )
+
+    kit = _QueryKit(
+        prefetch=lambda vector, field, limit, inner, params: qe.Prefetch(
+            limit=limit,
+            query=qe.Query.Nearest(vector, using=field),
+            prefetches=inner or None,
+            params=params,
+        ),
+        search_params=lambda ef: qe.SearchParams(hnsw_ef=ef),
+        request=request,
     )
+    return _query(plan, vectors, hnsw_ef, kit, edge_filter(plan.filter))
 
 
 def client_query(
     plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
 ) -> dict[str, Any]:
-    """A SearchPlan as keyword arguments of ``QdrantClient.query_points`` (nested prefetches).
-
-    The filter is the request's ``query_filter``; the server applies it to every prefetch.
-    """
+    """A SearchPlan as keyword arguments of ``QdrantClient.query_points``."""
     m = _deps.models()
-    flt = client_filter(plan.filter)
-    lists = {name: v.tolist() for name, v in vectors.items()}
 
-    def params(stage: Stage) -> Any:
-        ef = _hnsw_ef(stage, hnsw_ef)
-        return None if ef is None else m.SearchParams(hnsw_ef=ef)
+    def request(r: _Request) -> dict[str, Any]:
+        vector, using = r.nearest if r.nearest is not None else (None, None)
+        return {
+            "limit": r.limit,
+            "query": m.RrfQuery(rrf=m.Rrf(k=r.rrf_k)) if r.nearest is None else vector,
+            "using": using,
+            "prefetch": r.prefetches or None,
+            "search_params": r.params,
+            "query_filter": r.filter,
+            "with_payload": True,
+        }
 
-    def nest(stages: Sequence[Stage]) -> Any:
-        last = stages[-1]
-        return m.Prefetch(
-            query=lists[last.field],
-            using=last.field,
-            limit=last.limit,
-            prefetch=nest(stages[:-1]) if len(stages) > 1 else None,
-            params=params(last),
-        )
-
-    common = {"limit": plan.limit, "query_filter": flt, "with_payload": True}
-    if plan.fused:
-        rrf = m.RrfQuery(rrf=m.Rrf(k=qdrant_rrf_k(plan.rrf_k)))
-        return {**common, "query": rrf, "prefetch": [nest(c) for c in plan.cascades]}
-    (cascade,) = plan.cascades
-    last = cascade[-1]
-    return {
-        **common,
-        "query": lists[last.field],
-        "using": last.field,
-        "prefetch": nest(cascade[:-1]) if len(cascade) > 1 else None,
-        "search_params": params(last),
-    }
+    kit = _QueryKit(
+        prefetch=lambda vector, field, limit, inner, params: m.Prefetch(
+            query=vector, using=field, limit=limit, prefetch=inner or None, params=params
+        ),
+        search_params=lambda ef: m.SearchParams(hnsw_ef=ef),
+        request=request,
+    )
+    return _query(plan, vectors, hnsw_ef, kit, client_filter(plan.filter))

@@ -8,6 +8,7 @@ next to the collection (metadata / a json file) so ``open()`` reads it back.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,41 +36,56 @@ class EdgeTuning:
     full_scan_threshold: int = 10_000
 
 
+def _named_vectors(
+    spec: CollectionSpec,
+    dense: Callable[[int, bool], Any],
+    tokens: Callable[[int, bool, bool], Any],
+) -> dict[str, Any]:
+    """The named vectors of a spec in one flavour, written once for both.
+
+    ``dense(size, int8)`` and ``tokens(size, float16, on_disk)`` build one flavour's params.
+    """
+    vectors = {spec.dense_field: dense(spec.dim, spec.quantization is Quantization.INT8)}
+    for k in spec.prefetch_dims:
+        vectors[spec.prefix_field(k)] = dense(k, False)
+    if spec.multivector:
+        float16 = spec.multivector_dtype is VectorDtype.FLOAT16
+        vectors[spec.multivector_field] = tokens(spec.multivector_dim, float16, spec.on_disk)
+    return vectors
+
+
 def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
     """The ``qdrant_edge.EdgeConfig`` of a spec: named vectors dense, dense_<k>, multi."""
     qe = _deps.edge()
-    graph = qe.HnswIndexConfig(
-        m=tuning.m, ef_construct=tuning.ef_construct, full_scan_threshold=tuning.full_scan_threshold
-    )
     int8 = qe.ScalarQuantizationConfig(
         qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned
     )
-    vectors = {
-        spec.dense_field: qe.EdgeVectorParams(
-            size=spec.dim,
-            distance=qe.Distance.Cosine,
-            quantization_config=int8 if spec.quantization is Quantization.INT8 else None,
+
+    def dense(size: int, quantized: bool) -> Any:
+        return qe.EdgeVectorParams(
+            size=size, distance=qe.Distance.Cosine, quantization_config=int8 if quantized else None
         )
-    }
-    for k in spec.prefetch_dims:
-        vectors[spec.prefix_field(k)] = qe.EdgeVectorParams(size=k, distance=qe.Distance.Cosine)
-    if spec.multivector:
-        vectors[spec.multivector_field] = qe.EdgeVectorParams(
-            size=spec.multivector_dim,
+
+    def tokens(size: int, float16: bool, on_disk: bool) -> Any:
+        storage = qe.VectorStorageDatatype
+        return qe.EdgeVectorParams(
+            size=size,
             distance=qe.Distance.Cosine,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-            datatype=qe.VectorStorageDatatype.Float16
-            if spec.multivector_dtype is VectorDtype.FLOAT16
-            else qe.VectorStorageDatatype.Float32,
+            datatype=storage.Float16 if float16 else storage.Float32,
             # HnswIndexConfig needs all three numbers; only m=0 matters (no graph).
             hnsw_config=qe.HnswIndexConfig(
                 m=MULTI_HNSW_M,
                 ef_construct=tuning.ef_construct,
                 full_scan_threshold=tuning.full_scan_threshold,
             ),
-            memory=qe.Memory.Cold if spec.on_disk else None,
+            memory=qe.Memory.Cold if on_disk else None,
         )
-    return qe.EdgeConfig(vectors=vectors, hnsw_config=graph)
+
+    graph = qe.HnswIndexConfig(
+        m=tuning.m, ef_construct=tuning.ef_construct, full_scan_threshold=tuning.full_scan_threshold
+    )
+    return qe.EdgeConfig(vectors=_named_vectors(spec, dense, tokens), hnsw_config=graph)
 
 
 def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
@@ -80,27 +96,23 @@ def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
             type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
         )
     )
-    vectors = {
-        spec.dense_field: m.VectorParams(
-            size=spec.dim,
-            distance=m.Distance.COSINE,
-            quantization_config=int8 if spec.quantization is Quantization.INT8 else None,
+
+    def dense(size: int, quantized: bool) -> Any:
+        return m.VectorParams(
+            size=size, distance=m.Distance.COSINE, quantization_config=int8 if quantized else None
         )
-    }
-    for k in spec.prefetch_dims:
-        vectors[spec.prefix_field(k)] = m.VectorParams(size=k, distance=m.Distance.COSINE)
-    if spec.multivector:
-        vectors[spec.multivector_field] = m.VectorParams(
-            size=spec.multivector_dim,
+
+    def tokens(size: int, float16: bool, on_disk: bool) -> Any:
+        return m.VectorParams(
+            size=size,
             distance=m.Distance.COSINE,
             multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
             hnsw_config=m.HnswConfigDiff(m=MULTI_HNSW_M),
-            datatype=m.Datatype.FLOAT16
-            if spec.multivector_dtype is VectorDtype.FLOAT16
-            else m.Datatype.FLOAT32,
-            on_disk=True if spec.on_disk else None,
+            datatype=m.Datatype.FLOAT16 if float16 else m.Datatype.FLOAT32,
+            on_disk=True if on_disk else None,
         )
-    return vectors
+
+    return _named_vectors(spec, dense, tokens)
 
 
 def spec_metadata(spec: CollectionSpec) -> dict[str, Any]:

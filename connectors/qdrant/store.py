@@ -107,7 +107,7 @@ class QdrantStore(VectorStore):
             return EdgeQdrantStore.create_at(name, Path(where[1]), spec)
         from .client import ClientQdrantStore
 
-        return ClientQdrantStore.create_on(
+        return ClientQdrantStore.open_on(
             name,
             where,
             spec,
@@ -143,7 +143,7 @@ class QdrantStore(VectorStore):
         from .client import ClientQdrantStore
 
         return ClientQdrantStore.open_on(
-            name, where, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
+            name, where, None, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
         )
 
     # -- shared by both engines ---------------------------------------------------------
