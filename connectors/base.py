@@ -113,6 +113,24 @@ class VectorStore(ABC):
         flt = check_filter(filter)
         return self._run("count", lambda: self._count(flt))
 
+    def scan(self, filter: Filter | None = None, *, page_size: int = 1000) -> Iterator[Record]:
+        """Every record matching the filter (id and payload, no vectors), a page at a time.
+
+        For bookkeeping (which ids a source still has), not search: the order is the
+        backend's, and records written or deleted meanwhile may or may not show up.
+        """
+        flt = check_filter(filter)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError(f"page_size must be a positive int, got {page_size!r}")
+        cursor: Any = None
+        while True:
+            page, cursor = self._run(
+                "scan", lambda start=cursor: self._scan_page(flt, page_size, start)
+            )
+            yield from page
+            if cursor is None:
+                return
+
     def info(self) -> dict[str, Any]:
         """Spec, counts and backend details for ``jina-vdb info``."""
         return {
@@ -147,6 +165,13 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _count(self, filter: Filter | None) -> int: ...
+
+    @abstractmethod
+    def _scan_page(
+        self, filter: Filter | None, limit: int, cursor: Any
+    ) -> tuple[list[Record], Any]:
+        """Up to ``limit`` records (payload only) from ``cursor`` (None: the start) and the
+        next cursor (None: no more)."""
 
     @abstractmethod
     def _delete(self, ids: list[RecordId]) -> None: ...

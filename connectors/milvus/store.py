@@ -405,6 +405,27 @@ class MilvusStore(VectorStore):
             out.append(Record(cv.decode_id(key), dense, tokens.get(key), row[PAYLOAD] or {}))
         return out
 
+    def _scan_page(
+        self, filter: Filter | None, limit: int, cursor: Any
+    ) -> tuple[list[Record], Any]:
+        pages = cursor or self._query_iterator(filter, limit)  # the cursor: pymilvus' iterator
+        rows = pages.next()
+        if not rows:
+            pages.close()
+            return [], None
+        return [Record(cv.decode_id(r[PK]), None, None, r[PAYLOAD] or {}) for r in rows], pages
+
+    def _query_iterator(self, filter: Filter | None, limit: int) -> Any:
+        expr = cv.filter_expr(filter) if filter is not None else ""
+        request = {"filter": expr, "output_fields": [PAYLOAD], **self._target.request}
+        # Milvus Lite has no server timestamp: pymilvus warns and uses the client's (correct).
+        quiet = logging.getLogger("pymilvus.client.iterator.query_iterator")
+        quiet.addFilter(_no_mvcc_warning)
+        try:
+            return self.client.query_iterator(self.name, batch_size=limit, **request)
+        finally:
+            quiet.removeFilter(_no_mvcc_warning)
+
     def _count(self, filter: Filter | None) -> int:
         expr = cv.filter_expr(filter) if filter is not None else ""
         rows = self.client.query(
@@ -427,6 +448,10 @@ class MilvusStore(VectorStore):
             "uri": redact(self._conn.uri) if self._conn.uri else None,
             "max_tokens": self._target.max_tokens,
         }
+
+
+def _no_mvcc_warning(record: logging.LogRecord) -> bool:
+    return "mvccTs" not in record.getMessage()
 
 
 def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:

@@ -205,6 +205,22 @@ class ClientQdrantStore(QdrantStore):
         )
         return self._order_records(ids, points, with_vectors)
 
+    def _scan_page(
+        self, filter: Filter | None, limit: int, cursor: Any
+    ) -> tuple[list[Record], Any]:
+        flt = convert.client_filter(filter)
+        points, after = self._call(
+            lambda c: c.scroll(
+                self.name,
+                scroll_filter=flt,
+                limit=limit,
+                offset=cursor,
+                with_payload=True,
+                with_vectors=False,
+            )
+        )
+        return [convert.to_record(p, self.spec, False) for p in points], after
+
     def _count(self, filter: Filter | None) -> int:
         flt = convert.client_filter(filter)
         return int(self._call(lambda c: c.count(self.name, count_filter=flt, exact=True)).count)

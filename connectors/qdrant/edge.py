@@ -135,6 +135,20 @@ class EdgeQdrantStore(QdrantStore):
         points = self._live().retrieve(point_ids, with_payload=True, with_vector=with_vectors)
         return self._order_records(ids, points, with_vectors)
 
+    def _scan_page(
+        self, filter: Filter | None, limit: int, cursor: Any
+    ) -> tuple[list[Record], Any]:
+        qe = _deps.edge()
+        request = qe.ScrollRequest(
+            offset=cursor,
+            limit=limit,
+            filter=convert.edge_filter(filter),
+            with_payload=True,
+            with_vector=False,
+        )
+        points, after = self._live().scroll(request)
+        return [convert.to_record(p, self.spec, False) for p in points], after
+
     def _count(self, filter: Filter | None) -> int:
         qe = _deps.edge()
         return int(

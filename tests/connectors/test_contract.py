@@ -164,6 +164,16 @@ def test_count_and_get(filled, corpus):
     assert bare.payload == corpus.records[5].payload
 
 
+@pytest.mark.parametrize("name", ["eq", "and_not", None])
+def test_scan_lists_every_matching_record_with_its_payload(filled, corpus, name):
+    flt = FILTERS[name] if name else None
+    expected = {r.id: r.payload for r in (corpus.subset(flt) if flt else corpus.records)}
+    scanned = list(filled.scan(flt, page_size=3))  # several pages
+    assert len(scanned) == len(expected)
+    assert {r.id: r.payload for r in scanned} == expected
+    assert all(r.dense is None and r.multivector is None for r in scanned)
+
+
 def test_ids_keep_their_type(filled, corpus):
     hits = filled.search(planted_query(corpus, 2), mode="dense", limit=3)
     assert isinstance(hits[0].id, int) and hits[0].id == 2
