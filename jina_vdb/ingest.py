@@ -33,6 +33,7 @@ from connectors.records import Record, records_from_batch
 from .ingest_types import (
     Encoder,
     Failure,
+    Ignored,
     IngestError,
     IngestItem,
     IngestOptions,
@@ -45,6 +46,7 @@ from .ingest_types import (
 __all__ = [
     "Encoder",
     "Failure",
+    "Ignored",
     "IngestError",
     "IngestItem",
     "IngestOptions",
@@ -71,8 +73,9 @@ class _Loaded:
 
 @dataclass
 class _Event:
-    kind: str  # "skipped" | "duplicate" | "failed"
+    kind: str  # "skipped" | "duplicate" | "failed" | "ignored"
     failure: Failure | None = None
+    ignored: Ignored | None = None
 
 
 def ingest(
@@ -84,7 +87,8 @@ def ingest(
     """Embed items and upsert them, skipping ids the store already holds.
 
     Args:
-        items: ``IngestItem``s and ``SourceFailure``s (``embedder.sources.iter_items``).
+        items: ``IngestItem``s, ``SourceFailure``s and ``Ignored`` files
+            (``jina_vdb.sources.iter_items``).
         encoder: has ``encode_text`` / ``encode_image`` returning ``.dense`` and ``.multivectors``.
         store: the collection to write to (its spec decides whether token vectors are kept).
         options: batching, strictness and progress settings.
@@ -170,7 +174,9 @@ class _Pipeline:
         for item in items:
             if self.stop.is_set():
                 raise _Stopped
-            if isinstance(item, SourceFailure) and not hasattr(item, "load"):
+            if isinstance(item, Ignored):
+                self._put(self.loaded, _Event("ignored", ignored=item))
+            elif isinstance(item, SourceFailure) and not hasattr(item, "load"):
                 self._put(self.loaded, _Event("failed", Failure(item.source, item.reason)))
             elif item.id in seen:
                 self._put(self.loaded, _Event("duplicate"))
@@ -251,6 +257,9 @@ class _Pipeline:
     def _on_event(self, event: _Event) -> None:
         if event.failure is not None:
             self._fail(event.failure)
+        elif event.ignored is not None:
+            logger.debug("ignored %s: %s", event.ignored.source, event.ignored.reason)
+            self.tally.ignore(event.ignored)
         else:
             self.tally.add("skipped" if event.kind == "skipped" else "duplicates", done=1)
 
@@ -273,12 +282,16 @@ class _Pipeline:
                 )
                 self._encode_one_by_one(batch, text=text, batch_error=e)
         else:
+            self._count_encoded(batch, text=text)
             with self.tally.clock("wait_write"):  # blocked when the writer is behind
                 self._put(self.encoded, ([m.item for m in batch], out))
         finally:
             if not text:
                 for _ in batch:
                     self.image_slots.release()
+
+    def _count_encoded(self, batch: list[_Loaded], *, text: bool) -> None:
+        """Tokens / images encoded (only what the encoder returned vectors for)."""
         if text:
             self.tally.add("tokens", sum(int(m.item.cost) for m in batch))
         else:
@@ -294,6 +307,7 @@ class _Pipeline:
             except Exception as e:
                 failures.append(failure_of(m.item, e))
                 continue
+            self._count_encoded([m], text=text)
             self._put(self.encoded, ([m.item], out))
         if len(failures) == len(batch):
             # Every item failing alone means the encoder is broken: stop, don't list them all.

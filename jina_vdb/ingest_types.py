@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -54,6 +55,14 @@ class SourceFailure(Protocol):
     reason: str
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A file left out on purpose (an unsupported type, no content): counted, not failed."""
+
+    source: str
+    reason: str
+
+
 class IngestError(ConnectorError):
     """Ingestion stopped: a failure in strict mode, or a stage that cannot go on."""
 
@@ -75,6 +84,7 @@ class IngestSummary:
     skipped: int = 0
     duplicates: int = 0  # the same id twice in the input: ingested once
     failed: list[Failure] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
     tokens: int = 0
     pages: int = 0
     seconds: float = 0.0
@@ -86,16 +96,25 @@ class IngestSummary:
         )
     )
 
-    def lines(self) -> list[str]:
-        """Human-readable summary lines (the CLI prints them)."""
+    def lines(self, *, verbose: bool = False) -> list[str]:
+        """Human-readable summary lines (the CLI prints them); ``verbose`` lists ignored files."""
         rate = (self.added / self.seconds) if self.seconds else 0.0
         dupes = f", duplicates in input {self.duplicates}" if self.duplicates else ""
         head = (
             f"added {self.added}, skipped {self.skipped} (already present), "
-            f"failed {len(self.failed)}{dupes} in {self.seconds:.1f}s ({rate:.1f} items/s; "
+            f"failed {len(self.failed)}, ignored {len(self.ignored)}{dupes} "
+            f"in {self.seconds:.1f}s ({rate:.1f} items/s; "
             f"{self.tokens} tokens, {self.pages} images/pages encoded)"
         )
-        return [head] + [f"  failed: {f.source}: {f.reason}" for f in self.failed]
+        lines = [head] + [f"  failed: {f.source}: {f.reason}" for f in self.failed]
+        if self.ignored:
+            reasons = Counter(i.reason for i in self.ignored)
+            lines.append(
+                "  ignored: " + ", ".join(f"{n} ({why})" for why, n in reasons.most_common())
+            )
+            if verbose:
+                lines += [f"  ignored: {i.source}: {i.reason}" for i in self.ignored]
+        return lines
 
 
 @dataclass(frozen=True)
@@ -202,6 +221,11 @@ class Tally:
         with self._lock:
             self.summary.failed.append(failure)
             self._advance(1)
+
+    def ignore(self, ignored: Ignored) -> None:
+        """Record a file left out on purpose."""
+        with self._lock:
+            self.summary.ignored.append(ignored)
 
     def _advance(self, done: int) -> None:  # with the lock held
         if self._bar is not None and done > 0:

@@ -163,7 +163,7 @@ def ingest(
         summary = _ingest_paths(
             paths, where, collection, encoder, spec, explicit, source_opts, ingest_opts
         )
-        for line in summary.lines():
+        for line in summary.lines(verbose=verbose):
             typer.echo(line)
 
 

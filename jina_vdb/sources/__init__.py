@@ -6,6 +6,8 @@ the embedder plain texts and images.
 
 from __future__ import annotations
 
+from jina_vdb.ingest_types import Ignored as Ignored
+
 from .files import Item as Item
 from .files import ItemError as ItemError
 from .files import Modality as Modality
@@ -15,6 +17,7 @@ from .files import iter_items as iter_items
 from .files import stable_id as stable_id
 
 __all__ = [
+    "Ignored",
     "Item",
     "ItemError",
     "Modality",

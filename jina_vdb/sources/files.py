@@ -1,17 +1,26 @@
 """Sources for ingestion: files, folders and JSONL turned into typed, lazily loaded items.
 
     for item in iter_items(["./docs", "extra.jsonl"], tokenizer=model.tokenizer):
-        ...  # Item (text chunk, image, PDF page) or ItemError (a bad file, reported)
+        ...  # Item (text chunk, image, PDF page), ItemError (a bad file, reported) or
+             # Ignored (a file of an unsupported type or without content, counted)
 
 Every item has a stable id derived from (source, page/chunk, content hash), so the same
 input always gives the same ids and re-ingesting it writes nothing new. Texts are read and
 chunked while iterating (they are needed for the id); images are hashed from their bytes
 and decoded, and PDF pages rendered, only when ``Item.load()`` is called, so an ingest can
 skip items already stored before paying for them.
+
+Text files need not be UTF-8: ``encoding.decode_text`` reads BOMs, Python coding
+declarations and unambiguous legacy encodings, and the payload records the codec used.
+File names need not be UTF-8 either: ids hash the name's bytes, payloads and messages show
+undecodable bytes as ``\\xNN`` (``display_path``) and keep the exact bytes in ``source_b64``.
+SVG stays unsupported (counted as ignored): no well-kept rasteriser installs from PyPI
+without system libraries (cairosvg needs libcairo), and its XML is markup, not prose.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import fnmatch
 import functools
@@ -25,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from embedder.options import Task
+from jina_vdb.ingest_types import Ignored
 
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, check_chunking, chunk_text
+from .encoding import TextDecodeError, decode_text
 from .pdf import DEFAULT_DPI, DEFAULT_MAX_RENDER_PIXELS, PdfError, page_texts, render_page
 
 logger = logging.getLogger(__name__)
@@ -73,7 +84,7 @@ class Item:
         modality: text or image (PDF pages are images).
         task: the LoRA task to encode it with.
         payload: what is stored with the vectors (source, kind, mime, page, chunk, sha256,
-            text, meta).
+            encoding, text, meta; source_b64 for a file name that is not UTF-8).
         cost: tokens for a text, 1 for an image (progress and rates).
     """
 
@@ -147,9 +158,24 @@ class SourceOptions:
 
 
 def stable_id(source: str, locator: str, content_sha256: str) -> str:
-    """Id of one item: 32 hex digits of sha256(source, locator, content hash)."""
-    key = "\x00".join((source, locator, content_sha256)).encode("utf-8")
+    """Id of one item: 32 hex digits of sha256(source, locator, content hash).
+
+    ``source`` is hashed as the path's bytes (``os.fsencode`` on POSIX: UTF-8 with the
+    surrogate escapes of undecodable bytes), so any file name the OS can hold gets an id,
+    and the ids of UTF-8 names are what they always were.
+    """
+    key = "\x00".join((source, locator, content_sha256)).encode("utf-8", "surrogateescape")
     return hashlib.sha256(key).hexdigest()[:32]
+
+
+def display_path(name: str) -> str:
+    """A path as valid text: bytes that are not UTF-8 shown as ``\\xNN`` (``caf\\xe9.txt``).
+
+    Payloads, messages and terminals need valid Unicode; ``os.fsdecode`` keeps undecodable
+    bytes as lone surrogates, which none of them accept. The exact bytes go in the payload
+    as ``source_b64`` when this form differs (see ``_payload``).
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def sha256_text(text: str) -> str:
@@ -183,7 +209,7 @@ def iter_items(
     *,
     tokenizer: Any | None = None,
     options: SourceOptions | None = None,
-) -> Iterator[Item | ItemError]:
+) -> Iterator[Item | ItemError | Ignored]:
     """Walk files and folders (recursively, sorted) and yield their items lazily.
 
     Args:
@@ -192,8 +218,10 @@ def iter_items(
         options: filters, task, chunking, PDF and strictness settings.
 
     Yields:
-        An :class:`Item` per text chunk, image, PDF page and page text chunk, or an
-        :class:`ItemError` per bad source (strict mode raises SourceError instead).
+        An :class:`Item` per text chunk, image, PDF page and page text chunk, an
+        :class:`ItemError` per bad source (strict mode raises SourceError instead), and an
+        ``Ignored`` per file found in a folder whose type is unsupported or that holds no
+        content (files named directly with an unsupported type are ItemErrors).
     """
     from .jsonl import iter_jsonl  # local: jsonl imports this module
 
@@ -201,7 +229,7 @@ def iter_items(
     for path, from_folder in _walk(paths, opts):
         suffix = path.suffix.lower()
         if suffix in JSONL_EXTENSIONS:
-            producer: Iterator[Item | ItemError] = iter_jsonl(
+            producer: Iterator[Item | ItemError | Ignored] = iter_jsonl(
                 path, tokenizer=tokenizer, options=opts
             )
         else:
@@ -251,32 +279,46 @@ def _source_name(path: Path) -> str:
 
 def _file_items(
     path: Path, suffix: str, tokenizer: Any, opts: SourceOptions, from_folder: bool
-) -> Iterator[Item | ItemError]:
+) -> Iterator[Item | ItemError | Ignored]:
+    if path.is_symlink() and not path.exists():  # reported under its own name, not its target
+        target = display_path(os.readlink(path))
+        yield ItemError(display_path(os.path.abspath(path)), f"broken symbolic link to {target}")
+        return
     source = _source_name(path)
+    shown = display_path(source)
     if not path.exists():
-        yield ItemError(source, "no such file or directory")
+        yield ItemError(shown, "no such file or directory")
         return
     if not path.is_file():
-        yield ItemError(source, "not a regular file")
+        yield ItemError(shown, "not a regular file")
+        return
+    kind = _file_kind(suffix)
+    if kind is None:
+        unsupported = f"unsupported type {suffix or '(no extension)'}"
+        yield Ignored(shown, unsupported) if from_folder else ItemError(shown, unsupported)
         return
     try:
-        if suffix in TEXT_EXTENSIONS or suffix in CODE_EXTENSIONS:
+        if path.stat().st_size == 0:
+            yield Ignored(shown, "empty file")
+        elif kind == "text":
             yield from _text_file_items(path, source, suffix, tokenizer, opts)
-        elif suffix in IMAGE_EXTENSIONS:
+        elif kind == "image":
             yield _image_file_item(path, source, opts)
-        elif suffix in PDF_EXTENSIONS:
-            yield from _pdf_items(path, source, tokenizer, opts)
-        elif from_folder:
-            logger.debug("skipping %s: unsupported file type", source)
         else:
-            yield ItemError(source, f"unsupported file type {suffix or '(no extension)'!r}")
-    except (OSError, PdfError, UnicodeDecodeError, _TooLarge) as e:
-        yield ItemError(source, _reason(e))
+            yield from _pdf_items(path, source, tokenizer, opts)
+    except (OSError, PdfError, TextDecodeError, _TooLarge) as e:
+        yield ItemError(shown, _reason(e))
+
+
+def _file_kind(suffix: str) -> str | None:
+    if suffix in TEXT_EXTENSIONS or suffix in CODE_EXTENSIONS:
+        return "text"
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    return "pdf" if suffix in PDF_EXTENSIONS else None
 
 
 def _reason(error: BaseException) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return f"not UTF-8 text ({error.reason} at byte {error.start})"
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error)
@@ -285,7 +327,10 @@ def _reason(error: BaseException) -> str:
 def _payload(
     source: str, kind: str, mime: str, sha: str, opts: SourceOptions, **extra: Any
 ) -> dict[str, Any]:
-    payload: dict[str, Any] = {"source": source, "kind": kind, "mime": mime, "sha256": sha}
+    shown = display_path(source)
+    payload: dict[str, Any] = {"source": shown, "kind": kind, "mime": mime, "sha256": sha}
+    if shown != source:  # a name that is not UTF-8: its exact bytes, losslessly
+        payload["source_b64"] = base64.b64encode(os.fsencode(source)).decode("ascii")
     payload.update({k: v for k, v in extra.items() if v is not None})
     if opts.metadata:
         payload["meta"] = dict(opts.metadata)
@@ -307,6 +352,7 @@ def _text_items(
     tokenizer: Any,
     opts: SourceOptions,
     page: int | None = None,
+    encoding: str | None = None,
 ) -> Iterator[Item]:
     for chunk in chunk_text(
         text, tokenizer, chunk_tokens=opts.chunk_tokens, overlap=opts.chunk_overlap
@@ -322,6 +368,7 @@ def _text_items(
             page=page,
             chunk=chunk.index,
             task=task,
+            encoding=encoding,
             text=text_payload_value(chunk.text),
         )
         yield Item(
@@ -336,24 +383,25 @@ def _text_items(
 
 def _text_file_items(
     path: Path, source: str, suffix: str, tokenizer: Any, opts: SourceOptions
-) -> Iterator[Item]:
+) -> Iterator[Item | Ignored]:
     size = path.stat().st_size
     if size > opts.max_text_bytes:
         raise _TooLarge(f"text file of {size} bytes is over max_text_bytes={opts.max_text_bytes}")
-    text = path.read_bytes().decode("utf-8-sig")
+    decoded = decode_text(path.read_bytes(), suffix=suffix)
     is_code = suffix in CODE_EXTENSIONS
     task = ("code" if is_code else "retrieval") if opts.task == "auto" else opts.task
-    if not text.strip():
-        logger.info("skipping %s: empty file", source)
+    if not decoded.text.strip():
+        yield Ignored(display_path(source), "no text (only whitespace)")
         return
     yield from _text_items(
-        text,
+        decoded.text,
         source=source,
         kind="code" if is_code else "text",
         mime=mime_type(path),
         task=task,
         tokenizer=tokenizer,
         opts=opts,
+        encoding=decoded.encoding,
     )
 
 

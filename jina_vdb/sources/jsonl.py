@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from embedder.options import Task
+from jina_vdb.ingest_types import Ignored
 
 from .chunking import count_tokens
 from .files import (
@@ -26,6 +27,7 @@ from .files import (
     Modality,
     SourceOptions,
     _payload,
+    display_path,
     sha256_file,
     sha256_text,
     stable_id,
@@ -40,35 +42,44 @@ def iter_jsonl(
     *,
     tokenizer: Any | None = None,
     options: SourceOptions | None = None,
-) -> Iterator[Item | ItemError]:
-    """Yield one item per non-blank line of a JSONL file (an ItemError per bad line)."""
+) -> Iterator[Item | ItemError | Ignored]:
+    """Yield one item per non-blank line of a JSONL file (an ItemError per bad line).
+
+    JSON text is UTF-8 (RFC 8259; a UTF-8 BOM is accepted): other encodings are refused,
+    naming the line. A file without any record is ``Ignored``.
+    """
     opts = options or SourceOptions()
     path = Path(path)
-    source = path.resolve().as_posix()
+    source = path.resolve().as_posix()  # may hold surrogate escapes: hashed for ids
+    shown = display_path(source)
     try:
         f = open(path, encoding="utf-8-sig")
     except OSError as e:
-        yield ItemError(source, e.strerror or str(e))
+        yield ItemError(shown, e.strerror or str(e))
         return
     with f:
-        lineno = 0
+        lineno = records = 0
         while True:
             try:
                 line = f.readline()
             except UnicodeDecodeError as e:
                 yield ItemError(
-                    f"{source}:{lineno + 1}", f"not UTF-8 text ({e.reason}); rest of file skipped"
+                    f"{shown}:{lineno + 1}",
+                    f"not UTF-8 text ({e.reason}); JSONL must be UTF-8, rest of file skipped",
                 )
                 return
             if not line:
-                return
+                break
             lineno += 1
             if not line.strip():
                 continue
+            records += 1
             try:
                 yield _line_item(json.loads(line), path, source, lineno, tokenizer, opts)
             except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
-                yield ItemError(f"{source}:{lineno}", str(e))
+                yield ItemError(f"{shown}:{lineno}", str(e))
+    if not records:
+        yield Ignored(shown, "empty file" if not lineno else "no records (only blank lines)")
 
 
 def _line_item(

@@ -24,7 +24,7 @@ DEFAULT_MAX_RENDER_PIXELS = 16_000_000
 
 
 class PdfError(ValueError):
-    """A PDF that cannot be opened, read or rendered (the message names the file)."""
+    """A PDF that cannot be opened, read or rendered (the caller names the file)."""
 
 
 def _pdfium() -> Any:
@@ -40,7 +40,7 @@ def _open(path: str | os.PathLike[str]) -> Any:
     try:
         return pdfium.PdfDocument(os.fspath(path))
     except Exception as e:  # pdfium raises PdfiumError (and OSError) for bad files
-        raise PdfError(f"{os.fspath(path)}: cannot open PDF ({e})") from e
+        raise PdfError(f"cannot open PDF ({e})") from e
 
 
 def page_texts(path: str | os.PathLike[str]) -> list[str]:
@@ -59,9 +59,7 @@ def page_texts(path: str | os.PathLike[str]) -> list[str]:
                 finally:
                     textpage.close()
             except Exception as e:
-                raise PdfError(
-                    f"{os.fspath(path)}: cannot read the text of page {i + 1} ({e})"
-                ) from e
+                raise PdfError(f"cannot read the text of page {i + 1} ({e})") from e
             finally:
                 page.close()
         return texts
@@ -99,7 +97,7 @@ def render_page(
             image = bitmap.to_pil()
             return image if image.mode == "RGB" else image.convert("RGB")
         except Exception as e:
-            raise PdfError(f"{os.fspath(path)}: cannot render page {index + 1} ({e})") from e
+            raise PdfError(f"cannot render page {index + 1} ({e})") from e
         finally:
             page.close()
     finally:

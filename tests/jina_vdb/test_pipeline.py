@@ -82,15 +82,15 @@ def test_bad_items_are_listed_and_everything_else_ingested(
     write_text_corpus(corpus, 6)
     (corpus / "doc_003.txt").write_text("this one holds POISON for the encoder", encoding="utf-8")
     (corpus / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    (corpus / "latin1.txt").write_bytes(b"caf\xe9")
+    (corpus / "binary.txt").write_bytes(b"\x00\x01\x02 not text")
     lines = [{"id": "j1", "text": "fine line"}, {"id": "j1", "text": "same id again"}, {"text": ""}]
     (corpus / "lines.jsonl").write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
     spy = SpyEncoder(tiny_embedder, poison="POISON")
     with open_store(edge_url, "docs", spec=SPEC) as store:
         summary = ingest(iter_items([corpus], tokenizer=tiny_embedder.tokenizer), spy, store, FAST)
         reasons = {Path(f.source).name: f.reason for f in summary.failed}
-        assert set(reasons) == {"broken.png", "doc_003.txt", "latin1.txt", "lines.jsonl:3"}
-        assert "POISON" in reasons["doc_003.txt"] and "UTF-8" in reasons["latin1.txt"]
+        assert set(reasons) == {"broken.png", "doc_003.txt", "binary.txt", "lines.jsonl:3"}
+        assert "POISON" in reasons["doc_003.txt"] and "binary data" in reasons["binary.txt"]
         assert (summary.added, summary.duplicates) == (6, 1)  # 5 texts + j1, once
         assert store.count() == 6 and [r.id for r in store.get(["j1"])] == ["j1"]
     assert any(line.startswith("  failed: ") and "broken.png" in line for line in summary.lines())
@@ -110,8 +110,8 @@ def test_strict_mode_stops_at_the_first_failure(
                 store,
                 IngestOptions(strict=True, progress=False),
             )
-        (corpus / "latin1.txt").write_bytes(b"caf\xe9")
-        with pytest.raises(SourceError, match="latin1.txt"):
+        (corpus / "binary.txt").write_bytes(b"\x00\x01\x02 not text")
+        with pytest.raises(SourceError, match="binary.txt"):
             ingest(
                 iter_items([corpus], options=SourceOptions(strict=True)), tiny_embedder, store, FAST
             )

@@ -1,0 +1,120 @@
+"""Real folders through the CLI, in a subprocess: names that are not UTF-8, legacy encodings,
+files that are ignored or broken, and the messages a user reads about them (issue 16)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from ingest_helpers import REPO, cli_command, subprocess_env
+from PIL import Image
+
+from jina_vdb.sources import stable_id
+from jina_vdb.sources.samples import minimal_pdf
+
+pytestmark = pytest.mark.slow
+
+JAPANESE = (
+    "# 日本語のコメントです。東京から新幹線で行けます。\nx = '富士山は日本で一番高い山です'\n"
+)
+#: file -> (bytes, encoding recorded in the payload)
+TEXTS = {
+    b"caf\xe9.txt": (b"Caf\xe9 au lait, cr\xe8me br\xfbl\xe9e.\n", "cp1252"),
+    b"utf16le.txt": ("\ufeffUTF-16 little endian, héllo".encode("utf-16-le"), "utf-16-le"),
+    b"utf16be.txt": ("\ufeffUTF-16 big endian, héllo".encode("utf-16-be"), "utf-16-be"),
+    b"cp1252.md": ("“Smart quotes” — cost 5 € in the café.\n".encode("cp1252"), "cp1252"),
+    b"sjis_cookie.py": (
+        "# -*- coding: shift_jis -*-\nx = '富士山'\n".encode("shift_jis"),
+        "shift_jis",
+    ),
+    b"sjis.py": (JAPANESE.encode("shift_jis"), "cp932"),
+    b"plain.txt": (b"Plain UTF-8 text.\n", "utf-8"),
+}
+
+
+def cli(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = subprocess_env(JINA_VDB_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    return subprocess.run(
+        cli_command(*args), cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _messy_folder(root: Path) -> Path:
+    """A folder as found on a real disk (bytes names: some are not UTF-8)."""
+    folder = os.fsencode(root / "corpus")
+    os.makedirs(folder)
+    for name, (data, _) in TEXTS.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
+    with open(os.path.join(folder, b"binary.txt"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    for i in range(3):
+        with open(os.path.join(folder, b"icon%d.svg" % i), "wb") as f:
+            f.write(b'<svg xmlns="http://www.w3.org/2000/svg"/>')
+    open(os.path.join(folder, b"empty.md"), "wb").close()
+    os.symlink(os.fsencode(root / "gone.txt"), os.path.join(folder, b"dangling.txt"))
+    Image.new("RGB", (32, 32), "red").save(os.fsdecode(os.path.join(folder, b"pic\xff.png")))
+    with open(os.path.join(folder, b"r\xe9sum\xe9.pdf"), "wb") as f:
+        f.write(minimal_pdf([["Page one of the report"]]))
+    return Path(os.fsdecode(folder))
+
+
+def test_stable_ids_of_utf8_names_are_unchanged() -> None:
+    """Re-runs keep skipping what is stored: ids of UTF-8 names hash exactly as before."""
+    source = "/data/notes/résumé 日本.txt"
+    old = hashlib.sha256("\x00".join((source, "chunk=0", "abc")).encode("utf-8"))
+    assert stable_id(source, "chunk=0", "abc") == old.hexdigest()[:32]
+    raw = os.fsdecode(b"/data/caf\xe9.txt")  # the surrogate escape of byte 0xE9
+    expected = hashlib.sha256(b"/data/caf\xe9.txt\x00chunk=0\x00abc").hexdigest()[:32]
+    assert stable_id(raw, "chunk=0", "abc") == expected
+
+
+def test_a_real_folder_ingests_every_name_and_encoding_and_accounts_for_every_file(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    corpus = _messy_folder(tmp_path)
+    store = ("--store", f"qdrant:{tmp_path / 'q'}", "--model", str(tiny_checkpoint))
+    run = cli("ingest", str(corpus), *store, "--device", "cpu", "-q", cache=tmp_path / "c")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    # 7 texts + 1 image + a PDF page and its text layer; 2 failed, 4 ignored
+    assert lines[0].startswith("added 10, skipped 0 (already present), failed 2, ignored 4 ")
+    failed = {line for line in lines if line.startswith("  failed: ")}
+    assert failed == {
+        f"  failed: {corpus}/binary.txt: binary data, not text (NUL byte at byte 8)",
+        f"  failed: {corpus}/dangling.txt: broken symbolic link to {tmp_path}/gone.txt",
+    }
+    assert "  ignored: 3 (unsupported type .svg), 1 (empty file)" in lines
+    assert not any(f"{corpus}/icon0.svg" in line for line in lines)  # listed with --verbose only
+
+    again = cli("ingest", str(corpus), *store, "--device", "cpu", "-q", "-v", cache=tmp_path / "c")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("added 0, skipped 10 (already present), failed 2, ignored 4 ")
+    listed = [line for line in again.stdout.splitlines() if line.startswith("  ignored: /")]
+    assert sorted(listed) == [
+        f"  ignored: {corpus}/empty.md: empty file",
+        *(f"  ignored: {corpus}/icon{i}.svg: unsupported type .svg" for i in range(3)),
+    ]
+
+    found = cli("search", "café", *store, "--limit", "20", "--json", cache=tmp_path / "c")
+    assert found.returncode == 0, found.stderr
+    payloads = {Path(h["payload"]["source"]).name: h["payload"] for h in json.loads(found.stdout)}
+    for name, (_, encoding) in TEXTS.items():
+        shown = name.decode("utf-8", "backslashreplace")
+        assert payloads[shown]["encoding"] == encoding, shown
+    assert payloads["caf\\xe9.txt"]["text"] == "Café au lait, crème brûlée."
+    assert payloads["sjis.py"]["text"] == JAPANESE.strip()
+    # names that are not UTF-8: readable in "source", exact in "source_b64"
+    for shown, raw in [
+        ("caf\\xe9.txt", b"caf\xe9.txt"),
+        ("pic\\xff.png", b"pic\xff.png"),
+        ("r\\xe9sum\\xe9.pdf", b"r\xe9sum\xe9.pdf"),
+    ]:
+        payload = payloads[shown]
+        assert base64.b64decode(payload["source_b64"]) == os.fsencode(corpus) + b"/" + raw
+    assert "source_b64" not in payloads["plain.txt"]
