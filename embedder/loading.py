@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoTokenizer, Qwen2_5_VLConfig
 
+from .base_weights import BaseWeights
 from .config import JINA_CONFIG_KEYS, ImageSpec, ModelSpec
 from .errors import CheckpointError
 from .lora import LoraFactors, TaskLoRA
@@ -159,19 +160,26 @@ def _report_key_mismatch(what: str, unknown: list[str], missing: list[str]) -> N
     raise CheckpointError(f"{what} does not match the model: " + "; ".join(parts))
 
 
-def load_backbone_weights(model: JinaV4Model, folder: Path) -> None:
+def load_backbone_weights(model: JinaV4Model, folder: Path) -> dict[str, tuple[Path, str]]:
     """Load every shard tensor into ``model`` (in place), mapping legacy names.
+
+    Names and shapes are checked from the shard headers before anything is copied; then
+    tensors are copied one at a time, so loading needs no second copy of the model (each
+    tensor's file pages are released once it has been copied).
+
+    Returns:
+        Model state-dict name -> (shard file, checkpoint key): where each tensor lives.
 
     Raises:
         CheckpointError: A shard is missing, a tensor name is unknown, a model tensor is
             not in the checkpoint, or a shape differs; the message lists them.
     """
     expected = model.state_dict()
-    device = next(model.parameters()).device
-    loaded: dict[str, torch.Tensor] = {}
+    where: dict[str, tuple[Path, str]] = {}
     unknown: list[str] = []
+    bad_shapes: list[str] = []
     for shard, keys in _shard_files(folder).items():
-        with safe_open(folder / shard, framework="pt", device=str(device)) as f:
+        with safe_open(folder / shard, framework="pt") as f:
             present = set(f.keys())
             absent = [k for k in keys if k not in present]
             if absent:
@@ -186,23 +194,31 @@ def load_backbone_weights(model: JinaV4Model, folder: Path) -> None:
                 if name is None or name not in expected:
                     unknown.append(key)
                     continue
-                loaded[name] = f.get_tensor(key)
-    missing = [legacy_key(k) for k in expected if k not in loaded]
+                shape = tuple(f.get_slice(key).get_shape())
+                if shape != tuple(expected[name].shape):
+                    bad_shapes.append(
+                        f"{name}: checkpoint {shape} vs model {tuple(expected[name].shape)}"
+                    )
+                where[name] = (folder / shard, key)
+    missing = [legacy_key(k) for k in expected if k not in where]
     _report_key_mismatch("checkpoint", unknown, missing)
-    bad_shapes = [
-        f"{k}: checkpoint {tuple(t.shape)} vs model {tuple(expected[k].shape)}"
-        for k, t in loaded.items()
-        if t.shape != expected[k].shape
-    ]
     if bad_shapes:
         raise CheckpointError(f"checkpoint shapes do not match the config: {bad_shapes[:10]}")
+    by_file: dict[Path, list[tuple[str, str]]] = {}
+    for name, (path, key) in where.items():
+        by_file.setdefault(path, []).append((name, key))
     with torch.no_grad():
-        for name, tensor in loaded.items():
-            expected[name].copy_(tensor)  # casts to the model dtype in place
-    logger.info("loaded %d backbone tensors from %s", len(loaded), folder)
+        for path, pairs in by_file.items():
+            with safe_open(path, framework="pt") as f:
+                for name, key in pairs:
+                    expected[name].copy_(f.get_tensor(key))  # casts to the model dtype
+    logger.info("loaded %d backbone tensors from %s", len(where), folder)
+    return where
 
 
-def load_adapters(model: JinaV4Model, folder: Path, tasks: tuple[Task, ...]) -> TaskLoRA:
+def load_adapters(
+    model: JinaV4Model, folder: Path, tasks: tuple[Task, ...], base: BaseWeights
+) -> TaskLoRA:
     """Read adapters/ (all tasks in one file), check every tensor, return the task switcher.
 
     peft's own loader is deliberately not used: with this layout it loads nothing and
@@ -249,7 +265,7 @@ def load_adapters(model: JinaV4Model, folder: Path, tasks: tuple[Task, ...]) -> 
         alpha,
         [t.value for t in tasks],
     )
-    return TaskLoRA(targets, factors, scale)
+    return TaskLoRA(targets, factors, scale, base)
 
 
 def _adapter_module(name: str) -> str:
@@ -303,6 +319,8 @@ def load_model(
     check_layout(folder)
     config, spec = read_config(folder, attn_implementation)
     model = build_model(config, spec, device, dtype)
-    load_backbone_weights(model, folder)
-    lora = load_adapters(model, folder, spec.tasks)
+    where = load_backbone_weights(model, folder)
+    # The adapted Linears' base weights stay in the checkpoint: re-read on a task switch.
+    base = BaseWeights({m: where[f"{m}.weight"] for m in model.lora_targets()}, dtype)
+    lora = load_adapters(model, folder, spec.tasks, base)
     return model, lora

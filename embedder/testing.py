@@ -328,6 +328,7 @@ def random_embedder(
     processor and encoder are the same classes, so the forward path is the same. The
     tokenizer is the small trained one (token *counts* differ from Qwen's, shapes don't).
     """
+    from .base_weights import BaseWeights
     from .config import resolve_device, resolve_dtype
     from .encoder import JinaV4Embedder
     from .loading import load_tokenizer, read_config, read_image_spec
@@ -352,6 +353,8 @@ def random_embedder(
             a = torch.randn(LORA_RANK, lin.in_features, generator=gen, device=dev, dtype=dt)
             b = torch.randn(lin.out_features, LORA_RANK, generator=gen, device=dev, dtype=dt)
             factors[task][name] = LoraFactors(a=a / math.sqrt(lin.in_features), b=b * 0.01)
-    lora = TaskLoRA(model.lora_targets(), factors, scale=1.0)
+    # No checkpoint to re-read the base weights from on a task switch: write them out.
+    base = BaseWeights.spill({n: lin.weight for n, lin in model.lora_targets().items()})
+    lora = TaskLoRA(model.lora_targets(), factors, scale=1.0, base=base)
     processor = Processor(load_tokenizer(folder), read_image_spec(folder), config)
     return JinaV4Embedder(model, lora, processor, device=dev, dtype=dt)
