@@ -66,16 +66,11 @@ def report_resident(emb, label: str) -> None:
 
     held = tensor_bytes_by_device(emb).get(str(emb.device), 0)
     params = sum(p.numel() * p.element_size() for p in emb._model.parameters())
-    factors = {
-        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-        for per_module in emb._lora._factors.values()
-        for f in per_module.values()
-        for t in (f.a, f.b)
-    }
+    factors = tensor_bytes_by_device(emb._lora._factors).get(str(emb.device), 0)
     report(
         f"resident weights {label}",
         f"{held / GB:.3f} GB = {held / params:.3f}x the parameters ({params / GB:.3f} GB; "
-        f"LoRA factors {sum(factors.values()) / GB:.3f} GB)",
+        f"LoRA factors {factors / GB:.3f} GB)",
     )
 
 

@@ -30,13 +30,8 @@ def _budget_parts(emb: JinaV4Embedder) -> tuple[int, int, int]:
     """(bytes held on the CPU, the model's parameter bytes, the LoRA factors' bytes)."""
     held = tensor_bytes_by_device(emb)["cpu"]
     params = sum(p.numel() * p.element_size() for p in emb._model.parameters())
-    factors = {
-        t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
-        for per_module in emb._lora.factors.values()
-        for f in per_module.values()
-        for t in (f.a, f.b)
-    }
-    return held, params, sum(factors.values())
+    factors = tensor_bytes_by_device(emb._lora.factors)["cpu"]
+    return held, params, factors
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
