@@ -15,6 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -63,7 +64,7 @@ class VectorStore(ABC):
         prepared = prepare_records(list(records), self.spec, self._check_record)
         limits = (self.max_request_bytes, self.max_request_records)
         for chunk in byte_bounded_chunks(prepared, *limits):
-            self._run("upsert", lambda chunk=chunk: self._write(chunk), retry=True)
+            self._run("upsert", partial(self._write, chunk), retry=True)
         if prepared:
             self._run("upsert", self._after_write)
         return len(prepared)

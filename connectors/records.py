@@ -141,7 +141,7 @@ def prepare_record(
     a shorter one is an error. Raises RecordError naming the record.
     """
     record_id = check_id(record.id, index=index)
-    where = {"index": index, "record_id": record_id}
+    where: dict[str, Any] = {"index": index, "record_id": record_id}
     dense = _check_vector("dense", record.dense, (None,), **where)
     if dense.shape[0] < spec.dim:
         raise RecordError(

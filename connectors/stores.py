@@ -83,19 +83,18 @@ def open_store(
     if where.backend == "qdrant":
         from .qdrant import QdrantStore
 
-        loc = {"url": where.location} if where.server else {"path": where.location}
+        server, path = (where.location, None) if where.server else (None, where.location)
         if spec is None:
-            return QdrantStore.open(collection, **loc)
-        return QdrantStore.create(collection, spec=spec, **loc)
+            return QdrantStore.open(collection, url=server, path=path)
+        return QdrantStore.create(collection, url=server, path=path, spec=spec)
     from .milvus import MilvusStore
 
-    token = os.environ.get("MILVUS_TOKEN") if where.server else None
-    extra = {"token": token} if token else {}
+    token = (os.environ.get("MILVUS_TOKEN") or None) if where.server else None
     if spec is None:
-        return MilvusStore.open(collection, uri=where.location, **extra)
-    if max_tokens is not None:
-        extra["max_tokens"] = max_tokens
-    return MilvusStore.create(collection, uri=where.location, spec=spec, **extra)
+        return MilvusStore.open(collection, uri=where.location, token=token)
+    return MilvusStore.create(
+        collection, uri=where.location, spec=spec, token=token, max_tokens=max_tokens
+    )
 
 
 def open_or_create(

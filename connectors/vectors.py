@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 _EPS = 1e-12
+K = TypeVar("K", bound=Hashable)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation in float32 ((d,) or (n, d))."""
     x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.maximum(norm, _EPS)
+    unit: np.ndarray = x / np.maximum(norm, _EPS)
+    return unit
 
 
 def matryoshka_prefix(dense: np.ndarray, k: int) -> np.ndarray:
@@ -43,12 +46,13 @@ def maxsim_many(query_tokens: np.ndarray, docs: Sequence[np.ndarray]) -> np.ndar
     sims = tokens @ q.T  # (sum t_i, q)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     best = np.maximum.reduceat(sims, starts, axis=0)  # (n_docs, q): best doc token per query token
-    return best.sum(axis=1).astype(np.float32)
+    scores: np.ndarray = best.sum(axis=1).astype(np.float32)
+    return scores
 
 
-def rrf(rankings: Sequence[Sequence[Hashable]], k: int = 60) -> list[tuple[Hashable, float]]:
+def rrf(rankings: Sequence[Sequence[K]], k: int = 60) -> list[tuple[K, float]]:
     """Reciprocal rank fusion: score(id) = sum over lists of 1 / (k + rank), ranks from 1."""
-    scores: dict[Hashable, float] = {}
+    scores: dict[K, float] = {}
     for ranking in rankings:
         for rank, key in enumerate(ranking, start=1):
             scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)

@@ -15,9 +15,10 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+from ..clients import MilvusClientHandle
 from ..errors import BackendError, ConnectorError, StoreLockedError, StoreUnavailableError
 from .convert import pymilvus
 
@@ -71,24 +72,29 @@ def lite_locked(path: str) -> bool:
 class Connection:
     """A client and whether this package owns it (then ``close`` releases it)."""
 
-    client: Any
+    client: MilvusClientHandle
     uri: str | None
     owned: bool
+    closed: bool = False
 
     def close(self) -> None:
         """Close an owned client; stop the Milvus Lite server when its last store closes."""
-        if not self.owned or self.client is None:
+        if not self.owned or self.closed:
             return
-        client, self.client = self.client, None
+        self.closed = True
         try:
-            client.close()
+            self.client.close()
         finally:
             if self.uri and is_lite(self.uri):
                 _release_lite(self.uri)
 
 
 def connect(
-    uri: str, *, token: str | None = None, client: Any = None, timeout: float | None = None
+    uri: str,
+    *,
+    token: str | None = None,
+    client: MilvusClientHandle | None = None,
+    timeout: float | None = None,
 ) -> Connection:
     """A MilvusClient for ``uri`` (or the caller's ``client``), with our error types.
 

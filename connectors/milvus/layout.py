@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..clients import MilvusClientHandle
 from ..errors import QueryError
 from ..spec import CollectionSpec
 from .convert import PAYLOAD, PK, Layout
@@ -27,7 +28,7 @@ Scored = tuple[str, float, "dict[str, Any] | None"]
 class Target:
     """The collection a layout works on, and the client and request options to reach it."""
 
-    client: Any  # pymilvus.MilvusClient
+    client: MilvusClientHandle
     name: str
     spec: CollectionSpec
     max_tokens: int | None = None
@@ -85,9 +86,10 @@ class TokenLayout(ABC):
     # -- writes ------------------------------------------------------------------------
     @abstractmethod
     def write(
-        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]
+        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
     ) -> None:
-        """Write documents rows (pk, dense fields, payload) and their token vectors."""
+        """Write documents rows (pk, dense fields, payload) and their token vectors (one
+        (t, 128) matrix per row; empty for a dense-only collection)."""
 
     def delete_tokens(self, keys: Sequence[str]) -> None:
         """Remove the token vectors of deleted documents (their rows are already gone)."""
@@ -113,6 +115,6 @@ class DenseOnly(TokenLayout):
     kind = Layout.NONE
 
     def write(
-        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]
+        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
     ) -> None:
         self.target.client.upsert(self.target.name, rows, **self.target.request)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..base import VectorStore
+from ..clients import MilvusClientHandle
 from ..errors import (
     CollectionNotFoundError,
     ConnectorError,
@@ -83,7 +84,7 @@ class MilvusStore(VectorStore):
         *,
         uri: str = "./milvus.db",
         token: str | None = None,
-        client: Any = None,
+        client: MilvusClientHandle | None = None,
         spec: CollectionSpec | None = None,
         dim: int = 2048,
         prefetch_dims: Sequence[int] = (128,),
@@ -133,7 +134,7 @@ class MilvusStore(VectorStore):
                 max_tokens = None
             elif max_tokens is None:
                 max_tokens = DEFAULT_MAX_TOKENS
-            create_kwargs = {"consistency_level": consistency_level or "Strong"}
+            create_kwargs: dict[str, Any] = {"consistency_level": consistency_level or "Strong"}
             if num_shards is not None:
                 create_kwargs["num_shards"] = num_shards
             store = cls(
@@ -158,7 +159,7 @@ class MilvusStore(VectorStore):
         *,
         uri: str = "./milvus.db",
         token: str | None = None,
-        client: Any = None,
+        client: MilvusClientHandle | None = None,
         timeout: float | None = None,
     ) -> MilvusStore:
         """Open an existing collection; its spec and layout are read back from Milvus.
@@ -272,7 +273,8 @@ class MilvusStore(VectorStore):
             cv.doc_row(self.spec, k, r.vectors, r.payload)
             for k, r in zip(keys, records, strict=True)
         ]
-        tokens = [r.vectors.get(self.spec.multivector_field) for r in records]
+        field = self.spec.multivector_field
+        tokens = [r.vectors[field] for r in records] if self.spec.multivector else []
         self.layout.write(keys, rows, tokens)
 
     def _delete(self, ids: list[RecordId]) -> None:
@@ -475,7 +477,7 @@ def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:
     return wanted
 
 
-def _resolve_layout(client: Any, spec: CollectionSpec, wanted: Layout) -> Layout:
+def _resolve_layout(client: MilvusClientHandle, spec: CollectionSpec, wanted: Layout) -> Layout:
     """The layout a new collection gets; the choice and its reason are logged."""
     if not spec.multivector:
         return Layout.NONE

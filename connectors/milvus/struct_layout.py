@@ -174,7 +174,7 @@ class StructLayout(TokenLayout):
             )
 
     def write(
-        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]
+        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
     ) -> None:
         for row, toks in zip(rows, tokens, strict=True):
             row[self.field] = struct_value(toks)

@@ -194,7 +194,7 @@ class TokenRowsLayout(TokenLayout):
 
     # -- writes ------------------------------------------------------------------------
     def write(
-        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray | None]
+        self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
     ) -> None:
         t = self.target
         old = {

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ..clients import QdrantClientHandle
 from ..errors import (
     BackendError,
     CollectionNotFoundError,
@@ -46,11 +47,17 @@ class ClientQdrantStore(QdrantStore):
     _secret: str | None = None  # the API key, redacted from every message
 
     def __init__(
-        self, name: str, spec: CollectionSpec, client: Any, *, owns_client: bool, where: str
+        self,
+        name: str,
+        spec: CollectionSpec,
+        client: QdrantClientHandle,
+        *,
+        owns_client: bool,
+        where: str,
     ) -> None:
         super().__init__(name, spec)
         self.where = where  # for messages: a URL without credentials, or the local folder
-        self._client = client
+        self._client: QdrantClientHandle | None = client
         self._owns_client = owns_client
 
     # -- create / open ------------------------------------------------------------------
@@ -120,14 +127,16 @@ class ClientQdrantStore(QdrantStore):
         _deps.require("qdrant_client")
         from qdrant_client import QdrantClient
 
+        key = None
+        client: QdrantClientHandle
         if kind == "client":
             if not isinstance(value, QdrantClient):
                 raise TypeError(
                     f"client must be a qdrant_client.QdrantClient, got {type(value).__name__}"
                 )
-            store = cls(name, spec, value, owns_client=False, where="")
+            client = value
         elif kind == "local":
-            store = cls(name, spec, _local_client(value), owns_client=True, where="")
+            client = _local_client(value)
         else:
             key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
             client = QdrantClient(
@@ -137,9 +146,9 @@ class ClientQdrantStore(QdrantStore):
                 timeout=timeout,
                 check_compatibility=False,
             )
-            store = cls(name, spec, client, owns_client=True, where="")
-            store._secret = key or None
-        store._describe(store._client.init_options)
+        store = cls(name, spec, client, owns_client=kind != "client", where="")
+        store._secret = key or None
+        store._describe(client.init_options)
         return store
 
     def _describe(self, options: dict[str, Any]) -> None:
@@ -175,7 +184,7 @@ class ClientQdrantStore(QdrantStore):
         return spec
 
     # -- the client calls, with server faults translated ---------------------------------
-    def _call(self, fn: Callable[[Any], T]) -> T:
+    def _call(self, fn: Callable[[QdrantClientHandle], T]) -> T:
         client = self._client
         if client is None:
             raise self._closed_error()
@@ -249,7 +258,7 @@ class ClientQdrantStore(QdrantStore):
             client.close()
 
 
-def _local_client(location: str) -> Any:
+def _local_client(location: str) -> QdrantClientHandle:
     from qdrant_client import QdrantClient
 
     try:

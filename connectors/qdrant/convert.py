@@ -278,4 +278,5 @@ def client_query(
         search_params=lambda ef: m.SearchParams(hnsw_ef=ef),
         request=request,
     )
-    return _query(plan, vectors, hnsw_ef, kit, client_filter(plan.filter))
+    kwargs: dict[str, Any] = _query(plan, vectors, hnsw_ef, kit, client_filter(plan.filter))
+    return kwargs

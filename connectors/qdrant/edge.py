@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..clients import EdgeShardHandle
 from ..errors import (
     BackendError,
     CollectionNotFoundError,
@@ -51,10 +52,12 @@ class EdgeQdrantStore(QdrantStore):
     hnsw_ef: int | None = 128
     tuning: schema.EdgeTuning = schema.EdgeTuning()
 
-    def __init__(self, name: str, spec: CollectionSpec, folder: Path, shard: Any) -> None:
+    def __init__(
+        self, name: str, spec: CollectionSpec, folder: Path, shard: EdgeShardHandle
+    ) -> None:
         super().__init__(name, spec)
         self.folder = folder
-        self._shard = shard
+        self._shard: EdgeShardHandle | None = shard
         self._pending = 0  # points written since the last optimize()
 
     # -- create / open ------------------------------------------------------------------
@@ -201,7 +204,7 @@ class EdgeQdrantStore(QdrantStore):
         reason = " ".join(str(error).split())[:300]
         return BackendError(f"qdrant-edge collection {self.name!r} in {self.folder}: {reason}")
 
-    def _live(self) -> Any:
+    def _live(self) -> EdgeShardHandle:
         if self._shard is None:
             raise self._closed_error()
         return self._shard

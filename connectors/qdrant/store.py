@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base import VectorStore
+from ..clients import QdrantClientHandle
 from ..errors import ConnectorError
 from ..query import Hit
 from ..records import Record, RecordId
@@ -50,7 +51,7 @@ class QdrantStore(VectorStore):
         local: str | os.PathLike[str] | None = None,
         url: str | None = None,
         api_key: str | None = None,
-        client: Any = None,
+        client: QdrantClientHandle | None = None,
         spec: CollectionSpec | None = None,
         dim: int = 2048,
         prefetch_dims: Sequence[int] = (128,),
@@ -126,7 +127,7 @@ class QdrantStore(VectorStore):
         local: str | os.PathLike[str] | None = None,
         url: str | None = None,
         api_key: str | None = None,
-        client: Any = None,
+        client: QdrantClientHandle | None = None,
         prefer_grpc: bool = True,
         timeout: int = DEFAULT_TIMEOUT,
     ) -> QdrantStore:
@@ -171,9 +172,15 @@ class QdrantStore(VectorStore):
         return ConnectorError(f"collection {self.name!r} is closed (or dropped); open it again")
 
 
-def _where(*, path: Any, local: Any, url: str | None, client: Any) -> tuple[str, Any]:
+def _where(
+    *,
+    path: str | os.PathLike[str] | None,
+    local: str | os.PathLike[str] | None,
+    url: str | None,
+    client: QdrantClientHandle | None,
+) -> tuple[str, Any]:
     """Which engine: exactly one of path / local / url / client; nothing -> path=./qdrant_data."""
-    chosen = {
+    chosen: dict[str, Any] = {
         k: v
         for k, v in (("path", path), ("local", local), ("url", url), ("client", client))
         if v is not None
