@@ -125,9 +125,7 @@ class VectorStore(ABC):
             raise ValueError(f"page_size must be a positive int, got {page_size!r}")
         cursor: Any = None
         while True:
-            page, cursor = self._run(
-                "scan", lambda start=cursor: self._scan_page(flt, page_size, start)
-            )
+            page, cursor = self._run("scan", partial(self._scan_page, flt, page_size, cursor))
             yield from page
             if cursor is None:
                 return

@@ -14,7 +14,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -75,7 +75,7 @@ def decode(
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x MAX_IMAGE_PIXELS; treat that as an error too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             factor = _reduce_factor(image.size, look.max_pixels)
             if factor > 1 and image.format == "JPEG":
                 # DCT scaling: decode straight at 1/2, 1/4 or 1/8 size, never the full image.
@@ -185,6 +185,6 @@ def _has_alpha(image: Image.Image) -> bool:
 
 def _stretch_to_l(image: Image.Image) -> Image.Image:
     """32-bit int / float images have no fixed range: map their min..max to 0..255."""
-    low, high = image.getextrema()
+    low, high = cast("tuple[float, float]", image.getextrema())  # one band: (min, max)
     scale = 255 / (high - low) if high > low else 0.0
     return image.convert("F").point(lambda v: (v - low) * scale).convert("L")

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -323,7 +323,7 @@ class JinaV4Embedder:
         counts = np.asarray(costs, dtype=np.int64)
 
         def run(batch: Batch, inputs: ModelInputs) -> tuple[np.ndarray, list[np.ndarray] | None]:
-            self._lora.activate(batch.group)
+            self._lora.activate(cast(Task, batch.group))  # grouped by task above
             out = self._model(inputs.to(self._device), multivector=opts.multivector)
             return self._to_numpy(out, opts)
 

@@ -131,7 +131,8 @@ class _Download:
 
         class HTTPSHandler(urllib.request.HTTPSHandler):
             def https_open(self, req: Any) -> Any:
-                return self.do_open(HTTPSConnection, req, context=self._context)
+                context = self._context  # type: ignore[attr-defined]  # urllib's own, private
+                return self.do_open(HTTPSConnection, req, context=context)
 
         opener = urllib.request.build_opener(_HttpOnlyRedirects, HTTPHandler, HTTPSHandler)
         headers = {"Accept": "image/*", "User-Agent": "jina-vdb"}

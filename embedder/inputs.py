@@ -129,7 +129,11 @@ def load_images(
     items = _as_batch(sources, kind="images", error=ImageInputError)
     return [
         load_image(
-            source, index=index, timeout=timeout, background=background, max_pixels=max_pixels
+            source,  # type: ignore[arg-type]  # load_image refuses other types, naming the item
+            index=index,
+            timeout=timeout,
+            background=background,
+            max_pixels=max_pixels,
         )
         for index, source in enumerate(items)
     ]

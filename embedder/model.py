@@ -11,6 +11,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -47,15 +48,15 @@ class ModelInputs:
     image_grid_thw: torch.Tensor | None = None  # (n_images, 3) int64
 
     def to(self, device: torch.device) -> ModelInputs:
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device, non_blocking=True)
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
 
         return ModelInputs(
             input_ids=move(self.input_ids),
             attention_mask=move(self.attention_mask),
             pool_mask=move(self.pool_mask),
-            pixel_values=move(self.pixel_values),
-            image_grid_thw=move(self.image_grid_thw),
+            pixel_values=None if self.pixel_values is None else move(self.pixel_values),
+            image_grid_thw=None if self.image_grid_thw is None else move(self.image_grid_thw),
         )
 
 
@@ -88,7 +89,7 @@ class JinaV4Model(nn.Module):
         for i, _ in enumerate(self.model.language_model.layers):
             for sub in LORA_LAYER_MODULES:
                 name = f"model.language_model.layers.{i}.{sub}"
-                targets[name] = self.get_submodule(name)
+                targets[name] = cast(nn.Linear, self.get_submodule(name))
         targets[PROJECTOR] = self.multi_vector_projector
         return targets
 
@@ -102,7 +103,10 @@ class JinaV4Model(nn.Module):
             pos = (attn.long().cumsum(-1) - 1).clamp(min=0)  # (B, L)
             position_ids = pos.unsqueeze(0).expand(3, -1, -1)  # (3, B, L), M-RoPE: t = h = w
         else:
-            image_embeds = self._image_features(batch.pixel_values, batch.image_grid_thw)
+            grid = batch.image_grid_thw
+            if grid is None:
+                raise EmbedderError("pixel_values given without image_grid_thw")
+            image_embeds = self._image_features(batch.pixel_values, grid)
             image_mask = (ids == self.config.image_token_id).unsqueeze(-1)  # (B, L, 1)
             if int(image_mask.sum()) != image_embeds.shape[0]:
                 raise EmbedderError(
@@ -110,9 +114,7 @@ class JinaV4Model(nn.Module):
                     f"gave {image_embeds.shape[0]} features"
                 )
             embeds = embeds.masked_scatter(image_mask, image_embeds.to(embeds.dtype))  # (B, L, H)
-            position_ids = mrope_position_ids(
-                ids, attn, batch.image_grid_thw, self.config
-            )  # (3, B, L)
+            position_ids = mrope_position_ids(ids, attn, grid, self.config)  # (3, B, L)
         hidden = lm(
             inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids, use_cache=False
         ).last_hidden_state  # (B, L, H), after the final RMSNorm

@@ -112,12 +112,19 @@ def train_tokenizer(vocab_size: int = 512) -> Tokenizer:
     return tok
 
 
+def _token_id(tok: Tokenizer, token: str) -> int:
+    found = tok.token_to_id(token)
+    if found is None:
+        raise ValueError(f"the tiny tokenizer lacks the special token {token!r}")
+    return found
+
+
 def write_tokenizer(folder: Path) -> dict[str, int]:
     """Write tokenizer.json, vocab.json, merges.txt, tokenizer_config.json; return special ids."""
     tok = train_tokenizer()
     tok.save(str(folder / "tokenizer.json"))
     tok.model.save(str(folder))  # vocab.json + merges.txt, as the real repo ships them
-    ids = {t: tok.token_to_id(t) for t in QWEN_SPECIAL_TOKENS}
+    ids = {t: _token_id(tok, t) for t in QWEN_SPECIAL_TOKENS}
     added = {
         str(ids[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
                       "single_word": False, "special": not t.endswith("tool_call>")}

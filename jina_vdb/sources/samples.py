@@ -8,6 +8,7 @@ so re-running the demo skips everything already stored.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -104,7 +105,7 @@ def bar_chart(
 
 
 def table_image(
-    title: str, rows: list[tuple[str, ...]], size: tuple[int, int] = (560, 320)
+    title: str, rows: Sequence[tuple[str, ...]], size: tuple[int, int] = (560, 320)
 ) -> Image.Image:
     """A ruled table with a header row, like a scanned receipt or invoice."""
     w, h = size
