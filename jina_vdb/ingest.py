@@ -41,6 +41,7 @@ from .ingest_types import (
     SourceFailure,
     Tally,
     failure_of,
+    item_location,
 )
 
 __all__ = [
@@ -69,11 +70,13 @@ class _Stopped(Exception):
 class _Loaded:
     item: Any
     content: Any
+    file_no: int  # which source file it came from (progress is counted in files)
 
 
 @dataclass
 class _Event:
     kind: str  # "skipped" | "duplicate" | "failed" | "ignored"
+    file_no: int
     failure: Failure | None = None
     ignored: Ignored | None = None
 
@@ -83,6 +86,8 @@ def ingest(
     encoder: Encoder,
     store: VectorStore,
     options: IngestOptions | None = None,
+    *,
+    total_files: int | None = None,
 ) -> IngestSummary:
     """Embed items and upsert them, skipping ids the store already holds.
 
@@ -92,6 +97,8 @@ def ingest(
         encoder: has ``encode_text`` / ``encode_image`` returning ``.dense`` and ``.multivectors``.
         store: the collection to write to (its spec decides whether token vectors are kept).
         options: batching, strictness and progress settings.
+        total_files: how many files ``items`` come from (``jina_vdb.sources.count_files``):
+            the progress bar's total and ETA.
 
     Returns:
         The summary: added, skipped (already present), duplicates, failures with reasons.
@@ -99,7 +106,7 @@ def ingest(
     Raises:
         IngestError: in strict mode, on the first failure (items written before it stay).
     """
-    return _Pipeline(encoder, store, options or IngestOptions()).run(items)
+    return _Pipeline(encoder, store, options or IngestOptions()).run(items, total_files)
 
 
 def _wait_put(q: queue.Queue[Any], value: Any, stop: threading.Event) -> None:
@@ -111,6 +118,18 @@ def _wait_put(q: queue.Queue[Any], value: Any, stop: threading.Event) -> None:
         except queue.Full:
             continue
     raise _Stopped
+
+
+def _file_key(entry: Any, previous: str | None) -> str:
+    """The file an entry comes from: its payload's source, or a failure's / ignored file's.
+
+    A JSONL line's failure names ``file:line``: it belongs to the file being read.
+    """
+    payload = getattr(entry, "payload", None)
+    source = str(payload.get("source")) if payload else str(getattr(entry, "source", ""))
+    if previous is not None and source.startswith(previous + ":"):
+        return previous
+    return source
 
 
 def _is_text(item: Any) -> bool:
@@ -132,8 +151,10 @@ class _Pipeline:
         self.tally: Tally
 
     # -- driver ------------------------------------------------------------------------
-    def run(self, items: Iterable[Any]) -> IngestSummary:
-        self.tally = Tally(self.opts.progress, logger)
+    def run(self, items: Iterable[Any], total_files: int | None = None) -> IngestSummary:
+        self.tally = Tally(
+            self.opts.progress, logger, total_files=total_files, log_every=self.opts.log_every
+        )
         threads = [
             threading.Thread(target=self._guard, args=(self._read, iter(items)), daemon=True),
             threading.Thread(target=self._guard, args=(self._write,), daemon=True),
@@ -169,34 +190,50 @@ class _Pipeline:
 
     # -- reader thread -------------------------------------------------------------------
     def _read(self, items: Any) -> None:
-        pending: list[Any] = []
-        seen: set[Any] = set()
+        pending: list[tuple[Any, int]] = []
+        seen: dict[Any, Any] = {}  # id -> the payload of its first item (a shared dict)
+        file_key, file_no = None, -1
         for item in items:
             if self.stop.is_set():
                 raise _Stopped
+            key = _file_key(item, file_key)
+            if key != file_key:  # sources yield a file's entries together
+                if file_no >= 0:
+                    self.tally.close_file(file_no)
+                file_key, file_no = key, file_no + 1
+            self.tally.expect(file_no)
             if isinstance(item, Ignored):
-                self._put(self.loaded, _Event("ignored", ignored=item))
+                self._put(self.loaded, _Event("ignored", file_no, ignored=item))
             elif isinstance(item, SourceFailure) and not hasattr(item, "load"):
-                self._put(self.loaded, _Event("failed", Failure(item.source, item.reason)))
+                failure = Failure(item.source, item.reason)
+                self._put(self.loaded, _Event("failed", file_no, failure))
             elif item.id in seen:
-                self._put(self.loaded, _Event("duplicate"))
+                first = item_location(seen[item.id])
+                repeat = Failure(
+                    item_location(item.payload),
+                    f"id {item.id!r} is already used by {first}; only the first is ingested",
+                    item.id,
+                )
+                self._put(self.loaded, _Event("duplicate", file_no, failure=repeat))
             else:
-                seen.add(item.id)
-                pending.append(item)
+                seen[item.id] = item.payload
+                pending.append((item, file_no))
                 if len(pending) >= self.opts.check_batch:
                     self._check_and_load(pending)
                     pending = []
         self._check_and_load(pending)
+        if file_no >= 0:
+            self.tally.close_file(file_no)
         self._put(self.loaded, _END)
 
-    def _check_and_load(self, pending: list[Any]) -> None:
+    def _check_and_load(self, pending: list[tuple[Any, int]]) -> None:
         present: set[Any] = set()
         if pending and self.opts.skip_existing:
             with self.tally.clock("read"), self.store_lock:
-                present = {r.id for r in self.store.get([it.id for it in pending])}
-        for item in pending:
+                present = {r.id for r in self.store.get([it.id for it, _ in pending])}
+        for item, file_no in pending:
             if item.id in present:
-                self._put(self.loaded, _Event("skipped"))
+                self._put(self.loaded, _Event("skipped", file_no))
                 continue
             is_image = not _is_text(item)
             while is_image and not self.image_slots.acquire(timeout=0.1):
@@ -208,9 +245,9 @@ class _Pipeline:
             except Exception as e:
                 if is_image:
                     self.image_slots.release()
-                self._put(self.loaded, _Event("failed", failure_of(item, e)))
+                self._put(self.loaded, _Event("failed", file_no, failure_of(item, e)))
                 continue
-            self._put(self.loaded, _Loaded(item, content))
+            self._put(self.loaded, _Loaded(item, content, file_no))
 
     # -- encoder (calling thread) -----------------------------------------------------------
     def _encode_loop(self) -> None:
@@ -255,19 +292,22 @@ class _Pipeline:
         raise _Stopped
 
     def _on_event(self, event: _Event) -> None:
-        if event.failure is not None:
-            self._fail(event.failure)
+        if event.kind == "duplicate" and event.failure is not None:
+            logger.warning("duplicate %s: %s", event.failure.source, event.failure.reason)
+            self.tally.duplicate(event.failure, event.file_no)
+        elif event.failure is not None:
+            self._fail(event.failure, event.file_no)
         elif event.ignored is not None:
             logger.debug("ignored %s: %s", event.ignored.source, event.ignored.reason)
-            self.tally.ignore(event.ignored)
+            self.tally.ignore(event.ignored, event.file_no)
         else:
-            self.tally.add("skipped" if event.kind == "skipped" else "duplicates", done=1)
+            self.tally.add("skipped", done=(event.file_no,))
 
-    def _fail(self, failure: Failure) -> None:
+    def _fail(self, failure: Failure, file_no: int) -> None:
         if self.opts.strict:
             raise IngestError(f"{failure.source}: {failure.reason}")
         logger.warning("skipped %s: %s", failure.source, failure.reason)
-        self.tally.fail(failure)
+        self.tally.fail(failure, file_no)
 
     def _encode(self, batch: list[_Loaded], *, text: bool) -> None:
         try:
@@ -275,7 +315,7 @@ class _Pipeline:
                 out = self._call_encoder(batch, text=text)
         except Exception as e:
             if len(batch) == 1:
-                self._fail(failure_of(batch[0].item, e))
+                self._fail(failure_of(batch[0].item, e), batch[0].file_no)
             else:
                 logger.info(
                     "a batch of %d failed to encode (%s); retrying one by one", len(batch), e
@@ -284,7 +324,7 @@ class _Pipeline:
         else:
             self._count_encoded(batch, text=text)
             with self.tally.clock("wait_write"):  # blocked when the writer is behind
-                self._put(self.encoded, ([m.item for m in batch], out))
+                self._put(self.encoded, (batch, out))
         finally:
             if not text:
                 for _ in batch:
@@ -305,17 +345,17 @@ class _Pipeline:
             try:
                 out = self._call_encoder([m], text=text)
             except Exception as e:
-                failures.append(failure_of(m.item, e))
+                failures.append((failure_of(m.item, e), m.file_no))
                 continue
             self._count_encoded([m], text=text)
-            self._put(self.encoded, ([m.item], out))
+            self._put(self.encoded, ([m], out))
         if len(failures) == len(batch):
             # Every item failing alone means the encoder is broken: stop, don't list them all.
             raise IngestError(
                 f"the encoder failed on every item of a batch of {len(batch)}: {batch_error}"
             ) from batch_error
-        for failure in failures:
-            self._fail(failure)
+        for failure, file_no in failures:
+            self._fail(failure, file_no)
 
     def _call_encoder(self, batch: list[_Loaded], *, text: bool) -> Any:
         tasks = [m.item.task for m in batch]
@@ -341,31 +381,37 @@ class _Pipeline:
                 continue
             if msg is _END:
                 return
-            items, batch = msg
+            loaded, batch = msg
+            items = [m.item for m in loaded]
             records = records_from_batch(
                 batch, [it.id for it in items], [it.payload for it in items]
             )
             step = self.opts.write_batch
             for lo in range(0, len(records), step):
-                self._write_slice(items[lo : lo + step], records[lo : lo + step])
+                self._write_slice(loaded[lo : lo + step], records[lo : lo + step])
 
-    def _write_slice(self, items: Sequence[Any], records: Sequence[Record]) -> None:
+    def _write_slice(self, loaded: Sequence[_Loaded], records: Sequence[Record]) -> None:
         # Small upsert calls: a DB binding may hold the GIL for a whole call, stalling the encoder.
         with self.tally.clock("write"):
             try:
                 with self.store_lock:
                     written = self.store.upsert(records)
+                done = [m.file_no for m in loaded]
             except RecordError:
-                written = self._write_one_by_one(items, records)
-        total = self.tally.add("added", written, done=written)
+                done = self._write_one_by_one(loaded, records)
+                written = len(done)
+        total = self.tally.add("added", written, done=done)
         logger.debug("upserted %d records (%d so far)", written, total)
 
-    def _write_one_by_one(self, items: Sequence[Any], records: Sequence[Record]) -> int:
-        written = 0
-        for item, record in zip(items, records, strict=True):
+    def _write_one_by_one(self, loaded: Sequence[_Loaded], records: Sequence[Record]) -> list[int]:
+        """Upsert record by record; the file numbers of those written (failures reported)."""
+        done = []
+        for m, record in zip(loaded, records, strict=True):
             try:
                 with self.store_lock:
-                    written += self.store.upsert([record])
+                    self.store.upsert([record])
             except RecordError as e:
-                self._fail(failure_of(item, e))
-        return written
+                self._fail(failure_of(m.item, e), m.file_no)
+            else:
+                done.append(m.file_no)
+        return done

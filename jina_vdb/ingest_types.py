@@ -12,12 +12,17 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from connectors.errors import ConnectorError
 from connectors.records import RecordId
+
+from .progress import FileProgress
+
+#: Duplicate ids listed in a summary without ``verbose``.
+_LISTED = 10
 
 
 class Encoder(Protocol):
@@ -85,6 +90,8 @@ class IngestSummary:
     duplicates: int = 0  # the same id twice in the input: ingested once
     failed: list[Failure] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
+    #: Where each repeated id was met, and which item had it first.
+    duplicated: list[Failure] = field(default_factory=list)
     tokens: int = 0
     pages: int = 0
     seconds: float = 0.0
@@ -107,6 +114,11 @@ class IngestSummary:
             f"{self.tokens} tokens, {self.pages} images/pages encoded)"
         )
         lines = [head] + [f"  failed: {f.source}: {f.reason}" for f in self.failed]
+        shown = self.duplicated if verbose else self.duplicated[:_LISTED]
+        lines += [f"  duplicate: {d.source}: {d.reason}" for d in shown]
+        if len(shown) < len(self.duplicated):
+            more = len(self.duplicated) - len(shown)
+            lines.append(f"  duplicate: ... and {more} more (--verbose lists them)")
         if self.ignored:
             reasons = Counter(i.reason for i in self.ignored)
             lines.append(
@@ -136,7 +148,10 @@ class IngestOptions:
         max_pixels: per-image pixel budget passed to ``encode_image`` (None: the model's).
         strict: stop at the first failure (raise IngestError) instead of skipping it.
         skip_existing: skip ids the store already holds (False: encode and overwrite them).
-        progress: tqdm bar; None follows the log level (shown when INFO is enabled).
+        progress: tqdm bar (in files, with a total when ``ingest`` is told it); None follows
+            the log level (shown when INFO is enabled).
+        log_every: seconds between one-line progress logs on the ``jina_vdb.progress``
+            logger, for logs that are not a terminal (None: none; 0: one per file).
     """
 
     text_batch: int = 512
@@ -150,8 +165,11 @@ class IngestOptions:
     strict: bool = False
     skip_existing: bool = True
     progress: bool | None = None
+    log_every: float | None = None
 
     def __post_init__(self) -> None:
+        if self.log_every is not None and not self.log_every >= 0:
+            raise ValueError(f"log_every must be >= 0 seconds or None, got {self.log_every!r}")
         for name in (
             "text_batch",
             "text_batch_tokens",
@@ -177,62 +195,101 @@ class IngestOptions:
         )
 
 
+def item_location(payload: Mapping[str, Any], fallback: Any = None) -> str:
+    """Where an item comes from, for messages: ``file``, ``file:line`` or ``file#page=N``."""
+    where = str(payload.get("source", fallback))
+    if payload.get("page") is not None:
+        where += f"#page={payload['page']}"
+    if payload.get("line") is not None:
+        where += f":{payload['line']}"
+    return where
+
+
 def failure_of(item: Any, error: BaseException | str) -> Failure:
     """A Failure for an item (its source from the payload) and an error."""
     payload = getattr(item, "payload", None) or {}
-    source = str(payload.get("source", item.id))
-    if payload.get("page") is not None:
-        source += f"#page={payload['page']}"
-    if payload.get("line") is not None:
-        source += f":{payload['line']}"
     reason = error if isinstance(error, str) else (str(error) or type(error).__name__)
-    return Failure(source=source, reason=reason, id=item.id)
+    index = getattr(error, "index", None)
+    if isinstance(index, int) and reason.startswith(f"item {index}: "):
+        # the position inside an encoder call means nothing to a user: the location says it
+        reason = reason[len(f"item {index}: ") :]
+    return Failure(source=item_location(payload, item.id), reason=reason, id=item.id)
 
 
 class Tally:
-    """Thread-safe counts behind an IngestSummary, per-stage clocks, and the tqdm bar.
+    """Thread-safe counts behind an IngestSummary, per-stage clocks, and progress in files.
 
     Args:
         progress: show a bar; None follows ``logger``'s level (shown when INFO is enabled).
         logger: the logger whose level decides when ``progress`` is None.
+        total_files: files to ingest, for the bar's total and ETA (None: unknown).
+        log_every: seconds between one-line progress logs (None: none).
     """
 
-    def __init__(self, progress: bool | None, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        progress: bool | None,
+        logger: logging.Logger,
+        *,
+        total_files: int | None = None,
+        log_every: float | None = None,
+    ) -> None:
         self.summary = IngestSummary()
         self._lock = threading.Lock()
         self._started = time.perf_counter()
         enabled = logger.isEnabledFor(logging.INFO) if progress is None else progress
-        self._bar: Any = None
-        if enabled:
-            from tqdm.auto import tqdm
+        self.files = FileProgress(total_files, bar=enabled, log_every=log_every)
 
-            self._bar = tqdm(unit="item", desc="ingest", dynamic_ncols=True)
+    def expect(self, file_no: int) -> None:
+        """The reader met one more entry of file ``file_no`` (see ``FileProgress``)."""
+        with self._lock:
+            self.files.expect(file_no)
 
-    def add(self, name: str, n: int = 1, *, done: int = 0) -> int:
-        """Add ``n`` to the summary's counter ``name``; ``done`` items advance the bar."""
+    def close_file(self, file_no: int) -> None:
+        """The reader has read all of file ``file_no``."""
+        with self._lock:
+            if self.files.close(file_no):
+                self._show()
+
+    def add(self, name: str, n: int = 1, *, done: Sequence[int] = ()) -> int:
+        """Add ``n`` to the summary's counter ``name``; ``done``: file numbers of items done."""
         with self._lock:
             value = getattr(self.summary, name) + n
             setattr(self.summary, name, value)
             self._advance(done)
         return value
 
-    def fail(self, failure: Failure) -> None:
+    def fail(self, failure: Failure, file_no: int | None = None) -> None:
         """Record a failed item (it counts as done)."""
         with self._lock:
             self.summary.failed.append(failure)
-            self._advance(1)
+            self._advance(() if file_no is None else (file_no,))
 
-    def ignore(self, ignored: Ignored) -> None:
+    def duplicate(self, repeat: Failure, file_no: int) -> None:
+        """Record an id met again in the input (it counts as done)."""
+        with self._lock:
+            self.summary.duplicates += 1
+            self.summary.duplicated.append(repeat)
+            self._advance((file_no,))
+
+    def ignore(self, ignored: Ignored, file_no: int) -> None:
         """Record a file left out on purpose."""
         with self._lock:
             self.summary.ignored.append(ignored)
+            self._advance((file_no,))
 
-    def _advance(self, done: int) -> None:  # with the lock held
-        if self._bar is not None and done > 0:
-            elapsed = max(time.perf_counter() - self._started, 1e-9)
-            self._bar.update(done)
-            tokens, pages = self.summary.tokens / elapsed, self.summary.pages / elapsed
-            self._bar.set_postfix_str(f"{tokens:.0f} tok/s, {pages:.2f} pages/s", refresh=False)
+    def _advance(self, done: Sequence[int]) -> None:  # with the lock held
+        for file_no in done:
+            self.files.done(file_no)
+        if done:
+            self._show()
+
+    def _show(self) -> None:  # with the lock held
+        s = self.summary
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        counts = f"added {s.added}, skipped {s.skipped}, failed {len(s.failed)}"
+        rates = f"{s.tokens / elapsed:.0f} tok/s, {s.pages / elapsed:.2f} pages/s"
+        self.files.show(counts, rates)
 
     @contextlib.contextmanager
     def clock(self, stage: str) -> Iterator[None]:
@@ -247,6 +304,5 @@ class Tally:
     def close(self) -> IngestSummary:
         """Stop the clock and the bar; the final summary."""
         self.summary.seconds = time.perf_counter() - self._started
-        if self._bar is not None:
-            self._bar.close()
+        self.files.close_bar()
         return self.summary

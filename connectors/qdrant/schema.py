@@ -142,7 +142,7 @@ def spec_from_client_params(
     if not isinstance(vectors, dict) or "dense" not in vectors:
         raise SchemaMismatchError(
             f"collection {name!r} has no named vector 'dense' (vectors: {vectors!r}); it was not "
-            "created by jina-vdb: create a new collection with QdrantStore.create"
+            "created by jina-vdb: use another collection name"
         )
     dense = vectors["dense"]
     multi = vectors.get("multi")

@@ -27,6 +27,7 @@ from connectors.stores import (
 from embedder.options import DEFAULT_MAX_PIXELS, Task
 from jina_vdb.ingest_types import IngestOptions
 from jina_vdb.sources import SourceOptions
+from jina_vdb.sources.images import set_max_image_pixels
 
 from . import support as cs
 
@@ -59,6 +60,13 @@ ModelOpt = Annotated[
 TaskOpt = Annotated[str, typer.Option(help=f"LoRA task: {', '.join(Task.values())}.")]
 DeviceOpt = Annotated[
     str | None, typer.Option(help="torch device (default: cuda when available, else cpu).")
+]
+MaxImagePixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Decompression-bomb limit: images with more pixels are refused (default: PIL's, "
+        "89,478,485). Raise it for trusted huge scans."
+    ),
 ]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")
@@ -93,6 +101,10 @@ def ingest(
         int | None,
         typer.Option(help=f"Pixel budget per image / page (model default: {DEFAULT_MAX_PIXELS})."),
     ] = _INGEST.max_pixels,
+    max_image_pixels: MaxImagePixelsOpt = None,
+    max_text_bytes: Annotated[
+        int, typer.Option(help="Larger text files are reported, not read (split them or raise).")
+    ] = _SOURCE.max_text_bytes,
     dpi: Annotated[float, typer.Option(help="PDF render resolution.")] = _SOURCE.pdf_dpi,
     pdf_text: Annotated[
         bool, typer.Option(help="Also embed each PDF page's text layer.")
@@ -129,7 +141,13 @@ def ingest(
         bool, typer.Option(help="Re-encode and overwrite items already stored.")
     ] = False,
     device: DeviceOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar or progress logs.")
+    ] = False,
+    log_every: Annotated[
+        float,
+        typer.Option(help="Seconds between one-line progress logs when stderr is not a terminal."),
+    ] = 10.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
@@ -143,6 +161,7 @@ def ingest(
             chunk_overlap=chunk_overlap,
             pdf_dpi=dpi,
             pdf_text=pdf_text,
+            max_text_bytes=max_text_bytes,
             metadata=cs.parse_meta(meta or ()),
             strict=strict,
         )
@@ -154,8 +173,13 @@ def ingest(
             strict=strict,
             skip_existing=not force,
             progress=not quiet and cs.stderr_is_tty(),
+            log_every=None if quiet or cs.stderr_is_tty() else log_every,
         )
+        if ingest_opts.log_every is not None:
+            cs.show_progress_logs()
         where = parse_store_url(store)  # a bad URL fails before the model loads
+        if max_image_pixels is not None:
+            set_max_image_pixels(max_image_pixels)
         encoder = cs.load_encoder(model, device=device)
         spec, explicit = cs.build_spec(
             encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector
@@ -180,7 +204,7 @@ def _ingest_paths(
     """Open (or create) the collection and run the pipeline over the paths' items."""
     from jina_vdb.ingest import ingest as run_ingest
     from jina_vdb.sizing import milvus_max_tokens
-    from jina_vdb.sources import iter_items
+    from jina_vdb.sources import count_files, iter_items
 
     max_tokens = None
     if where.backend == "milvus":  # the Array-of-Structs layout needs a per-record bound
@@ -190,12 +214,12 @@ def _ingest_paths(
             max_pixels=ingest_opts.max_pixels,
             max_length=ingest_opts.max_length,
         )
-    with (
-        open_or_create(where, collection, spec, explicit=explicit, max_tokens=max_tokens) as db,
-        cs.progress_safe_logging(),
-    ):
+    with cs.store_errors(str(where), collection):
+        db = open_or_create(where, collection, spec, explicit=explicit, max_tokens=max_tokens)
+    with db, cs.progress_safe_logging():
+        total = count_files(paths, source_opts)  # walk first: the progress total and ETA
         items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
-        return run_ingest(items, encoder, db, ingest_opts)
+        return run_ingest(items, encoder, db, ingest_opts, total_files=total)
 
 
 @app.command()
@@ -216,6 +240,7 @@ def search(
         typer.Option("--filter", "-f", help="key=value, key=a,b, key>=n (repeat for AND)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
+    max_image_pixels: MaxImagePixelsOpt = None,
     model: ModelOpt = cs.DEFAULT_MODEL,
     task: TaskOpt = Task.RETRIEVAL.value,
     device: DeviceOpt = None,
@@ -229,11 +254,16 @@ def search(
         if not store:
             raise ValueError(f"--store is required: {STORE_URL_FORMS}")
         conditions = parse_filter_args(filter or [])
-        with open_store(store, collection) as db:  # before the model: a bad store fails fast
+        if max_image_pixels is not None:
+            set_max_image_pixels(max_image_pixels)
+        with cs.store_errors(store, collection):  # before the model: a bad store fails fast
+            db = open_store(store, collection)
+        with db:
+            picture = cs.query_image(image) if image is not None else None  # also before it
             encoder = cs.load_encoder(model, device=device)
             multivector = db.spec.multivector and mode is not SearchMode.DENSE
-            if image is not None:
-                batch = encoder.encode_image([str(image)], task=task, multivector=multivector)
+            if picture is not None:
+                batch = encoder.encode_image([picture], task=task, multivector=multivector)
             else:
                 batch = encoder.encode_text(
                     [query], task=task, prompt_name="query", multivector=multivector
@@ -259,7 +289,9 @@ def info(
     cs.setup_logging(verbose)
     with cs.cli_errors(verbose):
         where = parse_store_url(store)
-        with open_store(where, collection) as db:
+        with cs.store_errors(store, collection):
+            db = open_store(where, collection)
+        with db:
             data = db.info()
         if not where.server:
             data.update(cs.disk_bytes(where.backend, where.location, collection))

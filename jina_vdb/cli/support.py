@@ -41,6 +41,11 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+def show_progress_logs() -> None:
+    """One-line progress logs (``jina_vdb.progress`` at INFO) for stderr that is not a terminal."""
+    logging.getLogger("jina_vdb.progress").setLevel(logging.INFO)
+
+
 @contextlib.contextmanager
 def cli_errors(verbose: bool) -> Iterator[None]:
     """Turn any error into one line on stderr and exit code 1 (the traceback with --verbose)."""
@@ -64,6 +69,40 @@ def progress_safe_logging() -> contextlib.AbstractContextManager[None]:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     return logging_redirect_tqdm()  # the root logger's console handler; ours propagate to it
+
+
+@contextlib.contextmanager
+def store_errors(store: str, collection: str) -> Iterator[None]:
+    """Opening a collection: errors in CLI terms (flags and commands, not Python calls)."""
+    from connectors.errors import CollectionNotFoundError, SchemaMismatchError
+
+    try:
+        yield
+    except CollectionNotFoundError:
+        raise CliError(
+            f"no collection {collection!r} in {store}; create it by ingesting into it: "
+            f"jina-vdb ingest PATH --store {store} --collection {collection}"
+        ) from None
+    except SchemaMismatchError as e:
+        raise CliError(
+            f"collection {collection!r} in {store} cannot be used as asked: {e}. Choose another "
+            "--collection, or leave out --dim, --prefetch-dims and --no-multivector to use "
+            "the collection as it is"
+        ) from e
+
+
+class CliError(ValueError):
+    """A command-line error whose message is written for the command line."""
+
+
+def query_image(path: Path) -> Any:
+    """``search --image PATH``: the decoded image, or an error naming the flag and the file."""
+    from jina_vdb.sources.images import load_image_checked
+
+    try:
+        return load_image_checked(str(path))
+    except (ValueError, OSError) as e:
+        raise CliError(f"--image {path}: {e}") from e
 
 
 # -- models ---------------------------------------------------------------------------------

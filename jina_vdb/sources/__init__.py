@@ -13,6 +13,7 @@ from .files import ItemError as ItemError
 from .files import Modality as Modality
 from .files import SourceError as SourceError
 from .files import SourceOptions as SourceOptions
+from .files import count_files as count_files
 from .files import iter_items as iter_items
 from .files import stable_id as stable_id
 
@@ -23,6 +24,7 @@ __all__ = [
     "Modality",
     "SourceError",
     "SourceOptions",
+    "count_files",
     "iter_items",
     "stable_id",
 ]

@@ -38,6 +38,7 @@ from jina_vdb.ingest_types import Ignored
 
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, check_chunking, chunk_text
 from .encoding import TextDecodeError, decode_text
+from .images import load_image_checked
 from .pdf import DEFAULT_DPI, DEFAULT_MAX_RENDER_PIXELS, PdfError, page_texts, render_page
 
 logger = logging.getLogger(__name__)
@@ -240,6 +241,13 @@ def iter_items(
             yield item
 
 
+def count_files(
+    paths: Iterable[str | os.PathLike[str]], options: SourceOptions | None = None
+) -> int:
+    """How many files ``iter_items`` will read (the folder walk alone: for a progress total)."""
+    return sum(1 for _ in _walk(paths, options or SourceOptions()))
+
+
 def _walk(
     paths: Iterable[str | os.PathLike[str]], opts: SourceOptions
 ) -> Iterator[tuple[Path, bool]]:
@@ -386,7 +394,10 @@ def _text_file_items(
 ) -> Iterator[Item | Ignored]:
     size = path.stat().st_size
     if size > opts.max_text_bytes:
-        raise _TooLarge(f"text file of {size} bytes is over max_text_bytes={opts.max_text_bytes}")
+        raise _TooLarge(
+            f"text file of {size} bytes is over the limit of {opts.max_text_bytes} bytes; split "
+            "it, or raise the limit with --max-text-bytes N (in Python: max_text_bytes=N)"
+        )
     decoded = decode_text(path.read_bytes(), suffix=suffix)
     is_code = suffix in CODE_EXTENSIONS
     task = ("code" if is_code else "retrieval") if opts.task == "auto" else opts.task
@@ -406,8 +417,6 @@ def _text_file_items(
 
 
 def _image_file_item(path: Path, source: str, opts: SourceOptions) -> Item:
-    from embedder.inputs import load_image
-
     sha = sha256_file(path)
     task = "retrieval" if opts.task == "auto" else opts.task
     payload = _payload(source, "image", mime_type(path), sha, opts, task=task)
@@ -417,7 +426,7 @@ def _image_file_item(path: Path, source: str, opts: SourceOptions) -> Item:
         task,
         payload,
         1,
-        functools.partial(load_image, str(path)),
+        functools.partial(load_image_checked, str(path)),
     )
 
 

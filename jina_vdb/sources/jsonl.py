@@ -33,6 +33,7 @@ from .files import (
     stable_id,
     text_payload_value,
 )
+from .images import load_image_checked
 
 _RESERVED = frozenset({"id", "text", "image", "task", "payload", "metadata"})
 
@@ -119,9 +120,7 @@ def _line_item(
     else:
         image, sha = _image_ref(obj["image"], path)
         payload = _payload(source, "image", "image/*", sha, opts, line=lineno, task=task)
-        from embedder.inputs import load_image
-
-        loader, modality, cost = functools.partial(load_image, image), Modality.IMAGE, 1
+        loader, modality, cost = functools.partial(load_image_checked, image), Modality.IMAGE, 1
     if meta:
         payload["meta"] = meta
     item_id = user_id if user_id is not None else stable_id(source, f"line={lineno}", sha)

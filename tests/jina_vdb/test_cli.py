@@ -99,7 +99,8 @@ def test_ingest_search_info(store_url: str, tmp_path: Path, tiny_checkpoint: Pat
         ),
         (
             ("info", "--store", "qdrant:{tmp}/none", "--collection", "docs"),
-            "error: no qdrant-edge collection 'docs'",
+            "error: no collection 'docs' in qdrant:{tmp}/none; create it by ingesting into it: "
+            "jina-vdb ingest PATH --store qdrant:{tmp}/none --collection docs",
         ),
         (
             ("search", "q", "--store", "qdrant:{tmp}", "--filter", "=3"),
@@ -116,9 +117,10 @@ def test_errors_are_one_clear_line_with_exit_code_1(
 ) -> None:
     result = runner.invoke(app, [a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 1
-    assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1, (
-        result.stderr
-    )
+    assert (
+        result.stderr.startswith(message.format(tmp=tmp_path))
+        and len(result.stderr.strip().splitlines()) == 1
+    ), result.stderr
     assert "pw" not in result.output
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ingest_helpers import (
@@ -75,6 +76,10 @@ def test_rerun_skips_stored_ids_before_encoding(
         assert_store_holds(store, items, tiny_embedder)
 
 
+def _only_items(corpus: Path, embedder: Any) -> list[Item]:
+    return [i for i in iter_items([corpus], tokenizer=embedder.tokenizer) if isinstance(i, Item)]
+
+
 def test_bad_items_are_listed_and_everything_else_ingested(
     edge_url: str, tmp_path: Path, tiny_embedder
 ) -> None:
@@ -93,6 +98,13 @@ def test_bad_items_are_listed_and_everything_else_ingested(
         assert "POISON" in reasons["doc_003.txt"] and "binary data" in reasons["binary.txt"]
         assert (summary.added, summary.duplicates) == (6, 1)  # 5 texts + j1, once
         assert store.count() == 6 and [r.id for r in store.get(["j1"])] == ["j1"]
+        # what failed to encode is not counted as encoded: tokens of the 6 stored texts only
+        stored = {r.id for r in store.get([i.id for i in _only_items(corpus, tiny_embedder)])}
+        encoded: dict[Any, int] = {}
+        for item in _only_items(corpus, tiny_embedder):
+            if item.id in stored:
+                encoded.setdefault(item.id, item.cost)  # a repeated id: the first is encoded
+        assert summary.tokens == sum(encoded.values()) and summary.pages == 0
     assert any(line.startswith("  failed: ") and "broken.png" in line for line in summary.lines())
 
 

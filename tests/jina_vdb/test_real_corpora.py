@@ -61,6 +61,11 @@ def _messy_folder(root: Path) -> Path:
     Image.new("RGB", (32, 32), "red").save(os.fsdecode(os.path.join(folder, b"pic\xff.png")))
     with open(os.path.join(folder, b"r\xe9sum\xe9.pdf"), "wb") as f:
         f.write(minimal_pdf([["Page one of the report"]]))
+    with open(os.path.join(folder, b"broken.pdf"), "wb") as f:
+        f.write(b"%PDF-1.4 not really a PDF")
+    lines = [{"id": "a", "text": "first line"}, {"id": "b", "text": "x"}, {"id": "a", "text": "y"}]
+    with open(os.path.join(folder, b"lines.jsonl"), "w", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps(line) for line in lines))
     return Path(os.fsdecode(folder))
 
 
@@ -79,22 +84,38 @@ def test_a_real_folder_ingests_every_name_and_encoding_and_accounts_for_every_fi
 ) -> None:
     corpus = _messy_folder(tmp_path)
     store = ("--store", f"qdrant:{tmp_path / 'q'}", "--model", str(tiny_checkpoint))
-    run = cli("ingest", str(corpus), *store, "--device", "cpu", "-q", cache=tmp_path / "c")
+    # stderr is a pipe, not a terminal: one-line progress logs (here one per file)
+    run = cli(
+        "ingest", str(corpus), *store, "--device", "cpu", "--log-every", "0", cache=tmp_path / "c"
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    # 7 texts + 1 image + a PDF page and its text layer; 2 failed, 4 ignored
-    assert lines[0].startswith("added 10, skipped 0 (already present), failed 2, ignored 4 ")
+    # 7 texts + 1 image + a PDF page and its text layer + 2 JSONL lines; 3 failed, 4 ignored
+    assert lines[0].startswith(
+        "added 12, skipped 0 (already present), failed 3, ignored 4, duplicates in input 1 "
+    )
+    assert "; 0 images/pages" not in lines[0]
     failed = {line for line in lines if line.startswith("  failed: ")}
-    assert failed == {
-        f"  failed: {corpus}/binary.txt: binary data, not text (NUL byte at byte 8)",
+    assert {line.split(" (")[0] for line in failed} == {
+        f"  failed: {corpus}/binary.txt: binary data, not text",
         f"  failed: {corpus}/dangling.txt: broken symbolic link to {tmp_path}/gone.txt",
+        f"  failed: {corpus}/broken.pdf: cannot open PDF",  # the path once, not twice
     }
+    assert (
+        f"  duplicate: {corpus}/lines.jsonl:3: id 'a' is already used by {corpus}/lines.jsonl:1; "
+        "only the first is ingested"
+    ) in lines
+    progress = [line for line in run.stderr.splitlines() if "jina_vdb.progress" in line]
+    files = len(os.listdir(corpus))
+    assert len(progress) >= 3 and f"ingest: {files}/{files} files (100%)" in progress[-1]
+    assert all(f"/{files} files (" in line for line in progress)
     assert "  ignored: 3 (unsupported type .svg), 1 (empty file)" in lines
     assert not any(f"{corpus}/icon0.svg" in line for line in lines)  # listed with --verbose only
 
     again = cli("ingest", str(corpus), *store, "--device", "cpu", "-q", "-v", cache=tmp_path / "c")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("added 0, skipped 10 (already present), failed 2, ignored 4 ")
+    assert again.stdout.startswith("added 0, skipped 12 (already present), failed 3, ignored 4,")
+    assert "jina_vdb.progress" not in again.stderr  # --quiet
     listed = [line for line in again.stdout.splitlines() if line.startswith("  ignored: /")]
     assert sorted(listed) == [
         f"  ignored: {corpus}/empty.md: empty file",
@@ -118,3 +139,33 @@ def test_a_real_folder_ingests_every_name_and_encoding_and_accounts_for_every_fi
         payload = payloads[shown]
         assert base64.b64decode(payload["source_b64"]) == os.fsencode(corpus) + b"/" + raw
     assert "source_b64" not in payloads["plain.txt"]
+
+    missing = cli("search", "--image", str(tmp_path / "nope.png"), *store, cache=tmp_path / "c")
+    assert missing.returncode == 1 and missing.stderr.startswith(
+        f"error: --image {tmp_path}/nope.png: image file not found"
+    )
+    assert "item 0" not in missing.stderr
+
+
+def test_cli_errors_name_the_flag_not_python(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    store = f"qdrant:{tmp_path / 'q'}"
+    none = cli("search", "q", "--store", store, "-c", "absent", cache=tmp_path / "c")
+    assert none.returncode == 1 and none.stderr.strip() == (
+        f"error: no collection 'absent' in {store}; create it by ingesting into it: "
+        f"jina-vdb ingest PATH --store {store} --collection absent"
+    )
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.new("RGB", (60, 60), "white").save(folder / "scan.png")  # 3,600 pixels
+    model = ("--store", store, "--model", str(tiny_checkpoint), "--device", "cpu", "-q")
+    bomb = cli("ingest", str(folder), *model, "--max-image-pixels", "1000", cache=tmp_path / "c")
+    assert bomb.returncode == 0, bomb.stderr
+    assert bomb.stdout.startswith("added 0, skipped 0 (already present), failed 1")
+    (line,) = [x for x in bomb.stdout.splitlines() if x.startswith("  failed:")]
+    assert line.startswith(
+        f"  failed: {folder}/scan.png: image has 3,600 pixels, over the decompression-bomb "
+        "limit of 1,000 pixels; if you trust it, raise the limit with --max-image-pixels N"
+    )
+    assert "`" not in line and "item 0" not in line
+    fine = cli("ingest", str(folder), *model, "--max-image-pixels", "4000", cache=tmp_path / "c")
+    assert fine.returncode == 0 and fine.stdout.startswith("added 1, skipped 0")

@@ -125,7 +125,8 @@ def test_bad_files_are_reported_and_skipped_or_raise_in_strict_mode(tmp_path: Pa
     )
     errors = {Path(e.source).name: e.reason for e in items if isinstance(e, ItemError)}
     assert set(errors) == {"binary.txt", "broken.pdf", "huge.md", "missing.txt", "named.xyz"}
-    assert "1500 bytes is over max_text_bytes=1000" in errors["huge.md"]
+    assert "1500 bytes is over the limit of 1000 bytes" in errors["huge.md"]
+    assert "--max-text-bytes" in errors["huge.md"]
     assert "binary data" in errors["binary.txt"] and "PDF" in errors["broken.pdf"]
     assert (
         "no such file" in errors["missing.txt"].lower()
