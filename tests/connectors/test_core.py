@@ -16,11 +16,20 @@ from connectors import (
     Range,
     Record,
     RecordError,
+    SchemaMismatchError,
+    UnsupportedSpecError,
     records_from_batch,
 )
 from connectors.filters import And, Not, Or, parse_filter_args
 from connectors.query import SearchMode, build_plan, query_vectors
-from connectors.records import byte_bounded_chunks, prepare_record, prepare_records, stable_uuid
+from connectors.records import (
+    byte_bounded_chunks,
+    check_ids,
+    prepare_record,
+    prepare_records,
+    stable_uuid,
+)
+from connectors.spec import check_supported, reconcile_spec
 from connectors.vectors import l2_normalize, maxsim, maxsim_many, rrf
 
 
@@ -56,6 +65,43 @@ def test_spec_roundtrip_and_differences():
 
 
 # -- records ---------------------------------------------------------------------------
+def test_reconcile_and_optional_fields_name_what_differs():
+    asked, stored = CollectionSpec(dim=256), CollectionSpec(dim=512, quantization="int8")
+    assert reconcile_spec(stored, stored, name="docs", where="at x", opener="S") is stored
+    with pytest.raises(SchemaMismatchError) as err:
+        reconcile_spec(asked, stored, name="docs", where="at x", opener="S")
+    message = str(err.value)
+    assert "'docs' at x" in message and "S.open" in message
+    assert "dim: existing=512, requested=256" in message
+    assert "quantization: existing='int8', requested='none'" in message
+    check_supported(stored, {"quantization"}, "S")  # implemented: accepted
+    check_supported(CollectionSpec(), set(), "S")  # defaults need nothing
+    with pytest.raises(UnsupportedSpecError, match=r"S does not implement quantization='int8'"):
+        check_supported(stored, set(), "S")
+    with pytest.raises(UnsupportedSpecError, match=r"on_disk=True"):
+        check_supported(CollectionSpec(on_disk=True), {"quantization"}, "S")
+
+
+@pytest.mark.parametrize(
+    "ids, expected",
+    [
+        ([3, "a"], [3, "a"]),
+        ((3,), [3]),
+        (iter(["a", "b"]), ["a", "b"]),
+        ([], []),
+        (range(2), [0, 1]),
+    ],
+)
+def test_check_ids_takes_any_iterable_of_ids(ids, expected):
+    assert check_ids(ids) == expected
+
+
+@pytest.mark.parametrize("bad", ["abc", b"abc", 3, None, {"a": 1}])
+def test_check_ids_refuses_a_bare_id_or_string(bad):
+    with pytest.raises(TypeError, match="ids must be a list of ints or strings"):
+        check_ids(bad)
+
+
 def test_prepare_record_truncates_long_dense_and_renormalises():
     spec = CollectionSpec(dim=256, prefetch_dims=(32,))
     dense = unit(2048)
