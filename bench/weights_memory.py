@@ -10,7 +10,7 @@ and reports:
 * task-switch cost: the first merge (from the live weights) and later switches;
 * an alternating retrieval/code workload's throughput against a single-task one.
 
-CPU (what the README figures are; needs ~9 GB free, ~15 GB with the old design)::
+CPU (what the README figures are; needs ~9 GiB free, ~14 GiB with the old design)::
 
     python bench/weights_memory.py --device cpu --dtype bfloat16
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-GB = 1e9
+GIB = 2**30  # the figures (7.0 for 3.755 B bf16 parameters) are GiB
 ROWS: list[tuple[str, str]] = []
 
 
@@ -53,11 +53,11 @@ def proc_status() -> dict[str, int]:
 
 
 def report_rss(label: str) -> None:
-    s = proc_status()
+    s = {k: v / GIB for k, v in proc_status().items()}
     report(
         f"RSS {label}",
-        f"{s['VmRSS'] / GB:.2f} GB (anon {s['RssAnon'] / GB:.2f}, file {s['RssFile'] / GB:.2f}); "
-        f"peak {s['VmHWM'] / GB:.2f} GB",
+        f"{s['VmRSS']:.2f} GiB (anon {s['RssAnon']:.2f}, file {s['RssFile']:.2f}); "
+        f"peak {s['VmHWM']:.2f} GiB",
     )
 
 
@@ -69,8 +69,8 @@ def report_resident(emb, label: str) -> None:
     factors = tensor_bytes_by_device(emb._lora._factors).get(str(emb.device), 0)
     report(
         f"resident weights {label}",
-        f"{held / GB:.3f} GB = {held / params:.3f}x the parameters ({params / GB:.3f} GB; "
-        f"LoRA factors {factors / GB:.3f} GB)",
+        f"{held / GIB:.3f} GiB = {held / params:.3f}x the parameters ({params / GIB:.3f} GiB; "
+        f"LoRA factors {factors / GIB:.3f} GiB)",
     )
 
 

@@ -74,7 +74,10 @@ class BaseWeights:
         return tuple(self._stamps)
 
     def read(self, name: str) -> torch.Tensor:
-        """The base weight of ``name`` on the CPU, in the model dtype (out, in).
+        """The base weight of ``name`` on the CPU (out, in), exact in the model dtype.
+
+        For a float32 model it may come back narrower (the checkpoint's bf16): widening
+        is exact, so the merge converts on the fly and skips a float32 copy.
 
         Raises:
             CheckpointError: The file is gone or changed since loading.
@@ -93,8 +96,10 @@ class BaseWeights:
                 "be restored exactly for a task switch; reload the model"
             )
         with safe_open(path, framework="pt") as f:
-            stored = f.get_tensor(key)  # backed by the file's pages until dropped
-        return stored.to(self._dtype)  # (out, in); same rounding as the loader's copy_
+            stored = f.get_tensor(key)  # (out, in), backed by the file's pages until dropped
+        if self._dtype == torch.float32:
+            return stored  # widening to float32 is exact: the merge does it on the fly
+        return stored.to(self._dtype)  # same rounding as the loader's copy_
 
     @classmethod
     def spill(
