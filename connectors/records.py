@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import RecordError
+from .payload import MAX_PAYLOAD_BYTES, PayloadError, check_payload_values, payload_nbytes
 from .spec import CollectionSpec, VectorDtype
 from .vectors import l2_normalize, matryoshka_prefix
 
@@ -56,6 +56,7 @@ class PreparedRecord:
     vectors: dict[str, np.ndarray]  # field name -> (d,) float32 or (t, 128) in storage dtype
     payload: dict[str, Any]
     nbytes: int  # estimated request size, for byte-bounded batches
+    payload_bytes: int = 2  # the payload as compact UTF-8 JSON (Milvus limits this)
 
 
 def stable_uuid(record_id: RecordId) -> str:
@@ -96,7 +97,8 @@ def _check_vector(
     name: str, value: object, shape: tuple[int | None, ...], **where: Any
 ) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused below
+            arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as e:
         raise RecordError(f"{name} is not a numeric array ({e})", **where) from e
     wrong = arr.ndim != len(shape) or any(
@@ -106,34 +108,44 @@ def _check_vector(
         expected = "x".join("t" if s is None else str(s) for s in shape)
         raise RecordError(f"{name} must have shape ({expected}), got {arr.shape}", **where)
     if not np.isfinite(arr).all():
-        raise RecordError(f"{name} contains NaN or inf", **where)
+        raise RecordError(
+            f"{name} contains NaN or inf (or values beyond float32's range, ~3.4e38)", **where
+        )
     if arr.size == 0:
         raise RecordError(f"{name} is empty", **where)
-    if (np.linalg.norm(arr, axis=-1) == 0).any():
+    if (np.abs(arr).max(axis=-1) == 0).any():
         raise RecordError(f"{name} has an all-zero vector (cosine is undefined)", **where)
     return arr
 
 
-def _check_payload(payload: object, **where: Any) -> dict[str, Any]:
+def _check_payload(payload: object, max_bytes: int | None, **where: Any) -> tuple[dict, int]:
+    """The payload as a dict and its JSON size; RecordError naming the bad value otherwise."""
     if payload is None:
-        return {}
+        return {}, 2
     if not isinstance(payload, Mapping):
         raise RecordError(f"payload must be a dict, got {type(payload).__name__}", **where)
-    bad = sorted(k for k in payload if not isinstance(k, str))
-    if bad:
-        raise RecordError(f"payload keys must be strings, got {bad!r}", **where)
+    try:
+        check_payload_values(payload)
+    except PayloadError as e:
+        raise RecordError(str(e), **where) from None
     reserved = sorted(RESERVED_PAYLOAD_KEYS & set(payload))
     if reserved:
         raise RecordError(f"payload keys {reserved} are reserved by jina-vdb", **where)
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise RecordError(f"payload is not JSON-serialisable: {e}", **where) from e
-    return dict(payload)
+    nbytes = payload_nbytes(payload)
+    if max_bytes is not None and nbytes > max_bytes:
+        raise RecordError(
+            f"payload is {nbytes} bytes as JSON; this store takes at most {max_bytes}",
+            **where,
+        )
+    return dict(payload), nbytes
 
 
 def prepare_record(
-    record: Record, spec: CollectionSpec, *, index: int | None = None
+    record: Record,
+    spec: CollectionSpec,
+    *,
+    index: int | None = None,
+    max_payload_bytes: int | None = MAX_PAYLOAD_BYTES,
 ) -> PreparedRecord:
     """Validate a record against a spec and compute every stored vector.
 
@@ -167,9 +179,11 @@ def prepare_record(
         raise RecordError(
             "multivector given but the collection was created with multivector=False", **where
         )
-    payload = _check_payload(record.payload, **where)
-    nbytes += len(json.dumps(payload)) + 64
-    return PreparedRecord(id=record_id, vectors=vectors, payload=payload, nbytes=nbytes)
+    payload, payload_bytes = _check_payload(record.payload, max_payload_bytes, **where)
+    nbytes += payload_bytes + 64
+    return PreparedRecord(
+        id=record_id, vectors=vectors, payload=payload, nbytes=nbytes, payload_bytes=payload_bytes
+    )
 
 
 def prepare_records(

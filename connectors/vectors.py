@@ -12,10 +12,17 @@ K = TypeVar("K", bound=Hashable)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float32 ((d,) or (n, d))."""
+    """Row-wise L2 normalisation in float32 ((d,) or (n, d)), safe at the float32 extremes.
+
+    Each row is first divided by its largest magnitude: the norm of a row of 3e38s
+    overflows float32 to inf (the row would become all zeros), and the norm of a row of
+    1e-30s underflows to 0. Scaled rows have norms in [1, sqrt(d)]. All-zero rows stay zero.
+    """
     x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    unit: np.ndarray = x / np.maximum(norm, _EPS)
+    peak = np.max(np.abs(x), axis=-1, keepdims=True) if x.size else np.ones_like(x)
+    scaled = x / np.where(peak > 0, peak, 1.0).astype(np.float32)
+    norm = np.linalg.norm(scaled, axis=-1, keepdims=True)
+    unit: np.ndarray = scaled / np.maximum(norm, _EPS)
     return unit
 
 
