@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import QueryError
+from .payload import INT_MAX, INT_MIN, PayloadError, check_payload_values
 
 Scalar = str | int | bool
 
+_VALUE_PATH = "payload['value']: "
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -35,6 +37,10 @@ def _check_scalar(value: object, where: str) -> Scalar:
         raise ValueError(
             f"{where}: values must be str, int or bool, got {type(value).__name__} {value!r}"
         )
+    try:  # the same limits as payload values: a stored value can never match anything else
+        check_payload_values({"value": value})
+    except PayloadError as e:
+        raise ValueError(f"{where}: {str(e).removeprefix(_VALUE_PATH)}") from None
     return value
 
 
@@ -43,6 +49,8 @@ def _check_number(value: object, where: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{where}: bounds must be finite numbers, got {value!r}")
+    if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"{where}: int bounds must fit in signed 64 bits, got {value}")
     return value
 
 

@@ -142,7 +142,9 @@ def filter_expr(flt: Filter) -> str:
     if isinstance(flt, Eq):
         path = json_path(flt.key)
         value = literal(flt.value)
-        return f"(exists {path} and ({path} == {value} or json_contains({path}, {value})))"
+        # json_contains_any with one value, not json_contains: Milvus Lite cannot parse a
+        # negative number as json_contains' argument ("unexpected token '-'"), in a list it can.
+        return f"(exists {path} and ({path} == {value} or json_contains_any({path}, [{value}])))"
     if isinstance(flt, AnyOf):
         path = json_path(flt.key)
         values = [literal(v) for v in flt.values]

@@ -18,7 +18,7 @@ import numpy as np
 from ..clients import MilvusClientHandle
 from ..errors import QueryError
 from ..spec import CollectionSpec
-from .convert import PAYLOAD, PK, Layout
+from .convert import MAX_IDS_PER_EXPR, PAYLOAD, PK, Layout, chunks, in_expr
 
 #: One scored candidate: (primary key, score, payload or None when not fetched yet).
 Scored = tuple[str, float, "dict[str, Any] | None"]
@@ -36,6 +36,30 @@ class Target:
     request: dict[str, Any] = field(default_factory=dict)
     #: Keyword arguments for create_collection (num_shards, consistency_level).
     create: dict[str, Any] = field(default_factory=dict)
+
+    # pymilvus' get(ids=) / delete(ids=) paste the keys into 'pk in [...]' without escaping
+    # (an id like "x'] or not pk in ['x" deleted every row): expressions are built here.
+    def rows(
+        self, collection: str, keys: Sequence[str], fields: list[str], **extra: Any
+    ) -> list[dict[str, Any]]:
+        """Rows of ``collection`` with these primary keys (chunked ``pk in [...]`` queries)."""
+        rows: list[dict[str, Any]] = []
+        for group in chunks(list(keys), MAX_IDS_PER_EXPR):
+            rows.extend(
+                self.client.query(
+                    collection,
+                    filter=in_expr(PK, group),
+                    output_fields=fields,
+                    **extra,
+                    **self.request,
+                )
+            )
+        return rows
+
+    def delete_keys(self, collection: str, keys: Sequence[str]) -> None:
+        """Delete the rows of ``collection`` with these primary keys."""
+        for group in chunks(list(keys), MAX_IDS_PER_EXPR):
+            self.client.delete(collection, filter=in_expr(PK, group), **self.request)
 
 
 def parse_hits(result: Any) -> list[Scored]:

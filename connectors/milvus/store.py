@@ -280,8 +280,7 @@ class MilvusStore(VectorStore):
     def _delete(self, ids: list[RecordId]) -> None:
         """Documents rows go first, then their token vectors."""
         keys = [cv.encode_id(i) for i in ids]
-        for group in cv.chunks(keys, cv.MAX_IDS_PER_EXPR):
-            self.client.delete(self.name, ids=list(group), **self._target.request)
+        self._target.delete_keys(self.name, keys)
         self.layout.delete_tokens(keys)
 
     def _drop(self) -> None:
@@ -378,14 +377,7 @@ class MilvusStore(VectorStore):
         ]
 
     def _get_rows(self, keys: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        for group in cv.chunks(list(keys), cv.MAX_IDS_PER_EXPR):
-            rows.extend(
-                self.client.get(
-                    self.name, ids=list(group), output_fields=fields, **self._target.request
-                )
-            )
-        return rows
+        return self._target.rows(self.name, keys, fields)
 
     def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:
         keys = [cv.encode_id(i) for i in ids]

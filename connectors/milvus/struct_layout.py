@@ -217,5 +217,5 @@ class StructLayout(TokenLayout):
 
     def tokens_of(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         t = self.target
-        rows = t.client.get(t.name, ids=list(keys), output_fields=[self.field], **t.request)
+        rows = t.rows(t.name, keys, [self.field])
         return {r[PK]: np.asarray([e[VEC] for e in r[self.field]], dtype=np.float32) for r in rows}

@@ -197,10 +197,7 @@ class TokenRowsLayout(TokenLayout):
         self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
     ) -> None:
         t = self.target
-        old = {
-            r[PK]: int(r[N_TOKENS])
-            for r in t.client.get(t.name, ids=list(keys), output_fields=[N_TOKENS], **t.request)
-        }
+        old = {r[PK]: int(r[N_TOKENS]) for r in t.rows(t.name, keys, [N_TOKENS])}
         batch: list[dict[str, Any]] = []
         for key, toks in zip(keys, tokens, strict=True):
             batch.extend(token_rows(key, toks))
@@ -230,9 +227,8 @@ class TokenRowsLayout(TokenLayout):
         """n_tokens of the documents that exist among ``keys`` (in the order given)."""
         t = self.target
         found: dict[str, int] = {}
-        for group in chunks(list(keys), MAX_IDS_PER_EXPR):
-            for r in t.client.get(t.name, ids=list(group), output_fields=[N_TOKENS], **t.request):
-                found[r[PK]] = int(r[N_TOKENS])
+        for r in t.rows(t.name, keys, [N_TOKENS]):
+            found[r[PK]] = int(r[N_TOKENS])
         return {key: found[key] for key in keys if key in found}
 
     def _matching_counts(self, expr: str) -> dict[str, int]:
@@ -267,13 +263,7 @@ class TokenRowsLayout(TokenLayout):
         t = self.target
         for group in chunks(token_keys(counts), MAX_IDS_PER_EXPR):
             # strict_float32: pymilvus hands vectors over as one numpy array, not float lists.
-            rows = t.client.get(
-                self.tokens_name,
-                ids=list(group),
-                output_fields=[VEC],
-                strict_float32=True,
-                **t.request,
-            )
+            rows = t.rows(self.tokens_name, group, [VEC], strict_float32=True)
             if len(rows):
                 yield (
                     [r[PK] for r in rows],

@@ -121,6 +121,9 @@ class FakeMilvus:
     ) -> list[dict]:
         if output_fields == ["count(*)"] and not filter:
             return [{"count(*)": len(self.collections[name]["rows"])}]
+        keys = _pk_filter(filter) if filter else None
+        if keys is not None and output_fields is not None:
+            return self.get(name, keys, output_fields)
         raise NotImplementedError(f"fake query({filter!r}, {output_fields})")
 
     # -- search -------------------------------------------------------------------------
@@ -246,4 +249,4 @@ def _pk_filter(expr: str) -> list[str] | None:
     m = re.fullmatch(r"pk in \[(.*)\]", expr.strip())
     if not m:
         raise NotImplementedError(f"the fake server only understands 'pk in [...]', got {expr!r}")
-    return json.loads(f"[{m.group(1)}]")
+    return json.loads(f"[{m.group(1)}]", strict=False)

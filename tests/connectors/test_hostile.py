@@ -14,7 +14,7 @@ import pytest
 from backends import BACKENDS, Backend
 from corpus import Corpus, make_corpus
 
-from connectors import Eq, Query, Record, RecordError
+from connectors import AnyOf, Eq, Query, Range, Record, RecordError
 from connectors.payload import MAX_DEPTH
 
 
@@ -126,3 +126,18 @@ def test_beyond_float32_is_refused_naming_the_record(fresh, corpus):
     with pytest.raises(RecordError, match=f"record 1 id={r.id!r}.*float32"):
         fresh.upsert([corpus.records[0], Record(r.id, huge, r.multivector, {})])
     assert fresh.count() == 0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Eq("n", 2**64),
+        lambda: Eq("s", "a\udfffb"),
+        lambda: AnyOf("s", ["ok", "\ud800"]),
+        lambda: Range("n", gte=-(2**63) - 1),
+    ],
+    ids=["int-over-64-bits", "surrogate", "surrogate-in-list", "range-under"],
+)
+def test_filter_values_no_engine_can_hold_are_refused(make):
+    with pytest.raises(ValueError, match="64 bits|64-bit|surrogate"):
+        make()
