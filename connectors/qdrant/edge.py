@@ -7,10 +7,12 @@ WAL is locked while a shard is open.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,17 +65,50 @@ class EdgeQdrantStore(QdrantStore):
     # -- create / open ------------------------------------------------------------------
     @classmethod
     def create_at(cls, name: str, root: Path, spec: CollectionSpec) -> EdgeQdrantStore:
-        """Create ``<root>/<name>`` (or open it when it holds the same spec)."""
+        """Create ``<root>/<name>`` (or open it when it holds the same spec).
+
+        The collection is built in a hidden folder beside it (spec file and shard) and
+        published with one ``rename``: of two processes creating it at once, one rename wins
+        and the other process opens the winner's collection (or gets SchemaMismatchError
+        / StoreLockedError); nobody ever sees a spec without its shard or the reverse.
+        """
         folder = root / name
         existing = _read_spec(folder)
         if existing is not None:
-            reconcile_spec(spec, existing, name=name, where=f"in {folder}", opener="QdrantStore")
-            return cls._load(name, folder, existing)
-        # The spec file goes first: a folder with a spec but no shard heals on the next open.
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_spec(folder, spec)
-        logger.info("creating qdrant-edge collection %r in %s", name, folder)
+            return cls._open_existing(name, folder, existing, spec)
+        root.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{name}.creating-", dir=root))
+        try:
+            _write_spec(building, spec)
+            config = schema.edge_config(spec, cls.tuning)
+            shard = _guard_lock(
+                building, lambda: _deps.edge().EdgeShard.create(str(building / SHARD_DIR), config)
+            )
+            shard.close()
+            try:
+                os.rename(building, folder)  # atomic; refused when the folder has content
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                winner = _read_spec(folder)
+                if winner is None:
+                    raise SchemaMismatchError(
+                        f"{folder} exists and holds no jina-vdb collection ({SPEC_FILE} is "
+                        "missing); remove it or choose another collection name"
+                    ) from None
+                logger.info("collection %r was created by another process; opening it", name)
+                return cls._open_existing(name, folder, winner, spec)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        logger.info("created qdrant-edge collection %r in %s", name, folder)
         return cls._load(name, folder, spec)
+
+    @classmethod
+    def _open_existing(
+        cls, name: str, folder: Path, existing: CollectionSpec, spec: CollectionSpec
+    ) -> EdgeQdrantStore:
+        reconcile_spec(spec, existing, name=name, where=f"in {folder}", opener="QdrantStore")
+        return cls._load(name, folder, existing)
 
     @classmethod
     def open_at(cls, name: str, root: Path) -> EdgeQdrantStore:
