@@ -20,10 +20,16 @@ from .errors import (
     MissingDependencyError as MissingDependencyError,
 )
 from .errors import (
+    PartialWriteError as PartialWriteError,
+)
+from .errors import (
     QueryError as QueryError,
 )
 from .errors import (
     RecordError as RecordError,
+)
+from .errors import (
+    RejectedRecordError as RejectedRecordError,
 )
 from .errors import (
     SchemaMismatchError as SchemaMismatchError,
@@ -89,12 +95,14 @@ __all__ = [
     "MissingDependencyError",
     "Not",
     "Or",
+    "PartialWriteError",
     "Quantization",
     "Query",
     "QueryError",
     "Range",
     "Record",
     "RecordError",
+    "RejectedRecordError",
     "SchemaMismatchError",
     "SearchMode",
     "StoreLockedError",

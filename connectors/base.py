@@ -20,7 +20,12 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from .errors import ConnectorError, StoreUnavailableError
+from .errors import (
+    ConnectorError,
+    PartialWriteError,
+    RejectedRecordError,
+    StoreUnavailableError,
+)
 from .filters import Filter, check_filter
 from .query import Hit, Query, SearchMode, SearchPlan, build_plan, query_vectors
 from .records import (
@@ -63,11 +68,38 @@ class VectorStore(ABC):
         """
         prepared = prepare_records(list(records), self.spec, self._check_record)
         limits = (self.max_request_bytes, self.max_request_records)
+        done = 0  # records of the batch written so far (requests go in batch order)
         for chunk in byte_bounded_chunks(prepared, *limits):
-            self._run("upsert", partial(self._write, chunk), retry=True)
+            self._write_request(prepared, done, chunk)
+            done += len(chunk)
         if prepared:
             self._run("upsert", self._after_write)
         return len(prepared)
+
+    def _write_request(
+        self, batch: list[PreparedRecord], done: int, chunk: list[PreparedRecord]
+    ) -> None:
+        """Write one request; on failure, find the record and say what was written.
+
+        A refused request of several records is written again one record at a time (upserts
+        are idempotent), so the error names the very record the database refuses; a server
+        that is unreachable fails at once.
+        """
+        try:
+            self._run("upsert", partial(self._write, chunk), retry=True)
+            return
+        except Exception as e:
+            if len(chunk) == 1 or isinstance(e, StoreUnavailableError):
+                raise partial_write_error(self.name, batch, done, e) from e
+            logger.warning(
+                "upsert of records %d-%d into %r failed (%s); writing them one at a time",
+                *(done, done + len(chunk) - 1, self.name, e),
+            )
+        for j, record in enumerate(chunk):
+            try:
+                self._run("upsert", partial(self._write, [record]), retry=True)
+            except Exception as e:
+                raise partial_write_error(self.name, batch, done + j, e) from e
 
     def delete(self, ids: Iterable[RecordId]) -> None:
         """Delete records by id (missing ids are ignored)."""
@@ -215,6 +247,36 @@ class VectorStore(ABC):
     def _translated(self, call: Callable[[], T]) -> T:
         with translated_errors(self._translate_error):
             return call()
+
+
+def _some(ids: list[Any], most: int = 10) -> str:
+    shown = ", ".join(repr(i) for i in ids[:most])
+    return f"{shown}, ... ({len(ids)} in all)" if len(ids) > most else shown
+
+
+def partial_write_error(
+    name: str, batch: list[PreparedRecord], failed: int, cause: Exception
+) -> PartialWriteError:
+    """The error for an upsert whose records ``batch[:failed]`` were written and the rest not."""
+    written = [r.id for r in batch[:failed]]
+    unwritten = [r.id for r in batch[failed:]]
+    record = batch[failed]
+    refused = not isinstance(cause, StoreUnavailableError)
+    what = "the database refused it" if refused else "the database is unavailable"
+    message = (
+        f"record {failed} id={record.id!r}: upsert into {name!r} failed, {what}: "
+        f"{type(cause).__name__}: {cause}. "
+        + (f"Written: records 0-{failed - 1} (ids {_some(written)}). " if written else "")
+        + f"Not written: records {failed}-{len(batch) - 1} (ids {_some(unwritten)})."
+    )
+    kind = RejectedRecordError if refused else PartialWriteError
+    return kind(
+        message,
+        index=failed,
+        record_id=record.id,
+        written_ids=written,
+        unwritten_ids=unwritten,
+    )
 
 
 @contextmanager

@@ -41,6 +41,37 @@ class RecordError(ConnectorError, ValueError):
         super().__init__(prefix + message)
 
 
+class PartialWriteError(BackendError):
+    """An upsert failed after part of its batch was written (validation cannot see it coming:
+    a server dropped out, or refused a record). Says exactly what was and was not written.
+
+    Attributes:
+        index: position in the batch of the first record not written.
+        record_id: its id.
+        written_ids: ids written by this call (in batch order).
+        unwritten_ids: ids of the batch not written.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int,
+        record_id: object,
+        written_ids: list[object],
+        unwritten_ids: list[object],
+    ) -> None:
+        self.index = index
+        self.record_id = record_id
+        self.written_ids = written_ids
+        self.unwritten_ids = unwritten_ids
+        Exception.__init__(self, message)
+
+
+class RejectedRecordError(PartialWriteError, RecordError):
+    """The database refused one record of a batch (written alone, it still fails)."""
+
+
 class QueryError(ConnectorError, ValueError):
     """A query cannot run against this collection (missing vector, unknown mode...)."""
 

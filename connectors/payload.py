@@ -119,4 +119,4 @@ def check_payload_values(payload: Mapping[str, Any]) -> None:
 def payload_nbytes(payload: Mapping[str, Any]) -> int:
     """Bytes of the payload as compact UTF-8 JSON (what Milvus measures against its limit)."""
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return len(text.encode("utf-8"))
+    return len(text.encode("utf-8", "surrogatepass"))  # a size, even of what is refused

@@ -33,6 +33,10 @@ PAYLOAD = "payload"
 N_TOKENS = "n_tokens"  # token_rows layout: how many token rows the document owns
 #: Bytes an encoded primary key may take (VARCHAR max_length of the pk field).
 ID_MAX_BYTES = 1024
+#: Largest payload of a record, as compact UTF-8 JSON: Milvus servers refuse a JSON field
+#: over 65,536 bytes (measured on 2.3.5; Lite has no limit, refused there too so a Lite
+#: collection can move to a server), less room for the keys jina-vdb adds.
+MAX_PAYLOAD_BYTES = 65_536 - 64
 #: Milvus returns at most this many rows per query() call (offset + limit).
 QUERY_MAX_ROWS = 16_384
 #: Longest ``pk in [...]`` list put in one expression (keeps requests small).

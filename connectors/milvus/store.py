@@ -255,8 +255,16 @@ class MilvusStore(VectorStore):
     # -- writes ------------------------------------------------------------------------
     def _check_record(self, record: PreparedRecord, index: int) -> None:
         """Milvus' own limits, checked for the whole batch before anything is written: ids
-        encode to at most 1024 bytes; the struct layout holds at most ``max_tokens`` tokens."""
+        encode to at most 1024 bytes; payloads take at most 65,472 bytes of JSON; the struct
+        layout holds at most ``max_tokens`` tokens."""
         cv.encode_id(record.id, index=index)
+        if record.payload_bytes > cv.MAX_PAYLOAD_BYTES:
+            raise RecordError(
+                f"payload is {record.payload_bytes} bytes as JSON; Milvus takes at most "
+                f"{cv.MAX_PAYLOAD_BYTES} (its JSON field limit is 65,536)",
+                index=index,
+                record_id=record.id,
+            )
         cap = self._target.max_tokens if self.layout.kind is Layout.STRUCT else None
         tokens = record.vectors.get(self.spec.multivector_field)
         if cap is not None and tokens is not None and len(tokens) > cap:

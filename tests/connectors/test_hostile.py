@@ -141,3 +141,54 @@ def test_beyond_float32_is_refused_naming_the_record(fresh, corpus):
 def test_filter_values_no_engine_can_hold_are_refused(make):
     with pytest.raises(ValueError, match="64 bits|64-bit|surrogate"):
         make()
+
+
+# -- partial writes ----------------------------------------------------------------------
+ENGINE_REFUSES = {
+    # what each engine refuses on its own when our validation is switched off
+    "milvus-lite": {"n": 2**70},  # DataNotMatchException: Integer exceeds 64-bit range
+    "qdrant-edge": {"s": "a\udc80"},  # TypeError: failed to extract enum Helper
+}
+
+
+@pytest.mark.parametrize("backend_name", sorted(ENGINE_REFUSES))
+def test_engine_refusal_mid_batch_names_the_record_and_what_was_written(
+    backend_name, corpus, tmp_path, monkeypatch
+):
+    """A record the engine refuses after earlier requests were written (validation has a gap):
+    the error names it and lists what was and was not written (issue 9 item 3)."""
+    import connectors.records as records_module
+    from connectors import RejectedRecordError
+
+    monkeypatch.setattr(records_module, "check_payload_values", lambda payload: None)
+    backend = BACKENDS[backend_name]
+    store = backend.create(tmp_path, "partial", corpus.spec)
+    store.max_request_records = 4  # 11 records: requests of 4, 4, 3; the bad one is #6
+    try:
+        base = corpus.records[0]
+        batch = [Record(i, base.dense, base.multivector, {"i": i}) for i in range(11)]
+        batch[6] = Record(6, base.dense, base.multivector, ENGINE_REFUSES[backend_name])
+        with pytest.raises(RejectedRecordError, match="record 6 id=6") as err:
+            store.upsert(batch)
+        assert err.value.written_ids == [0, 1, 2, 3, 4, 5]
+        assert err.value.unwritten_ids == [6, 7, 8, 9, 10]
+        assert "Written: records 0-5" in str(err.value)
+        assert isinstance(err.value, RecordError)  # ingest retries one by one on RecordError
+        assert sorted(r.id for r in store.get(list(range(11)))) == [0, 1, 2, 3, 4, 5]
+    finally:
+        store.close()
+
+
+def test_milvus_refuses_payloads_over_its_json_limit_naming_the_record(corpus, tmp_path):
+    store = BACKENDS["milvus-lite"].create(tmp_path, "big", corpus.spec)
+    try:
+        r = corpus.records[3]
+        fits = {"text": "é" * 30_000}  # 60,011 bytes of JSON
+        too_big = {"text": "x" * 40_000, "more": "é" * 15_000}  # 70,021 bytes
+        store.upsert([Record(r.id, r.dense, r.multivector, fits)])
+        with pytest.raises(RecordError, match=rf"record 1 id={r.id!r}: payload is 70021 bytes"):
+            store.upsert([corpus.records[0], Record(r.id, r.dense, r.multivector, too_big)])
+        assert store.count() == 1
+        assert store.get([r.id])[0].payload == fits
+    finally:
+        store.close()
