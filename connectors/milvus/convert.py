@@ -31,6 +31,7 @@ from ..spec import CollectionSpec
 PK = "pk"
 PAYLOAD = "payload"
 N_TOKENS = "n_tokens"  # token_rows layout: how many token rows the document owns
+TOKEN_GEN = "tok_gen"  # token_rows layout: which generation of token rows is the document's
 #: Bytes an encoded primary key may take (VARCHAR max_length of the pk field).
 ID_MAX_BYTES = 1024
 #: Largest payload of a record, as compact UTF-8 JSON: Milvus servers refuse a JSON field
@@ -277,6 +278,7 @@ def doc_schema(spec: CollectionSpec, layout: Layout) -> Any:
     schema.add_field(PAYLOAD, DataType.JSON)
     if layout is Layout.TOKEN_ROWS:
         schema.add_field(N_TOKENS, DataType.INT32)
+        schema.add_field(TOKEN_GEN, DataType.INT64)  # optional: older collections lack it
     return schema
 
 

@@ -8,16 +8,23 @@ FLAT index: it costs nothing to build, where HNSW over ~300 rows per page domina
 The documents row keeps ``n_tokens``, so fetches are chunked under Milvus' 16,384-rows-per-
 query cap and rows at ``pos >= n_tokens`` (left by an interrupted shrink) are ignored.
 
-Write order (re-running an interrupted upsert always repairs it):
+Overwrites are atomic per document (each record reads entirely old or entirely new, whatever
+fails and wherever the process dies): token rows carry the document's *generation* in their
+pks, ``"<doc pk>#g<gen>.<pos>"``, and the documents row names its generation (``tok_gen``).
+Readers compute the pks from the documents row, so they only ever see the rows of the
+generation that row names. A write:
 
-1. upsert the token rows (deterministic pks: an id's rows are overwritten in place);
-2. delete the rows past the new length when the document had more tokens before;
-3. upsert the documents rows (with ``n_tokens``) last.
+1. reads the documents rows (n_tokens, tok_gen) of the batch's ids;
+2. upserts the token rows of generation ``tok_gen + 1`` (new pks, invisible so far);
+3. upserts the documents rows with the new generation: the switch, one row per record;
+4. deletes the previous generation's rows by their pks.
 
-An interruption before 3 leaves a new document invisible (its token rows are orphans that
-reads never reach), or an existing one with its old documents row over a mix of old and new
-token rows; nothing is ever duplicated. ``delete`` removes the documents rows first and the
-token rows second, so an interruption leaves only invisible orphans.
+Dying before 3 leaves every record old, with invisible rows of the next generation that a
+re-run overwrites in place (it picks the same generation); dying after 3 leaves it new,
+with the old rows invisible (left for ``delete``, which removes every row of a document by
+``doc_id``). Collections created before generations (no ``tok_gen`` field) keep the old
+``"<doc pk>#<pos>"`` pks (generation 0) and the old write order, with a warning at open:
+token rows first, the rows past a shrunk length deleted, the documents rows last.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from .convert import (
     N_TOKENS,
     PK,
     QUERY_MAX_ROWS,
+    TOKEN_GEN,
     Layout,
     and_expr,
     chunks,
@@ -53,6 +61,8 @@ VEC = "vec"
 #: Token rows per write request (about 5 MB of float32 vectors).
 ROWS_PER_REQUEST = 10_000
 COMPANION_PROPERTY = "jvdb.companion_of"
+#: What a documents row says about its token rows: (n_tokens, generation).
+Owned = tuple[int, int]
 
 
 def companion_name(name: str) -> str:
@@ -81,10 +91,20 @@ def token_index_params() -> Any:
     return params
 
 
-def token_rows(key: str, tokens: np.ndarray) -> list[dict[str, Any]]:
+def token_key(key: str, gen: int, pos: int) -> str:
+    """Primary key of a token row. Generation 0 (collections made before generations) keeps
+    ``<key>#<pos>``; the text after the last '#' tells the two forms apart, so they never
+    collide whatever the document keys contain."""
+    return f"{key}#{pos}" if gen == 0 else f"{key}#g{gen}.{pos}"
+
+
+def token_rows(key: str, gen: int, tokens: np.ndarray) -> list[dict[str, Any]]:
     """The companion rows of one document ((t, 128) tokens, already in the storage dtype)."""
     vectors = tokens.astype(np.float32, copy=False)
-    return [{PK: f"{key}#{j}", DOC_ID: key, POS: j, VEC: vectors[j]} for j in range(len(vectors))]
+    return [
+        {PK: token_key(key, gen, j), DOC_ID: key, POS: j, VEC: vectors[j]}
+        for j in range(len(vectors))
+    ]
 
 
 def leftover_expr(shrunk: dict[str, int]) -> str:
@@ -96,15 +116,9 @@ def leftover_expr(shrunk: dict[str, int]) -> str:
     return " or ".join(parts)
 
 
-def token_keys(counts: dict[str, int]) -> list[str]:
-    """Primary keys of the token rows of documents with these token counts, in order."""
-    return [f"{key}#{j}" for key, n in counts.items() for j in range(n)]
-
-
-def split_token_key(token_key: str) -> tuple[str, int]:
-    """``"<doc pk>#<pos>"`` -> (doc pk, pos) (doc pks may contain '#': split at the last one)."""
-    key, _, pos = token_key.rpartition("#")
-    return key, int(pos)
+def token_keys(docs: dict[str, Owned]) -> dict[str, tuple[str, int]]:
+    """Token row pk -> (document pk, position) for documents with these (n_tokens, gen)."""
+    return {token_key(key, gen, j): (key, j) for key, (n, gen) in docs.items() for j in range(n)}
 
 
 class MaxSim:
@@ -148,6 +162,19 @@ class TokenRowsLayout(TokenLayout):
     def __init__(self, target: Target) -> None:
         super().__init__(target)
         self.tokens_name = companion_name(target.name)
+        self.generations = True  # False for collections created before tok_gen (verify())
+
+    def verify(self, description: dict[str, Any]) -> None:
+        names = {f["name"] for f in description.get("fields", [])}
+        self.generations = TOKEN_GEN in names
+        if not self.generations:
+            logger.warning(
+                "Milvus collection %r predates atomic overwrites (no %r field): a record "
+                "overwritten while the process dies can mix old and new token vectors; "
+                "re-create it to get atomic overwrites",
+                self.target.name,
+                TOKEN_GEN,
+            )
 
     # -- creation --------------------------------------------------------------------
     def create_companions(self) -> None:
@@ -197,25 +224,40 @@ class TokenRowsLayout(TokenLayout):
         self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
     ) -> None:
         t = self.target
-        old = {r[PK]: int(r[N_TOKENS]) for r in t.rows(t.name, keys, [N_TOKENS])}
+        old = self._owned(keys)
+        gens = {key: old[key][1] + 1 if key in old else 1 for key in keys}
+        if not self.generations:
+            gens = dict.fromkeys(keys, 0)
         batch: list[dict[str, Any]] = []
         for key, toks in zip(keys, tokens, strict=True):
-            batch.extend(token_rows(key, toks))
+            batch.extend(token_rows(key, gens[key], toks))
             if len(batch) >= ROWS_PER_REQUEST:
                 t.client.upsert(self.tokens_name, batch, **t.request)
                 batch = []
         if batch:
             t.client.upsert(self.tokens_name, batch, **t.request)
+        if not self.generations:
+            self._delete_past_length(old, keys, tokens)
+        for row, key, toks in zip(rows, keys, tokens, strict=True):
+            row[N_TOKENS] = len(toks)
+            if self.generations:
+                row[TOKEN_GEN] = gens[key]
+        t.client.upsert(t.name, rows, **t.request)  # the switch
+        if self.generations:
+            t.delete_keys(self.tokens_name, list(token_keys(old)))
+
+    def _delete_past_length(
+        self, old: dict[str, Owned], keys: Sequence[str], tokens: Sequence[np.ndarray | None]
+    ) -> None:
+        """Collections without generations: drop the rows past a document's new length."""
         shrunk = {
             key: len(toks)
             for key, toks in zip(keys, tokens, strict=True)
-            if old.get(key, 0) > len(toks)
+            if old.get(key, (0, 0))[0] > len(toks)
         }
         if shrunk:
+            t = self.target
             t.client.delete(self.tokens_name, filter=leftover_expr(shrunk), **t.request)
-        for row, toks in zip(rows, tokens, strict=True):
-            row[N_TOKENS] = len(toks)
-        t.client.upsert(t.name, rows, **t.request)
 
     def delete_tokens(self, keys: Sequence[str]) -> None:
         t = self.target
@@ -223,19 +265,20 @@ class TokenRowsLayout(TokenLayout):
             t.client.delete(self.tokens_name, filter=in_expr(DOC_ID, group), **t.request)
 
     # -- reads ---------------------------------------------------------------------------
-    def _token_counts(self, keys: Sequence[str]) -> dict[str, int]:
-        """n_tokens of the documents that exist among ``keys`` (in the order given)."""
+    def _owned(self, keys: Sequence[str]) -> dict[str, Owned]:
+        """(n_tokens, generation) of the documents that exist among ``keys``, in that order."""
         t = self.target
-        found: dict[str, int] = {}
-        for r in t.rows(t.name, keys, [N_TOKENS]):
-            found[r[PK]] = int(r[N_TOKENS])
+        found = {r[PK]: _owned(r) for r in t.rows(t.name, keys, self._fields())}
         return {key: found[key] for key in keys if key in found}
 
-    def _matching_counts(self, expr: str) -> dict[str, int]:
-        """n_tokens of every document matching ``expr`` (paging past 16,384 rows)."""
+    def _fields(self) -> list[str]:
+        return [N_TOKENS, TOKEN_GEN] if self.generations else [N_TOKENS]
+
+    def _matching(self, expr: str) -> dict[str, Owned]:
+        """(n_tokens, generation) of every document matching ``expr`` (paging past 16,384)."""
         t = self.target
         rows = t.client.query(
-            t.name, filter=expr, output_fields=[N_TOKENS], limit=QUERY_MAX_ROWS, **t.request
+            t.name, filter=expr, output_fields=self._fields(), limit=QUERY_MAX_ROWS, **t.request
         )
         if len(rows) >= QUERY_MAX_ROWS:
             rows = []
@@ -243,7 +286,7 @@ class TokenRowsLayout(TokenLayout):
                 t.name,
                 batch_size=QUERY_MAX_ROWS,
                 filter=expr,
-                output_fields=[N_TOKENS],
+                output_fields=self._fields(),
                 **t.request,
             )
             try:
@@ -251,43 +294,47 @@ class TokenRowsLayout(TokenLayout):
                     rows.extend(page)
             finally:
                 it.close()
-        return {r[PK]: int(r[N_TOKENS]) for r in rows}
+        return {r[PK]: _owned(r) for r in rows}
 
-    def _fetch(self, counts: dict[str, int]) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Token rows of these documents as (row pks, (m, 128) vectors) batches.
+    def _fetch(self, docs: dict[str, Owned]) -> Iterator[tuple[list[tuple[str, int]], np.ndarray]]:
+        """Token rows of these documents as ((document pk, position) per row, (m, 128)) batches.
 
-        By primary key, which the counts give: Milvus Lite answers a pk lookup from an index
-        but scans every row of the collection for ``doc_id in [...]`` (measured: 1.1 s
-        against 3.1 s for 30k of 600k rows); rows past n_tokens are never asked for.
+        By primary key, which the documents rows give: Milvus Lite answers a pk lookup from
+        an index but scans every row of the collection for ``doc_id in [...]`` (measured:
+        1.1 s against 3.1 s for 30k of 600k rows); rows of other generations, or past
+        n_tokens, are never asked for.
         """
         t = self.target
-        for group in chunks(token_keys(counts), MAX_IDS_PER_EXPR):
+        owners = token_keys(docs)
+        for group in chunks(list(owners), MAX_IDS_PER_EXPR):
             # strict_float32: pymilvus hands vectors over as one numpy array, not float lists.
             rows = t.rows(self.tokens_name, group, [VEC], strict_float32=True)
             if len(rows):
                 yield (
-                    [r[PK] for r in rows],
+                    [owners[r[PK]] for r in rows],
                     np.stack([r[VEC] for r in rows]).astype(np.float32, copy=False),
                 )
 
-    def _scores(self, tokens: np.ndarray, counts: dict[str, int], limit: int) -> list[Scored]:
-        scorer = MaxSim(tokens, list(counts))
-        for row_keys, vectors in self._fetch(counts):
-            scorer.add([split_token_key(k)[0] for k in row_keys], vectors)
+    def _scores(self, tokens: np.ndarray, docs: dict[str, Owned], limit: int) -> list[Scored]:
+        scorer = MaxSim(tokens, list(docs))
+        for owners, vectors in self._fetch(docs):
+            scorer.add([key for key, _ in owners], vectors)
         return scorer.top(limit)
 
     def rerank(self, tokens: np.ndarray, candidates: Sequence[str], limit: int) -> list[Scored]:
         # Candidates keep their order for ties (stable sort in MaxSim.top).
-        return self._scores(tokens, self._token_counts(candidates), limit)
+        return self._scores(tokens, self._owned(candidates), limit)
 
     def score_all(self, tokens: np.ndarray, expr: str, limit: int) -> list[Scored]:
-        return self._scores(tokens, self._matching_counts(and_expr(expr)), limit)
+        return self._scores(tokens, self._matching(and_expr(expr)), limit)
 
     def tokens_of(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        counts = self._token_counts(keys)
         parts: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-        for row_keys, vectors in self._fetch(counts):
-            for row_key, vector in zip(row_keys, vectors, strict=True):
-                key, pos = split_token_key(row_key)
+        for owners, vectors in self._fetch(self._owned(keys)):
+            for (key, pos), vector in zip(owners, vectors, strict=True):
                 parts[key][pos] = vector
         return {key: np.stack([vecs[j] for j in sorted(vecs)]) for key, vecs in parts.items()}
+
+
+def _owned(row: dict[str, Any]) -> Owned:
+    return int(row[N_TOKENS]), int(row.get(TOKEN_GEN) or 0)
