@@ -1,7 +1,9 @@
 """Store URLs: one string names a backend and where it lives (the CLI's ``--store``).
 
     qdrant:./qdrant_data           embedded qdrant-edge collections in a folder
-    qdrant+http://host:6333        a Qdrant server (API key from QDRANT_API_KEY)
+    qdrant+http://host:6333        a Qdrant server (API key from QDRANT_API_KEY): gRPC on 6334
+                                   when the port is 6333 or none, else REST on the port given
+    qdrant+grpc://host:6334        a Qdrant server over gRPC on the port given (grpcs: TLS)
     milvus:./milvus.db             Milvus Lite, a local file
     milvus+http://host:19530       a Milvus server (token from MILVUS_TOKEN)
 
@@ -14,13 +16,17 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit
 
 from .base import VectorStore
 from .errors import CollectionNotFoundError
 from .spec import CollectionSpec
 
-STORE_URL_FORMS = "qdrant:PATH, qdrant+http://HOST:6333, milvus:PATH.db or milvus+http://HOST:19530"
-_SERVER = re.compile(r"^(qdrant|milvus)\+(https?://[^\s/@]+(:\d+)?/?.*)$")
+STORE_URL_FORMS = (
+    "qdrant:PATH, qdrant+http://HOST:6333, qdrant+grpc://HOST:6334, milvus:PATH.db "
+    "or milvus+http://HOST:19530"
+)
+_SERVER = re.compile(r"^(qdrant|milvus)\+((?:https?|grpcs?)://[^\s/@]+(:\d+)?/?.*)$")
 _LOCAL = re.compile(r"^(qdrant|milvus):(?!//)(.+)$")
 
 
@@ -57,6 +63,8 @@ def parse_store_url(url: str) -> StoreURL:
             raise ValueError(
                 "store URL must not contain credentials; set QDRANT_API_KEY or MILVUS_TOKEN instead"
             )
+        if m.group(1) == "milvus" and m.group(2).startswith("grpc"):
+            raise ValueError(f"unknown store URL {url!r}: Milvus servers take milvus+http(s)://")
         return StoreURL(m.group(1), m.group(2), True)  # type: ignore[arg-type]
     m = _LOCAL.match(text)
     if m and not m.group(2).startswith(("http:", "https:")):
@@ -83,10 +91,10 @@ def open_store(
     if where.backend == "qdrant":
         from .qdrant import QdrantStore
 
-        server, path = (where.location, None) if where.server else (None, where.location)
+        server, path, grpc_port = _qdrant_location(where)
         if spec is None:
-            return QdrantStore.open(collection, url=server, path=path)
-        return QdrantStore.create(collection, url=server, path=path, spec=spec)
+            return QdrantStore.open(collection, url=server, path=path, grpc_port=grpc_port)
+        return QdrantStore.create(collection, url=server, path=path, spec=spec, grpc_port=grpc_port)
     from .milvus import MilvusStore
 
     token = (os.environ.get("MILVUS_TOKEN") or None) if where.server else None
@@ -117,3 +125,15 @@ def open_or_create(
         return open_store(url, collection)
     except CollectionNotFoundError:
         return open_store(url, collection, spec=spec, max_tokens=max_tokens)
+
+
+def _qdrant_location(where: StoreURL) -> tuple[str | None, str | None, int | None]:
+    """(url, path, grpc_port) of a qdrant store URL (grpc:// names the gRPC port itself)."""
+    if not where.server:
+        return None, where.location, None
+    if not where.location.startswith("grpc"):
+        return where.location, None, None
+    parts = urlsplit(where.location)
+    scheme = "https" if parts.scheme == "grpcs" else "http"
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    return f"{scheme}://{host}", None, parts.port or 6334

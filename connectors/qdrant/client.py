@@ -38,6 +38,8 @@ API_KEY_ENV = "QDRANT_API_KEY"
 GRPC_REQUEST_BYTES = 8 * 1024 * 1024
 REST_REQUEST_BYTES = 2 * 1024 * 1024
 LOCAL_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_REST_PORT = 6333
+DEFAULT_GRPC_PORT = 6334
 
 
 class ClientQdrantStore(QdrantStore):
@@ -69,7 +71,7 @@ class ClientQdrantStore(QdrantStore):
         spec: CollectionSpec | None,
         *,
         api_key: str | None,
-        prefer_grpc: bool,
+        transport: tuple[bool | None, int | None],
         timeout: int,
         shard_number: int | None = None,
         replication_factor: int | None = None,
@@ -81,7 +83,7 @@ class ClientQdrantStore(QdrantStore):
             where,
             spec or CollectionSpec(),
             api_key=api_key,
-            prefer_grpc=prefer_grpc,
+            transport=transport,
             timeout=timeout,
         )
         try:
@@ -120,7 +122,7 @@ class ClientQdrantStore(QdrantStore):
         spec: CollectionSpec,
         *,
         api_key: str | None,
-        prefer_grpc: bool,
+        transport: tuple[bool | None, int | None],
         timeout: int,
     ) -> ClientQdrantStore:
         kind, value = where
@@ -142,9 +144,9 @@ class ClientQdrantStore(QdrantStore):
             client = QdrantClient(
                 url=value,
                 api_key=key,
-                prefer_grpc=prefer_grpc,
                 timeout=timeout,
                 check_compatibility=False,
+                **server_transport(value, *transport),
             )
         store = cls(name, spec, client, owns_client=kind != "client", where="")
         store._secret = key or None
@@ -275,6 +277,31 @@ def _local_client(location: str) -> QdrantClientHandle:
             "another client in this one): one client per folder. Close it there, pass client= "
             "to share one, or use a Qdrant server."
         ) from e
+
+
+def server_transport(url: str, prefer_grpc: bool | None, grpc_port: int | None) -> dict[str, Any]:
+    """QdrantClient's transport arguments for a server URL, honouring the URL's port.
+
+    qdrant-client sends gRPC to ``grpc_port`` (default 6334) whatever port the URL names, so
+    ``http://host:7000`` with prefer_grpc reached host:6334, perhaps another server. Here a
+    URL without a port or with Qdrant's REST port 6333 gets gRPC on 6334 (the pair a server
+    listens on); another port gets REST on it, and gRPC only with ``grpc_port``.
+    """
+    port = urlsplit(url if "://" in url else f"http://{url}").port
+    if grpc_port is not None:
+        if prefer_grpc is False:
+            raise ValueError("grpc_port is the gRPC port: it cannot go with prefer_grpc=False")
+        return {"prefer_grpc": True, "grpc_port": grpc_port}
+    own_port = port is not None and port != DEFAULT_REST_PORT
+    if prefer_grpc and own_port:
+        raise ValueError(
+            f"{_display_url(url, grpc_port=None)} names port {port}, but gRPC would go to "
+            f"{DEFAULT_GRPC_PORT}: pass grpc_port= (or a qdrant+grpc://HOST:PORT store URL) for "
+            f"gRPC, or leave prefer_grpc unset for REST on port {port}"
+        )
+    if prefer_grpc is None and own_port:
+        logger.info("Qdrant URL names port %d: REST on it (gRPC only with grpc_port=)", port)
+    return {"prefer_grpc": not own_port if prefer_grpc is None else prefer_grpc}
 
 
 def _display_url(url: str, *, grpc_port: int | None) -> str:

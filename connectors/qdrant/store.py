@@ -61,7 +61,8 @@ class QdrantStore(VectorStore):
         on_disk: bool = False,
         shard_number: int | None = None,
         replication_factor: int | None = None,
-        prefer_grpc: bool = True,
+        prefer_grpc: bool | None = None,
+        grpc_port: int | None = None,
         timeout: int = DEFAULT_TIMEOUT,
     ) -> QdrantStore:
         """Create a collection, or open it when it exists with the same spec.
@@ -71,14 +72,18 @@ class QdrantStore(VectorStore):
             path: folder of embedded qdrant-edge collections (the default: ``./qdrant_data``);
                 the collection lives in ``<path>/<name>/``.
             local: qdrant-client local mode, ``":memory:"`` or a folder (one process per folder).
-            url: a Qdrant server, e.g. ``http://host:6333``; gRPC (port 6334) when prefer_grpc.
+            url: a Qdrant server, e.g. ``http://host:6333``. Its port is honoured: REST goes
+                to it; gRPC (faster for token vectors) is used on port 6334 when the URL has no
+                port or 6333, on ``grpc_port`` when given, and otherwise only when asked.
             api_key: server API key; defaults to the ``QDRANT_API_KEY`` environment variable.
             client: an existing ``QdrantClient`` (server or local mode); the caller closes it.
             spec: the whole spec at once, instead of dim ... on_disk.
             dim, prefetch_dims, multivector, multivector_dtype, quantization, on_disk: the
                 ``CollectionSpec`` fields.
             shard_number, replication_factor: passed to the server at creation.
-            prefer_grpc, timeout: server connection settings.
+            prefer_grpc: True for gRPC, False for REST, None (default) as described at url.
+            grpc_port: the server's gRPC port (implies gRPC).
+            timeout: seconds per request.
 
         Raises:
             SchemaMismatchError: the collection exists with another spec (nothing is changed).
@@ -113,7 +118,7 @@ class QdrantStore(VectorStore):
             where,
             spec,
             api_key=api_key,
-            prefer_grpc=prefer_grpc,
+            transport=(prefer_grpc, grpc_port),
             timeout=timeout,
             **server_opts,
         )
@@ -128,7 +133,8 @@ class QdrantStore(VectorStore):
         url: str | None = None,
         api_key: str | None = None,
         client: QdrantClientHandle | None = None,
-        prefer_grpc: bool = True,
+        prefer_grpc: bool | None = None,
+        grpc_port: int | None = None,
         timeout: int = DEFAULT_TIMEOUT,
     ) -> QdrantStore:
         """Open an existing collection; its spec is read back from the database.
@@ -144,7 +150,12 @@ class QdrantStore(VectorStore):
         from .client import ClientQdrantStore
 
         return ClientQdrantStore.open_on(
-            name, where, None, api_key=api_key, prefer_grpc=prefer_grpc, timeout=timeout
+            name,
+            where,
+            None,
+            api_key=api_key,
+            transport=(prefer_grpc, grpc_port),
+            timeout=timeout,
         )
 
     # -- shared by both engines ---------------------------------------------------------

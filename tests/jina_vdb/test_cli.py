@@ -135,7 +135,7 @@ def test_console_errors_and_verbose_traceback_in_a_real_process(tmp_path: Path) 
     )
     assert plain.returncode == 1 and plain.stderr.strip().splitlines() == [
         "error: unknown store URL 'nowhere'; expected qdrant:PATH, qdrant+http://HOST:6333, "
-        "milvus:PATH.db or milvus+http://HOST:19530"
+        "qdrant+grpc://HOST:6334, milvus:PATH.db or milvus+http://HOST:19530"
     ]
     verbose = subprocess.run(
         cli_command("info", "--store", "nowhere", "-c", "docs", "--verbose"),
