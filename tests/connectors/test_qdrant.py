@@ -203,13 +203,13 @@ def test_boolean_filters(where, tmp_path, memory_client):
 
 
 # -- errors -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("grpc", [True, False], ids=["grpc", "rest"])
-def test_unreachable_server_names_the_url_never_the_key(grpc, caplog, monkeypatch):
+@pytest.mark.parametrize(
+    "transport", [{"grpc_port": 1}, {"prefer_grpc": False}], ids=["grpc", "rest"]
+)
+def test_unreachable_server_names_the_url_never_the_key(transport, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     with pytest.raises(StoreUnavailableError) as err:
-        QdrantStore.create(
-            "x", url="http://127.0.0.1:1", api_key=SECRET, prefer_grpc=grpc, timeout=5
-        )
+        QdrantStore.create("x", url="http://127.0.0.1:1", api_key=SECRET, timeout=5, **transport)
     message = str(err.value)
     assert "127.0.0.1" in message
     assert SECRET not in message and SECRET not in repr(err.value)
@@ -217,7 +217,7 @@ def test_unreachable_server_names_the_url_never_the_key(grpc, caplog, monkeypatc
     assert SECRET not in caplog.text
     monkeypatch.setenv("QDRANT_API_KEY", SECRET)
     with pytest.raises(StoreUnavailableError) as err:
-        QdrantStore.open("x", url="http://user:pw@127.0.0.1:1/", prefer_grpc=grpc, timeout=5)
+        QdrantStore.open("x", url="http://user:pw@127.0.0.1:1/", timeout=5, **transport)
     assert SECRET not in str(err.value) and "pw" not in str(err.value)
     assert SECRET not in caplog.text
 
