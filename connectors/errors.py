@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ConnectorError(Exception):
     """Base class for every error the connectors raise on purpose."""
@@ -52,19 +54,22 @@ class PartialWriteError(BackendError):
         unwritten_ids: ids of the batch not written.
     """
 
+    index: int | None
+    record_id: object
+
     def __init__(
         self,
         message: str,
         *,
         index: int,
         record_id: object,
-        written_ids: list[object],
-        unwritten_ids: list[object],
+        written_ids: Sequence[object],
+        unwritten_ids: Sequence[object],
     ) -> None:
         self.index = index
         self.record_id = record_id
-        self.written_ids = written_ids
-        self.unwritten_ids = unwritten_ids
+        self.written_ids = list(written_ids)
+        self.unwritten_ids = list(unwritten_ids)
         Exception.__init__(self, message)
 
 

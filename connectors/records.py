@@ -118,7 +118,9 @@ def _check_vector(
     return arr
 
 
-def _check_payload(payload: object, max_bytes: int | None, **where: Any) -> tuple[dict, int]:
+def _check_payload(
+    payload: object, max_bytes: int | None, **where: Any
+) -> tuple[dict[str, Any], int]:
     """The payload as a dict and its JSON size; RecordError naming the bad value otherwise."""
     if payload is None:
         return {}, 2

@@ -247,7 +247,7 @@ class TokenRowsLayout(TokenLayout):
             t.delete_keys(self.tokens_name, list(token_keys(old)))
 
     def _delete_past_length(
-        self, old: dict[str, Owned], keys: Sequence[str], tokens: Sequence[np.ndarray | None]
+        self, old: dict[str, Owned], keys: Sequence[str], tokens: Sequence[np.ndarray]
     ) -> None:
         """Collections without generations: drop the rows past a document's new length."""
         shrunk = {
