@@ -41,6 +41,9 @@ class CollectionSpec:
         distance: similarity of every vector field.
         quantization: optional scalar quantization of the full dense vector.
         on_disk: keep the token vectors (the bulk of the bytes) on disk where supported.
+        extra: the application's metadata about the collection (e.g. the model that made
+            its vectors: jina_vdb/model_record.py), JSON; stored with the spec and read
+            back by ``open()``, never compared (two specs differing only here match).
     """
 
     dim: int = 2048
@@ -95,7 +98,8 @@ class CollectionSpec:
     # -- (de)serialisation, so open() can read the spec back from the database ----------
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("extra")
+        if not data["extra"]:
+            data.pop("extra")
         data["prefetch_dims"] = list(self.prefetch_dims)
         for key in ("multivector_dtype", "distance", "quantization"):
             data[key] = getattr(self, key).value
@@ -103,7 +107,8 @@ class CollectionSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CollectionSpec:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "extra"}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["extra"] = dict(known.get("extra") or {})
         if "prefetch_dims" in known:
             known["prefetch_dims"] = tuple(known["prefetch_dims"])
         return cls(**known)
@@ -111,6 +116,8 @@ class CollectionSpec:
     def differences(self, other: CollectionSpec) -> list[str]:
         """Human-readable list of fields that differ (empty when the specs match)."""
         mine, theirs = self.to_dict(), other.to_dict()
+        mine.pop("extra", None)  # metadata, not what the collection stores
+        theirs.pop("extra", None)
         return [
             f"{key}: existing={theirs[key]!r}, requested={mine[key]!r}"
             for key in mine

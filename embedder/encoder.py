@@ -16,6 +16,7 @@ from .batching import Batch, Pipeline, plan_batches, progress_enabled
 from .config import ModelSpec, resolve_device, resolve_dtype
 from .errors import EmbedderError, OptionError
 from .fetch import DEFAULT_TIMEOUT_S
+from .identity import ModelIdentity, checkpoint_identity
 from .inputs import ImageSource, load_images, validate_texts
 from .loading import load_model, load_tokenizer, read_image_spec, resolve_checkpoint
 from .lora import TaskLoRA
@@ -76,6 +77,9 @@ class JinaV4Embedder:
         self._processor = processor
         self._device = device
         self._dtype = dtype
+        #: (name, folder) of the checkpoint, for ``identity``; None when built otherwise.
+        self._checkpoint: tuple[str, Path] | None = None
+        self._identity: ModelIdentity | None = None
 
     @classmethod
     def from_pretrained(
@@ -105,7 +109,9 @@ class JinaV4Embedder:
         logger.info("attention implementation: %s", attn_implementation)
         model, lora = load_model(folder, dev, dt, attn_implementation)
         processor = Processor(load_tokenizer(folder), read_image_spec(folder), model.config)
-        return cls(model, lora, processor, device=dev, dtype=dt)
+        embedder = cls(model, lora, processor, device=dev, dtype=dt)
+        embedder._checkpoint = (str(name_or_path), folder)
+        return embedder
 
     # ------------------------------------------------------------------ properties
 
@@ -125,6 +131,16 @@ class JinaV4Embedder:
     @property
     def tasks(self) -> tuple[Task, ...]:
         return self._lora.tasks
+
+    @property
+    def identity(self) -> ModelIdentity | None:
+        """Name, revision and fingerprint of the checkpoint (None if not loaded from one).
+
+        What a vector collection records so that it is only queried with this model.
+        """
+        if self._identity is None and self._checkpoint is not None:
+            self._identity = checkpoint_identity(*self._checkpoint)
+        return self._identity
 
     @property
     def device(self) -> torch.device:

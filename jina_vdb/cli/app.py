@@ -26,6 +26,7 @@ from connectors.stores import (
 )
 from embedder.options import DEFAULT_MAX_PIXELS, Task
 from jina_vdb.ingest_types import IngestOptions
+from jina_vdb.model_record import MODEL_KEY, check_model, model_record, with_model
 from jina_vdb.sources import SourceOptions
 from jina_vdb.sources.images import set_max_image_pixels
 
@@ -66,6 +67,13 @@ MaxImagePixelsOpt = Annotated[
     typer.Option(
         help="Decompression-bomb limit: images with more pixels are refused (default: PIL's, "
         "89,478,485). Raise it for trusted huge scans."
+    ),
+]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-model-mismatch",
+        help="Use a collection made with another model or task (its scores then mean nothing).",
     ),
 ]
 VerboseOpt = Annotated[
@@ -148,6 +156,7 @@ def ingest(
         float,
         typer.Option(help="Seconds between one-line progress logs when stderr is not a terminal."),
     ] = 10.0,
+    allow_model_mismatch: AllowMismatchOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
@@ -184,8 +193,18 @@ def ingest(
         spec, explicit = cs.build_spec(
             encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector
         )
+        tasks = (Task.RETRIEVAL.value, Task.CODE.value) if task == "auto" else (task,)
+        record = model_record(encoder, tasks)
         summary = _ingest_paths(
-            paths, where, collection, encoder, spec, explicit, source_opts, ingest_opts
+            paths,
+            where,
+            collection,
+            encoder,
+            with_model(spec, record),
+            explicit,
+            source_opts,
+            ingest_opts,
+            allow_model_mismatch=allow_model_mismatch,
         )
         for line in summary.lines(verbose=verbose):
             typer.echo(line)
@@ -200,8 +219,14 @@ def _ingest_paths(
     explicit: bool,
     source_opts: Any,
     ingest_opts: Any,
+    *,
+    allow_model_mismatch: bool = False,
 ) -> Any:
-    """Open (or create) the collection and run the pipeline over the paths' items."""
+    """Open (or create) the collection and run the pipeline over the paths' items.
+
+    A new collection records the model (``spec.extra``); an existing one must have been
+    made by this model (its tasks are only checked by queries: an ingest may add a task).
+    """
     from jina_vdb.ingest import ingest as run_ingest
     from jina_vdb.sizing import milvus_max_tokens
     from jina_vdb.sources import count_files, iter_items
@@ -217,6 +242,13 @@ def _ingest_paths(
     with cs.store_errors(str(where), collection):
         db = open_or_create(where, collection, spec, explicit=explicit, max_tokens=max_tokens)
     with db, cs.progress_safe_logging():
+        record = spec.extra.get(MODEL_KEY)
+        check_model(
+            db,
+            None if record is None else {**record, "tasks": []},
+            action="ingest",
+            allow_mismatch=allow_model_mismatch,
+        )
         total = count_files(paths, source_opts)  # walk first: the progress total and ETA
         items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
         return run_ingest(items, encoder, db, ingest_opts, total_files=total)
@@ -244,6 +276,7 @@ def search(
     model: ModelOpt = cs.DEFAULT_MODEL,
     task: TaskOpt = Task.RETRIEVAL.value,
     device: DeviceOpt = None,
+    allow_model_mismatch: AllowMismatchOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Search a collection with a text or an image query."""
@@ -261,6 +294,12 @@ def search(
         with db:
             picture = cs.query_image(image) if image is not None else None  # also before it
             encoder = cs.load_encoder(model, device=device)
+            check_model(
+                db,
+                model_record(encoder, [task]),
+                action="search",
+                allow_mismatch=allow_model_mismatch,
+            )
             multivector = db.spec.multivector and mode is not SearchMode.DENSE
             if picture is not None:
                 batch = encoder.encode_image([picture], task=task, multivector=multivector)
