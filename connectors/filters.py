@@ -207,7 +207,10 @@ class Not(Filter):
 def parse_filter_args(items: Sequence[str]) -> Filter | None:
     """CLI form: ``key=value`` (repeat for AND); ``key=a,b`` any-of; ``key>=3``, ``key<10`` ranges.
 
-    Values that look like ints become ints; ``true``/``false`` become bools.
+    Values that look like ints become ints; ``true``/``false`` become bools. A value in
+    double quotes is taken as it is, commas included, and stays a string
+    (``source="notes, v1.md"``, ``page="3"``); outside quotes a backslash escapes the next
+    character (``name=a\\,b``). ``filter_keys`` lists the keys a filter reads.
     """
     conditions: list[Filter] = []
     for item in items:
@@ -218,7 +221,7 @@ def parse_filter_args(items: Sequence[str]) -> Filter | None:
             )
         key, op, raw = m.groups()
         if op == "=":
-            values = [_coerce(v) for v in raw.split(",")]
+            values = _split_values(raw, item)
             conditions.append(Eq(key, values[0]) if len(values) == 1 else AnyOf(key, tuple(values)))
         else:
             try:
@@ -230,6 +233,57 @@ def parse_filter_args(items: Sequence[str]) -> Filter | None:
     if not conditions:
         return None
     return conditions[0] if len(conditions) == 1 else And(tuple(conditions))
+
+
+def _split_values(raw: str, item: str) -> list[Scalar]:
+    """``a,"b, c",d\\,e`` -> ["a", "b, c", "d,e"]: commas split outside quotes."""
+    values: list[Scalar] = []
+    current: list[str] = []
+    quoted = in_quotes = False
+    chars = iter(raw)
+    for c in chars:
+        if c == "\\":
+            escaped = next(chars, None)
+            if escaped is None:
+                raise ValueError(f"filter {item!r}: a backslash at the end escapes nothing")
+            current.append(escaped)
+        elif c == '"':
+            if not in_quotes and not "".join(current).strip():
+                current = []  # spaces before an opening quote are not part of the value
+            in_quotes, quoted = not in_quotes, True
+        elif c.isspace() and quoted and not in_quotes:
+            continue  # nor are spaces after the closing one
+        elif c == "," and not in_quotes:
+            values.append(_value("".join(current), quoted, item))
+            current, quoted = [], False
+        else:
+            current.append(c)
+    if in_quotes:
+        raise ValueError(f"filter {item!r}: a double quote is not closed")
+    values.append(_value("".join(current), quoted, item))
+    return values
+
+
+def _value(text: str, quoted: bool, item: str) -> Scalar:
+    if quoted:
+        return text
+    text = text.strip()
+    if not text:
+        raise ValueError(f'filter {item!r}: an empty value (quote it to match "")')
+    return _coerce(text)
+
+
+def filter_keys(flt: Filter | None) -> list[str]:
+    """The payload keys a filter reads, in order, each once."""
+    if flt is None:
+        return []
+    if isinstance(flt, And | Or):
+        keys = [k for c in flt.conditions for k in filter_keys(c)]
+    elif isinstance(flt, Not):
+        keys = filter_keys(flt.condition)
+    else:
+        keys = [flt.key]  # type: ignore[attr-defined]
+    return list(dict.fromkeys(keys))
 
 
 def _coerce(raw: str) -> Scalar:

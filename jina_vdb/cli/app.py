@@ -30,6 +30,7 @@ from jina_vdb.model_record import MODEL_KEY, check_model, model_record, with_mod
 from jina_vdb.sources import SourceOptions
 from jina_vdb.sources.images import set_max_image_pixels
 
+from . import output
 from . import support as cs
 
 logger = logging.getLogger(__name__)
@@ -269,9 +270,18 @@ def search(
     prefetch_limit: Annotated[int, typer.Option(help="Dense candidates reranked by MaxSim.")] = 100,
     filter: Annotated[
         list[str] | None,
-        typer.Option("--filter", "-f", help="key=value, key=a,b, key>=n (repeat for AND)."),
+        typer.Option(
+            "--filter",
+            "-f",
+            help="key=value, key=a,b (any of), key>=n (repeat for AND); quote a value that "
+            "holds commas: -f 'source=\"notes, v1.md\"'.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
+    score_per_token: Annotated[
+        bool,
+        typer.Option(help="MaxSim divided by the query's token count (-1..1), not the sum."),
+    ] = False,
     max_image_pixels: MaxImagePixelsOpt = None,
     model: ModelOpt = cs.DEFAULT_MODEL,
     task: TaskOpt = Task.RETRIEVAL.value,
@@ -287,6 +297,7 @@ def search(
         if not store:
             raise ValueError(f"--store is required: {STORE_URL_FORMS}")
         conditions = parse_filter_args(filter or [])
+        kind = output.score_kind(mode, True, per_token=score_per_token)  # bad options fail fast
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
         with cs.store_errors(store, collection):  # before the model: a bad store fails fast
@@ -307,14 +318,15 @@ def search(
                 batch = encoder.encode_text(
                     [query], task=task, prompt_name="query", multivector=multivector
                 )
+            q = Query.from_batch(batch)
             hits = db.search(
-                Query.from_batch(batch),
-                mode=mode,
-                limit=limit,
-                prefetch_limit=prefetch_limit,
-                filter=conditions,
+                q, mode=mode, limit=limit, prefetch_limit=prefetch_limit, filter=conditions
             )
-        cs.print_hits(hits, as_json=as_json)
+            if len(hits) < limit:  # a filter on a key no record has finds nothing: say so
+                output.warn_missing_keys(db, conditions)
+            kind = output.score_kind(mode, db.spec.multivector, per_token=score_per_token)
+        tokens = None if q.multivector is None else len(q.multivector)
+        output.print_hits(hits, as_json=as_json, kind=kind, query_tokens=tokens)
 
 
 @app.command()

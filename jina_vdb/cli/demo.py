@@ -12,6 +12,7 @@ from connectors.stores import open_store
 from jina_vdb.ingest import IngestOptions, ingest
 
 from . import support as cs
+from .output import print_hits
 
 #: Queries in several languages; each has an obvious target in the sample corpus.
 DEMO_QUERIES = (
@@ -55,7 +56,8 @@ def run_demo(
             batch = encoder.encode_text([text], task="retrieval", prompt_name="query")
             hits = db.search(Query.from_batch(batch), mode=SearchMode.HYBRID, limit=limit)
             typer.echo(f"\nquery: {text}")
-            cs.print_hits(hits, as_json=False)
+            tokens = len(batch.multivectors[0]) if batch.multivectors is not None else None
+            print_hits(hits, as_json=False, kind="maxsim", query_tokens=tokens)
     if model == cs.TINY:
         typer.echo("\n(--model tiny has random weights: the ranking is arbitrary)")
     again = f'jina-vdb search "revenue" --store {store} --collection {collection}'

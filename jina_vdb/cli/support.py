@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import json
 import logging
 import os
 import shutil
@@ -22,7 +21,6 @@ from typing import Any
 
 import typer
 
-from connectors.query import Hit
 from connectors.spec import CollectionSpec
 
 logger = logging.getLogger(__name__)
@@ -241,37 +239,6 @@ def disk_bytes(backend: str, location: str, collection: str) -> dict[str, Any]:
 
 
 # -- output ---------------------------------------------------------------------------------
-def describe_hit(hit: Hit) -> str:
-    """``source [#page=N] [chunk N]  "snippet"`` for one search result."""
-    p = hit.payload
-    where = str(p.get("source", hit.id))
-    if p.get("source"):
-        where = Path(where).name
-    if p.get("page") is not None:
-        where += f" #page={p['page']}"
-    if p.get("chunk"):  # chunk 0 of a one-chunk text says nothing
-        where += f" chunk {p['chunk']}"
-    kind = p.get("kind", "")
-    snippet = " ".join(str(p.get("text", "")).split())
-    snippet = (snippet[:70] + "...") if len(snippet) > 73 else snippet
-    return f"{kind:<8} {where}" + (f'  "{snippet}"' if snippet else "")
-
-
-def print_hits(hits: Sequence[Hit], *, as_json: bool) -> None:
-    if as_json:
-        typer.echo(
-            json.dumps(
-                [{"id": h.id, "score": h.score, "payload": h.payload} for h in hits],
-                ensure_ascii=False,
-            )
-        )
-        return
-    if not hits:
-        typer.echo("no results")
-    for rank, hit in enumerate(hits, start=1):
-        typer.echo(f"{rank:>3}. {hit.score:8.4f}  {describe_hit(hit)}")
-
-
 def print_mapping(data: dict[str, Any], *, indent: int = 0) -> None:
     """A nested dict as aligned ``key: value`` lines."""
     width = max((len(str(k)) for k in data), default=0)

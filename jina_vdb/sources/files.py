@@ -362,9 +362,12 @@ def _text_items(
     page: int | None = None,
     encoding: str | None = None,
 ) -> Iterator[Item]:
+    line, counted = 1, 0  # the line a chunk starts on (files only: a page has its number)
     for chunk in chunk_text(
         text, tokenizer, chunk_tokens=opts.chunk_tokens, overlap=opts.chunk_overlap
     ):
+        line += text.count("\n", counted, chunk.start)
+        counted = chunk.start
         sha = sha256_text(chunk.text)
         locator = f"chunk={chunk.index}" if page is None else f"page={page};chunk={chunk.index}"
         payload = _payload(
@@ -374,6 +377,7 @@ def _text_items(
             sha,
             opts,
             page=page,
+            line=line if page is None else None,
             chunk=chunk.index,
             task=task,
             encoding=encoding,

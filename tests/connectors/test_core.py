@@ -20,7 +20,7 @@ from connectors import (
     UnsupportedSpecError,
     records_from_batch,
 )
-from connectors.filters import And, Not, Or, parse_filter_args
+from connectors.filters import And, Not, Or, filter_keys, parse_filter_args
 from connectors.query import SearchMode, build_plan, query_vectors
 from connectors.records import (
     byte_bounded_chunks,
@@ -215,6 +215,22 @@ def test_parse_filter_args():
         parse_filter_args(["lang"])
     with pytest.raises(ValueError, match="not a number"):
         parse_filter_args(["page>x"])
+
+
+def test_parse_filter_args_quoting():
+    assert parse_filter_args(['source="notes, v1.md"']) == Eq("source", "notes, v1.md")
+    assert parse_filter_args(["name=a\\,b"]) == Eq("name", "a,b")
+    assert parse_filter_args(['page="3"']) == Eq("page", "3")  # quoted: stays a string
+    assert parse_filter_args(['f="a, b",c']) == AnyOf("f", ("a, b", "c"))
+    assert parse_filter_args(['f=a , "b"']) == AnyOf("f", ("a", "b"))
+    for bad, message in [
+        ('f="open', "double quote is not closed"),
+        ("f=a,,b", "an empty value"),
+        ("f=a\\", "backslash at the end"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_filter_args([bad])
+    assert filter_keys(parse_filter_args(["a=1", "b>2", "a=3"])) == ["a", "b"]
 
 
 # -- plans -----------------------------------------------------------------------------

@@ -78,9 +78,9 @@ def test_ingest_search_info(store_url: str, tmp_path: Path, tiny_checkpoint: Pat
         "--limit",
         "1",
     )
-    assert "revenue_chart.png" in by_image.stdout.splitlines()[0]  # an image finds itself first
+    assert "revenue_chart.png" in by_image.stdout.splitlines()[2]  # an image finds itself first
     funnel = _invoke("search", "Berlin", *where, *model, "--mode", "funnel", "--limit", "3")
-    assert [line.split(".")[0].strip() for line in funnel.stdout.splitlines()] == ["1", "2", "3"]
+    assert [line.split()[0] for line in funnel.stdout.splitlines()[2:]] == ["1", "2", "3"]
 
     info = json.loads(_invoke("info", *where, "--json").stdout)
     assert (
@@ -174,7 +174,7 @@ def test_demo_runs_offline_with_the_tiny_model(tmp_path: Path) -> None:
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "added 13, skipped 0" in result.stdout and result.stdout.count("\nquery: ") == 5
-    assert result.stdout.count("  1. ") == 5 and result.stdout.count("  3. ") == 5
+    assert result.stdout.count("\n   1  ") == 5 and result.stdout.count("\n   3  ") == 5
     assert list(
         (tmp_path / "cache").glob("tiny-*/model.safetensors.index.json")
     )  # the tiny model is cached

@@ -94,8 +94,8 @@ def test_bad_items_are_listed_and_everything_else_ingested(
     with open_store(edge_url, "docs", spec=SPEC) as store:
         summary = ingest(iter_items([corpus], tokenizer=tiny_embedder.tokenizer), spy, store, FAST)
         reasons = {Path(f.source).name: f.reason for f in summary.failed}
-        assert set(reasons) == {"broken.png", "doc_003.txt", "binary.txt", "lines.jsonl:3"}
-        assert "POISON" in reasons["doc_003.txt"] and "binary data" in reasons["binary.txt"]
+        assert set(reasons) == {"broken.png", "doc_003.txt:1", "binary.txt", "lines.jsonl:3"}
+        assert "POISON" in reasons["doc_003.txt:1"] and "binary data" in reasons["binary.txt"]
         assert (summary.added, summary.duplicates) == (6, 1)  # 5 texts + j1, once
         assert store.count() == 6 and [r.id for r in store.get(["j1"])] == ["j1"]
         # what failed to encode is not counted as encoded: tokens of the 6 stored texts only

@@ -169,3 +169,68 @@ def test_cli_errors_name_the_flag_not_python(tmp_path: Path, tiny_checkpoint: Pa
     assert "`" not in line and "item 0" not in line
     fine = cli("ingest", str(folder), *model, "--max-image-pixels", "4000", cache=tmp_path / "c")
     assert fine.returncode == 0 and fine.stdout.startswith("added 1, skipped 0")
+
+
+def _search_corpus(root: Path) -> Path:
+    for sub in ("alpha", "beta"):
+        (root / sub).mkdir(parents=True)
+        (root / sub / "__init__.py").write_text(f"# package {sub}\nVALUE = 1\n", encoding="utf-8")
+    (root / "notes, v1.md").write_text("Notes with a comma in the name.", encoding="utf-8")
+    code = "\n".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(40))
+    (root / "long.py").write_text(code, encoding="utf-8")
+    lines = [{"id": 7, "text": "an integer id"}, {"id": "s", "text": "a string id"}]
+    (root / "records.jsonl").write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    return root
+
+
+def test_search_output_names_paths_places_and_the_score_scale(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    corpus = _search_corpus(tmp_path / "corpus")
+    store = ("--store", f"qdrant:{tmp_path / 'q'}", "--model", str(tiny_checkpoint))
+    run = cli("ingest", str(corpus), *store, "--chunk-tokens", "64", "--chunk-overlap", "0",
+              "-q", cache=tmp_path / "c")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+
+    plain = cli("search", "package", *store, "--limit", "50", cache=tmp_path / "c")
+    assert plain.returncode == 0, plain.stderr
+    note, header, *rows = plain.stdout.splitlines()
+    assert (
+        note.startswith("score: MaxSim, the sum over the query's ") and "--score-per-token" in note
+    )
+    assert header.split() == ["rank", "maxsim", "kind", "source"]
+    shown = {row.split()[3].split(":")[0] for row in rows}
+    # the two __init__.py are told apart by their folder; unique names stay short
+    assert {"alpha/__init__.py", "beta/__init__.py", "long.py", "records.jsonl"} <= shown
+    assert any(row.split()[3] == "records.jsonl:2" for row in rows)  # JSONL: the line
+    code_lines = sorted(int(r.split()[3].split(":")[1]) for r in rows if "long.py:" in r)
+    assert code_lines[0] == 1 and len(code_lines) > 2 and code_lines[1] > 1  # chunk start lines
+
+    def scores(*extra: str) -> tuple[list[dict], str]:
+        out = cli("search", "package", *store, "--limit", "5", "--json", *extra,
+                  cache=tmp_path / "c")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout), out.stderr
+
+    summed, _ = scores()
+    per_token, _ = scores("--score-per-token")
+    assert all(isinstance(h["id"], str) for h in summed) and {"7", "s"} <= {
+        h["id"] for h in json.loads(cli("search", "id", *store, "--json", "-f", "kind=text",
+                                        "--limit", "50", cache=tmp_path / "c").stdout)
+    }  # fmt: skip
+    ratios = {round(a["score"] / b["score"], 3) for a, b in zip(summed, per_token, strict=True)}
+    (ratio,) = ratios  # one query token count divides every score
+    assert ratio == int(ratio) >= 1 and per_token[0]["score_kind"] == "maxsim/token"
+    fused, _ = scores("--mode", "fusion")
+    assert fused[0]["score_kind"] == "rrf" and 0 < fused[0]["score"] <= 2 / 61
+    refused = cli(
+        "search", "x", *store, "--mode", "dense", "--score-per-token", cache=tmp_path / "c"
+    )
+    assert refused.returncode == 1 and "--score-per-token divides MaxSim" in refused.stderr
+
+    # a value with a comma, quoted; a key no record has: a warning, not silence
+    comma, _ = scores("-f", f'source="{corpus}/notes, v1.md"')
+    assert [Path(h["payload"]["source"]).name for h in comma] == ["notes, v1.md"]
+    none, warned = scores("-f", "lang=en")
+    assert none == [] and "warning: no record in this collection has the field 'lang'" in warned
+    assert "source" in warned.split("fields: ")[1]
