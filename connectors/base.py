@@ -54,6 +54,9 @@ class VectorStore(ABC):
     #: The optional CollectionSpec fields (``spec.OPTIONAL_FEATURES``) this backend
     #: implements; ``create()`` refuses a spec that sets any other one.
     spec_features: ClassVar[frozenset[str]] = frozenset()
+    #: Told about maintenance that pauses writes (an index build, a flush): called with
+    #: (what, None) when one starts and (what, seconds) when it ends. Ingest shows them.
+    maintenance_listener: Callable[[str, float | None], None] | None = None
 
     def __init__(self, name: str, spec: CollectionSpec) -> None:
         self.name = name
@@ -215,6 +218,25 @@ class VectorStore(ABC):
 
     def _after_write(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Hook after an upsert call (e.g. build indexes); default: nothing."""
+
+    def flush(self) -> None:  # noqa: B027 - an optional hook, not abstract
+        """Persist writes and build pending indexes now (default: nothing to do)."""
+
+    @contextmanager
+    def _maintenance(self, what: str, detail: str) -> Iterator[None]:
+        """Log and report (``maintenance_listener``) a maintenance run around the block."""
+        listener = self.maintenance_listener
+        logger.info("%s %r (%s) ...", what, self.name, detail)
+        if listener is not None:
+            listener(what, None)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            logger.info("%s %r done in %.1fs", what, self.name, seconds)
+            if listener is not None:
+                listener(what, seconds)
 
     def _translate_error(self, error: Exception) -> ConnectorError | None:
         """Hook: the project's error for a database client's exception (None: leave it)."""

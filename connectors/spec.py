@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .errors import SchemaMismatchError, UnsupportedSpecError
@@ -40,10 +40,19 @@ class CollectionSpec:
         multivector_dim: width of one token vector.
         distance: similarity of every vector field.
         quantization: optional scalar quantization of the full dense vector.
-        on_disk: keep the token vectors (the bulk of the bytes) on disk where supported.
+        multivector_on_disk: token vectors (the bulk of the bytes: ~77 KB per 300-token
+            document in float16) memory-mapped from disk instead of held in RAM; a query reads
+            only its candidates' pages. None: the backend's default, fixed at creation (on
+            disk wherever the backend can: each backend's ``StoragePolicy``).
+        dense_on_disk: the dense vectors (and their HNSW graphs) memory-mapped instead of
+            held in RAM. None: the backend's default (in RAM: every dense search walks them).
         extra: the application's metadata about the collection (e.g. the model that made
             its vectors: jina_vdb/model_record.py), JSON; stored with the spec and read
             back by ``open()``, never compared (two specs differing only here match).
+
+    A placement is a property of the stored collection: a backend that cannot honour an
+    explicit True/False refuses it (UnsupportedSpecError), and an existing collection is
+    opened with its own placement when the requested one is None.
     """
 
     dim: int = 2048
@@ -53,7 +62,8 @@ class CollectionSpec:
     multivector_dim: int = MULTIVECTOR_DIM
     distance: Distance = Distance.COSINE
     quantization: Quantization = Quantization.NONE
-    on_disk: bool = False
+    multivector_on_disk: bool | None = None
+    dense_on_disk: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,6 +79,10 @@ class CollectionSpec:
         if len(set(dims)) != len(dims):
             raise ValueError(f"prefetch_dims has duplicates: {dims!r}")
         object.__setattr__(self, "prefetch_dims", tuple(sorted(dims)))
+        for name in STORAGE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be True, False or None, got {value!r}")
         if self.multivector_dim <= 0:
             raise ValueError(f"multivector_dim must be positive, got {self.multivector_dim!r}")
         for name, enum_type in (
@@ -105,8 +119,23 @@ class CollectionSpec:
             data[key] = getattr(self, key).value
         return data
 
+    def with_storage(self, *, multivector_on_disk: bool, dense_on_disk: bool) -> CollectionSpec:
+        """This spec with its unset (None) placements filled in by a backend's defaults."""
+        tokens, dense = self.multivector_on_disk, self.dense_on_disk
+        return replace(
+            self,
+            multivector_on_disk=multivector_on_disk if tokens is None else tokens,
+            dense_on_disk=dense_on_disk if dense is None else dense,
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CollectionSpec:
+        data = dict(data)
+        if "on_disk" in data and "multivector_on_disk" not in data:
+            # Specs written before the placement was per field kind: on_disk was the token
+            # field's, and the dense fields were always in RAM.
+            data["multivector_on_disk"] = bool(data.pop("on_disk"))
+            data.setdefault("dense_on_disk", False)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["extra"] = dict(known.get("extra") or {})
         if "prefetch_dims" in known:
@@ -114,16 +143,22 @@ class CollectionSpec:
         return cls(**known)
 
     def differences(self, other: CollectionSpec) -> list[str]:
-        """Human-readable list of fields that differ (empty when the specs match)."""
+        """Human-readable list of fields that differ (empty when the specs match).
+
+        A placement left unset (None) in this spec accepts the other's.
+        """
         mine, theirs = self.to_dict(), other.to_dict()
         mine.pop("extra", None)  # metadata, not what the collection stores
         theirs.pop("extra", None)
         return [
             f"{key}: existing={theirs[key]!r}, requested={mine[key]!r}"
             for key in mine
-            if mine[key] != theirs[key]
+            if mine[key] != theirs[key] and not (key in STORAGE_FIELDS and mine[key] is None)
         ]
 
+
+#: The placement fields: where each kind of vector is stored (see CollectionSpec).
+STORAGE_FIELDS = ("multivector_on_disk", "dense_on_disk")
 
 #: The spec fields every backend's ``create(...)`` also takes as keywords, with their defaults.
 SPEC_ARG_DEFAULTS: dict[str, Any] = {
@@ -132,7 +167,8 @@ SPEC_ARG_DEFAULTS: dict[str, Any] = {
     "multivector": True,
     "multivector_dtype": "float16",
     "quantization": "none",
-    "on_disk": False,
+    "multivector_on_disk": None,
+    "dense_on_disk": None,
 }
 
 
@@ -153,7 +189,8 @@ def resolve_spec(spec: CollectionSpec | None, **fields: Any) -> CollectionSpec:
 #: Spec fields that are storage options a backend may not have: it declares the ones it
 #: implements (``VectorStore.spec_features``); a value other than the default is refused by
 #: the others instead of being accepted and ignored.
-OPTIONAL_FEATURES: dict[str, Any] = {"quantization": Quantization.NONE, "on_disk": False}
+#: (Placements are checked by each backend's StoragePolicy, below.)
+OPTIONAL_FEATURES: dict[str, Any] = {"quantization": Quantization.NONE}
 
 
 def check_supported(spec: CollectionSpec, features: Collection[str], backend: str) -> None:
@@ -189,3 +226,36 @@ def reconcile_spec(
 
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
+
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """The placements a backend can honour, and the ones it picks for unset (None) fields.
+
+    Attributes:
+        backend: named in messages.
+        multivector_on_disk, dense_on_disk: the values the backend honours for each field.
+        defaults: (multivector_on_disk, dense_on_disk) of a new collection that sets neither.
+        reason: why a value is missing (for the refusal's message).
+    """
+
+    backend: str
+    multivector_on_disk: tuple[bool, ...] = (False, True)
+    dense_on_disk: tuple[bool, ...] = (False, True)
+    defaults: tuple[bool, bool] = (True, False)
+    reason: str = ""
+
+    def apply(self, spec: CollectionSpec) -> CollectionSpec:
+        """``spec`` with its placements resolved; an explicit one not honoured is refused."""
+        for name in STORAGE_FIELDS:
+            value = getattr(spec, name)
+            if value is not None and value not in getattr(self, name):
+                where = "on disk" if value else "in memory"
+                kind = "token" if name == "multivector_on_disk" else "dense"
+                raise UnsupportedSpecError(
+                    f"{self.backend} cannot keep {kind} vectors {where} "
+                    f"({name}={value!r}){': ' + self.reason if self.reason else ''}; leave "
+                    f"{name} unset (None) for the backend's default"
+                )
+        tokens, dense = self.defaults
+        return spec.with_storage(multivector_on_disk=tokens, dense_on_disk=dense)

@@ -155,6 +155,10 @@ class _Pipeline:
         self.tally = Tally(
             self.opts.progress, logger, total_files=total_files, log_every=self.opts.log_every
         )
+        listener, self.store.maintenance_listener = (
+            self.store.maintenance_listener,
+            self.tally.maintenance,
+        )
         threads = [
             threading.Thread(target=self._guard, args=(self._read, iter(items)), daemon=True),
             threading.Thread(target=self._guard, args=(self._write,), daemon=True),
@@ -169,12 +173,20 @@ class _Pipeline:
         finally:
             for t in threads:
                 t.join()
+            if not self.stop.is_set():
+                # The last index build, inside the run: timed and shown, not a pause at close.
+                self._guard(self._flush)
+            self.store.maintenance_listener = listener
             summary = self.tally.close()
         if self.errors:
             raise self.errors[0]
         for line in summary.lines():
             logger.info("%s", line)
         return summary
+
+    def _flush(self) -> None:
+        with self.store_lock:
+            self.store.flush()
 
     def _guard(self, stage: Any, *args: Any) -> None:
         try:

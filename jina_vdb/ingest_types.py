@@ -96,7 +96,9 @@ class IngestSummary:
     pages: int = 0
     seconds: float = 0.0
     #: Busy time per stage: "read" (existence checks + decoding/rendering), "encode", "write";
-    #: and the encoder's idle time: "wait_read" (reader behind), "wait_write" (writer behind).
+    #: the encoder's idle time: "wait_read" (reader behind), "wait_write" (writer behind); and
+    #: the store's maintenance ("optimize", "flush": index builds during "write" and the last
+    #: ones after it), when it reports any.
     stage_seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(
             ("read", "encode", "write", "wait_read", "wait_write"), 0.0
@@ -113,7 +115,9 @@ class IngestSummary:
             f"in {self.seconds:.1f}s ({rate:.1f} items/s; "
             f"{self.tokens} tokens, {self.pages} images/pages encoded)"
         )
-        lines = [head] + [f"  failed: {f.source}: {f.reason}" for f in self.failed]
+        clocks = ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items() if v >= 0.05)
+        timings = [f"  timings: {clocks}"] if clocks else []
+        lines = [head, *timings] + [f"  failed: {f.source}: {f.reason}" for f in self.failed]
         shown = self.duplicated if verbose else self.duplicated[:_LISTED]
         lines += [f"  duplicate: {d.source}: {d.reason}" for d in shown]
         if len(shown) < len(self.duplicated):
@@ -290,6 +294,15 @@ class Tally:
         counts = f"added {s.added}, skipped {s.skipped}, failed {len(s.failed)}"
         rates = f"{s.tokens / elapsed:.0f} tok/s, {s.pages / elapsed:.2f} pages/s"
         self.files.show(counts, rates)
+
+    def maintenance(self, what: str, seconds: float | None) -> None:
+        """A store's ``maintenance_listener``: the bar says what pauses the writes, and the
+        time goes to ``stage_seconds[what]``."""
+        with self._lock:
+            if seconds is not None:
+                clocks = self.summary.stage_seconds
+                clocks[what] = clocks.get(what, 0.0) + seconds
+            self.files.status(what, seconds)
 
     @contextlib.contextmanager
     def clock(self, stage: str) -> Iterator[None]:

@@ -76,6 +76,18 @@ class FileProgress:
         self._logged, self._logged_done = now, self.files_done
         progress_logger.info("ingest: %s; %s; %s", self._files_line(now), counts, rates)
 
+    def status(self, what: str, seconds: float | None) -> None:
+        """The store pauses the writes for ``what`` (seconds None) or has finished (its time):
+        the bar says so while it lasts, and the progress logs get a line at each end."""
+        if self._bar is not None:
+            self._bar.set_description_str("ingest" if seconds is not None else f"ingest ({what})")
+            self._bar.refresh()
+        if self.log_every is not None:
+            if seconds is None:
+                progress_logger.info("ingest: %s ...", what)
+            else:
+                progress_logger.info("ingest: %s done in %.1fs", what, seconds)
+
     def _files_line(self, now: float) -> str:
         if not self.total:
             return f"{self.files_done} files done"

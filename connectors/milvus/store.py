@@ -35,7 +35,7 @@ from ..errors import (
 from ..filters import Filter
 from ..query import Hit, SearchMode, SearchPlan, Stage
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec, reconcile_spec
+from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
 from ..vectors import rrf
 from . import convert as cv
 from .connection import Connection, connect, raise_translated, redact, translate_error
@@ -45,6 +45,18 @@ from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
 from .token_rows import TokenRowsLayout
 
 logger = logging.getLogger(__name__)
+
+#: Placements are not wired for Milvus: Milvus Lite holds collections in RAM (it ignores
+#: mmap settings), and a server's per-field ``mmap.enabled`` (>= 2.4) is not set by this
+#: connector yet. An explicit request is refused rather than ignored.
+MILVUS_STORAGE = StoragePolicy(
+    "Milvus (Lite and servers, in this connector)",
+    multivector_on_disk=(False,),
+    dense_on_disk=(False,),
+    defaults=(False, False),
+    reason="Milvus Lite keeps loaded collections in RAM and this connector sets no server "
+    "mmap options",
+)
 
 _LAYOUTS: dict[Layout, type[TokenLayout]] = {
     Layout.STRUCT: StructLayout,
@@ -129,6 +141,7 @@ class MilvusStore(VectorStore):
         try:
             if conn.client.has_collection(name):
                 return cls._existing(name, conn, timeout, spec=spec, wanted=wanted)
+            spec = MILVUS_STORAGE.apply(spec)
             chosen = _resolve_layout(conn.client, spec, wanted)
             if chosen is not Layout.STRUCT:
                 max_tokens = None

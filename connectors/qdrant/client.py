@@ -24,7 +24,7 @@ from ..errors import (
 from ..filters import Filter
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec, reconcile_spec
+from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
 from . import _deps, convert, schema
 from .store import QdrantStore
 
@@ -40,6 +40,17 @@ REST_REQUEST_BYTES = 2 * 1024 * 1024
 LOCAL_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_REST_PORT = 6333
 DEFAULT_GRPC_PORT = 6334
+#: Token vectors on disk (``on_disk=True``) by default, dense vectors and graphs in RAM.
+SERVER_STORAGE = StoragePolicy("a Qdrant server")
+#: qdrant-client local mode keeps every point in Python objects and ignores ``on_disk``.
+LOCAL_STORAGE = StoragePolicy(
+    "qdrant-client local mode",
+    multivector_on_disk=(False,),
+    dense_on_disk=(False,),
+    defaults=(False, False),
+    reason="it holds every point in RAM (pure Python) and ignores on_disk; use qdrant-edge "
+    "(path=) or a server",
+)
 
 
 class ClientQdrantStore(QdrantStore):
@@ -99,6 +110,8 @@ class ClientQdrantStore(QdrantStore):
                 raise CollectionNotFoundError(
                     f"no collection {name!r} at {store.where}; create it with QdrantStore.create"
                 )
+            spec = store.storage_policy().apply(spec)
+            store.spec = spec
             logger.info("creating Qdrant collection %r at %s", name, store.where)
             store._call(
                 lambda c: c.create_collection(
@@ -169,6 +182,12 @@ class ClientQdrantStore(QdrantStore):
         self.where = _display_url(str(url), grpc_port=options.get("grpc_port") if grpc else None)
         self.max_request_bytes = GRPC_REQUEST_BYTES if grpc else REST_REQUEST_BYTES
         logger.info("Qdrant server at %s (%s)", self.where, "gRPC" if grpc else "REST")
+
+    def storage_policy(self) -> StoragePolicy:
+        """Servers honour both placements; local mode holds everything in RAM (pure Python)."""
+        if self.where.startswith("local mode"):
+            return LOCAL_STORAGE
+        return SERVER_STORAGE
 
     def _existing_spec(self) -> CollectionSpec | None:
         if not self._call(lambda c: c.collection_exists(self.name)):

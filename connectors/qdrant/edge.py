@@ -24,32 +24,35 @@ from ..errors import (
     CollectionNotFoundError,
     ConnectorError,
     SchemaMismatchError,
-    StoreLockedError,
 )
 from ..filters import Filter
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec, reconcile_spec
-from . import _deps, convert, schema
+from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
+from . import _deps, convert, edge_state, schema
+from .edge_state import SHARD_DIR
 from .store import QdrantStore
 
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "jina_vdb.json"
-SHARD_DIR = "shard"
 T = TypeVar("T")
+#: Both placements; by default the token vectors are memory-mapped (Memory.Cold) and read only
+#: for a rerank's candidates, the dense vectors and graphs are read in at load (Cached).
+EDGE_STORAGE = StoragePolicy("qdrant-edge")
 
 
 class EdgeQdrantStore(QdrantStore):
     """A collection in an embedded qdrant-edge shard (``QdrantStore.create(name, path=...)``)."""
 
     #: qdrant-edge indexes nothing until optimize() runs. After an upsert call, optimize once
-    #: this many points were written since the last one; close()/flush() optimize the rest.
-    #: Each run turns the new points into one indexed segment, and a search runs one thread
-    #: per segment: 10k-point segments (~0.85 GB at 300 tokens/doc, left unmerged) split the
-    #: MaxSim rerank of a 20k collection over two cores, and smaller HNSW builds cost less
-    #: in total (measured, 8k docs: one 22 s build vs two totalling 13 s).
-    optimize_every: int = 10_000
+    #: the points written since the last run hold this many bytes (as stored: float16 token
+    #: vectors count 2 bytes); close()/flush() optimize the rest. Each run turns the new points
+    #: into one indexed segment of about this size, and the shard's max_segment_size keeps the
+    #: merge optimizer from joining them: one run costs the same at 1k documents or 1M. It then
+    #: flushes (a crash replays only what came after) and reloads the shard, which releases the
+    #: pages the run wrote (they stay mapped, and counted in RSS, until the shard is closed).
+    optimize_bytes: int = schema.EdgeTuning.max_segment_kb * 1024
     #: HNSW beam width of dense stages (raised to the stage's limit when that is larger).
     hnsw_ef: int | None = 128
     tuning: schema.EdgeTuning = schema.EdgeTuning()
@@ -61,6 +64,7 @@ class EdgeQdrantStore(QdrantStore):
         self.folder = folder
         self._shard: EdgeShardHandle | None = shard
         self._pending = 0  # points written since the last optimize()
+        self._pending_bytes = 0
 
     # -- create / open ------------------------------------------------------------------
     @classmethod
@@ -76,6 +80,7 @@ class EdgeQdrantStore(QdrantStore):
         existing = _read_spec(folder)
         if existing is not None:
             return cls._open_existing(name, folder, existing, spec)
+        spec = EDGE_STORAGE.apply(spec)
         root.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=f".{name}.creating-", dir=root))
         try:
@@ -124,40 +129,75 @@ class EdgeQdrantStore(QdrantStore):
 
     @classmethod
     def _load(cls, name: str, folder: Path, spec: CollectionSpec) -> EdgeQdrantStore:
-        qe = _deps.edge()
-        shard_path = folder / SHARD_DIR
-        if (shard_path / "edge_config.json").exists():
-            shard = _guard_lock(folder, lambda: qe.EdgeShard.load(str(shard_path)))
-        else:
-            config = schema.edge_config(spec, cls.tuning)
-            shard = _guard_lock(folder, lambda: qe.EdgeShard.create(str(shard_path), config))
+        shard = _load_shard(name, folder, schema.edge_config(spec, cls.tuning))
         return cls(name, spec, folder, shard)
+
+    @classmethod
+    def describe_at(cls, name: str, root: Path) -> dict[str, Any] | None:
+        """``info()`` of ``<root>/<name>`` from its files, without loading the shard.
+
+        None when the counts saved by the last clean close are missing or may be stale (the
+        last process died with the shard open): then only loading the shard can count.
+        Raises CollectionNotFoundError, or StoreLockedError while another process has it open.
+        """
+        folder = root / name
+        spec = _read_spec(folder)
+        if spec is None:
+            raise CollectionNotFoundError(
+                f"no qdrant-edge collection {name!r} in {root} (no {SPEC_FILE} in {folder})"
+            )
+        edge_state.check_unlocked(folder)
+        stats = edge_state.read_stats(folder)
+        if stats is None:
+            return None
+        closed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stats.get("closed_at", 0)))
+        return {
+            "collection": name,
+            "backend": cls.__name__,
+            "spec": spec.to_dict(),
+            "count": stats.get("count"),
+            "engine": "qdrant-edge",
+            "path": str(folder),
+            "segments": stats.get("segments"),
+            "indexed_vectors": stats.get("indexed_vectors"),
+            "pending_optimize": 0,
+            "storage": _placement(spec),
+            "counted": f"at the last clean close ({closed}); the shard was not loaded",
+        }
 
     # -- writes -------------------------------------------------------------------------
     def _write(self, records: Sequence[PreparedRecord]) -> None:
         qe = _deps.edge()
         self._live().update(qe.UpdateOperation.upsert_points(convert.edge_points(records)))
         self._pending += len(records)
+        self._pending_bytes += sum(r.nbytes for r in records)
 
     def _after_write(self) -> None:
-        # Not per batch: every run makes a segment, and many small ones get merged and
-        # re-indexed again. Until then new points are searched exactly (and visible at once).
-        if self._pending >= self.optimize_every:
+        # Not per batch: every run makes a segment. Until then new points are searched
+        # exactly (and visible at once).
+        if self._pending_bytes >= self.optimize_bytes:
             self.optimize()
+            self._flush_and_reload()
 
     def optimize(self) -> None:
         """Build the HNSW graphs / quantization of what was written since the last call."""
         shard = self._live()
-        start = time.perf_counter()
-        changed = self._run("optimize", shard.optimize)
-        logger.info(
-            "optimized qdrant-edge collection %r (%d new points, changed=%s) in %.1fs",
-            self.name,
-            self._pending,
-            changed,
-            time.perf_counter() - start,
-        )
-        self._pending = 0
+        with self._maintenance(
+            "optimize", f"{self._pending} new points, {self._pending_bytes / 2**20:.0f} MiB"
+        ):
+            self._run("optimize", shard.optimize)
+        self._pending = self._pending_bytes = 0
+
+    def _flush_and_reload(self) -> None:
+        """Persist, then reload the shard: unmaps what the optimize wrote (see optimize_bytes)."""
+        with self._maintenance("flush", "persist and reload the shard"):
+            shard = self._live()
+            self._run("flush", shard.flush)
+            shard.close()
+            self._shard = None
+            self._shard = _load_shard(
+                self.name, self.folder, schema.edge_config(self.spec, self.tuning), quiet=True
+            )
 
     def _delete(self, ids: list[RecordId]) -> None:
         qe = _deps.edge()
@@ -203,6 +243,7 @@ class EdgeQdrantStore(QdrantStore):
             segments=shard_info.segments_count,
             indexed_vectors=shard_info.indexed_vectors_count,
             pending_optimize=self._pending,
+            storage=_placement(self.spec),
         )
         return details
 
@@ -214,14 +255,26 @@ class EdgeQdrantStore(QdrantStore):
         self._run("flush", self._live().flush)
 
     def close(self) -> None:
-        """Optimize what is pending, flush and release the folder lock (idempotent)."""
+        """Optimize what is pending, flush and release the folder lock (idempotent).
+
+        A clean close saves the counts ``info`` reads without loading the shard.
+        """
         if self._shard is None:
             return
+        stats = None
         try:
             self.flush()
+            shard_info = self._shard.info()
+            stats = {
+                "count": self.count(),
+                "segments": shard_info.segments_count,
+                "indexed_vectors": shard_info.indexed_vectors_count,
+            }
         finally:
             self._shard.close()
             self._shard = None
+            if stats is not None:
+                edge_state.mark_closed(self.folder, stats)
 
     def _drop(self) -> None:
         """Delete the collection folder and everything in it; the store is closed."""
@@ -245,6 +298,47 @@ class EdgeQdrantStore(QdrantStore):
         return self._shard
 
 
+def _load_shard(name: str, folder: Path, config: Any, *, quiet: bool = False) -> Any:
+    """Load (or create) the shard: the lock is checked first, and a crash's WAL replay is
+    announced before and timed after. ``config`` is the spec's, with the tuning of this
+    version (segment bound); loading an older shard with it updates its optimizer settings.
+    """
+    qe = _deps.edge()
+    shard_path = folder / SHARD_DIR
+    edge_state.check_unlocked(folder)  # before anything is read or replayed
+    died = edge_state.unclean(folder)
+    exists = (shard_path / "edge_config.json").exists()
+    if died is not None and exists:
+        logger.warning(
+            "qdrant-edge collection %r in %s was not closed cleanly (process %s died): "
+            "replaying its write-ahead log (%.0f MiB of WAL segments) ...",
+            name,
+            folder,
+            died.get("pid", "?"),
+            edge_state.wal_bytes(folder) / 2**20,
+        )
+    start = time.perf_counter()
+    if exists:
+        shard = _guard_lock(folder, lambda: qe.EdgeShard.load(str(shard_path), config))
+    else:
+        shard = _guard_lock(folder, lambda: qe.EdgeShard.create(str(shard_path), config))
+    seconds = time.perf_counter() - start
+    if died is not None and exists:
+        logger.warning("recovered qdrant-edge collection %r in %.1fs", name, seconds)
+    elif not quiet:
+        logger.info("loaded qdrant-edge collection %r in %.2fs", name, seconds)
+    edge_state.mark_open(folder)
+    return shard
+
+
+def _placement(spec: CollectionSpec) -> dict[str, str]:
+    where = {True: "on disk (memory-mapped)", False: "in RAM", None: "default"}
+    return {
+        "token_vectors": where[spec.multivector_on_disk] if spec.multivector else "none",
+        "dense_vectors": where[spec.dense_on_disk],
+    }
+
+
 def _guard_lock(folder: Path, call: Callable[[], T]) -> T:
     """Run EdgeShard.load/create; a WAL lock failure becomes StoreLockedError naming the folder."""
     try:
@@ -252,11 +346,7 @@ def _guard_lock(folder: Path, call: Callable[[], T]) -> T:
     except Exception as e:  # qdrant-edge raises plain Exception with a Rust error string
         text = str(e)
         if "WouldBlock" in text or "lock" in text.lower():
-            raise StoreLockedError(
-                f"qdrant-edge collection folder {folder} is already open in another process "
-                "(or by another store in this one): one process per folder. Close it there, "
-                "or use a Qdrant server for concurrent access."
-            ) from e
+            raise edge_state.locked_error(folder) from e
         raise
 
 

@@ -3,6 +3,13 @@
 Named vectors: ``dense`` (dim, cosine, optional int8), ``dense_<k>`` per Matryoshka prefix
 and ``multi`` (128, cosine, MaxSim, HNSW m=0, float16 by default). The spec itself is stored
 next to the collection (metadata / a json file) so ``open()`` reads it back.
+
+Placement (``multivector_on_disk`` / ``dense_on_disk``): on disk is Qdrant's ``on_disk``
+(server) or ``Memory.Cold`` (qdrant-edge): memory-mapped, never read in whole; in RAM is the
+default placement, which qdrant-edge keeps as a mapping it reads through when a segment loads
+(page cache: it shows in RSS as file-backed pages, not as anonymous memory). Token vectors are
+~90% of a collection's bytes and are only read for the candidates of a MaxSim rerank, so they
+go on disk by default; dense vectors and their HNSW graphs stay in RAM.
 """
 
 from __future__ import annotations
@@ -34,23 +41,37 @@ class EdgeTuning:
     ef_construct: int = 100
     #: KB of vectors per segment below which a search scans instead of walking the graph.
     full_scan_threshold: int = 10_000
+    #: Largest segment the optimizer builds, in KB of stored vectors. It bounds the memory of
+    #: one optimize run (the source segment's pages, the new segment's and its HNSW build: ~3x
+    #: this, measured) and stops the merge optimizer from rewriting the whole collection into
+    #: ever larger segments (it did: ingest peaks grew with the collection, 19.5 GB in issue 15).
+    max_segment_kb: int = 256 * 1024
+
+
+def _memory(on_disk: bool | None) -> Any:
+    """qdrant-edge placement: Cold (mapped, read on demand) or None (the default: Cached)."""
+    return _deps.edge().Memory.Cold if on_disk else None
 
 
 def _named_vectors(
     spec: CollectionSpec,
-    dense: Callable[[int, bool], Any],
+    dense: Callable[[int, bool, bool], Any],
     tokens: Callable[[int, bool, bool], Any],
 ) -> dict[str, Any]:
     """The named vectors of a spec in one flavour, written once for both.
 
-    ``dense(size, int8)`` and ``tokens(size, float16, on_disk)`` build one flavour's params.
+    ``dense(size, int8, on_disk)`` and ``tokens(size, float16, on_disk)`` build one flavour's
+    params.
     """
-    vectors = {spec.dense_field: dense(spec.dim, spec.quantization is Quantization.INT8)}
+    on_disk = bool(spec.dense_on_disk)
+    int8 = spec.quantization is Quantization.INT8
+    vectors = {spec.dense_field: dense(spec.dim, int8, on_disk)}
     for k in spec.prefetch_dims:
-        vectors[spec.prefix_field(k)] = dense(k, False)
+        vectors[spec.prefix_field(k)] = dense(k, False, on_disk)
     if spec.multivector:
         float16 = spec.multivector_dtype is VectorDtype.FLOAT16
-        vectors[spec.multivector_field] = tokens(spec.multivector_dim, float16, spec.on_disk)
+        tokens_on_disk = bool(spec.multivector_on_disk)
+        vectors[spec.multivector_field] = tokens(spec.multivector_dim, float16, tokens_on_disk)
     return vectors
 
 
@@ -61,9 +82,12 @@ def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
         qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned
     )
 
-    def dense(size: int, quantized: bool) -> Any:
+    def dense(size: int, quantized: bool, on_disk: bool) -> Any:
         return qe.EdgeVectorParams(
-            size=size, distance=qe.Distance.Cosine, quantization_config=int8 if quantized else None
+            size=size,
+            distance=qe.Distance.Cosine,
+            quantization_config=int8 if quantized else None,
+            memory=_memory(on_disk),
         )
 
     def tokens(size: int, float16: bool, on_disk: bool) -> Any:
@@ -79,13 +103,18 @@ def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
                 ef_construct=tuning.ef_construct,
                 full_scan_threshold=tuning.full_scan_threshold,
             ),
-            memory=qe.Memory.Cold if on_disk else None,
+            memory=_memory(on_disk),
         )
 
     graph = qe.HnswIndexConfig(
-        m=tuning.m, ef_construct=tuning.ef_construct, full_scan_threshold=tuning.full_scan_threshold
+        m=tuning.m,
+        ef_construct=tuning.ef_construct,
+        full_scan_threshold=tuning.full_scan_threshold,
+        memory=_memory(spec.dense_on_disk),
     )
-    return qe.EdgeConfig(vectors=_named_vectors(spec, dense, tokens), hnsw_config=graph)
+    optimizers = qe.EdgeOptimizersConfig(max_segment_size=tuning.max_segment_kb)
+    vectors = _named_vectors(spec, dense, tokens)
+    return qe.EdgeConfig(vectors=vectors, hnsw_config=graph, optimizers=optimizers)
 
 
 def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
@@ -97,9 +126,13 @@ def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
         )
     )
 
-    def dense(size: int, quantized: bool) -> Any:
+    def dense(size: int, quantized: bool, on_disk: bool) -> Any:
         return m.VectorParams(
-            size=size, distance=m.Distance.COSINE, quantization_config=int8 if quantized else None
+            size=size,
+            distance=m.Distance.COSINE,
+            quantization_config=int8 if quantized else None,
+            on_disk=True if on_disk else None,
+            hnsw_config=m.HnswConfigDiff(on_disk=True) if on_disk else None,
         )
 
     def tokens(size: int, float16: bool, on_disk: bool) -> Any:
@@ -155,9 +188,10 @@ def spec_from_client_params(
         tokens.update(
             multivector_dtype=VectorDtype.FLOAT16 if float16 else VectorDtype.FLOAT32,
             multivector_dim=multi.size,
-            on_disk=bool(multi.on_disk),
+            multivector_on_disk=bool(multi.on_disk),
         )
     return CollectionSpec(
+        dense_on_disk=bool(dense.on_disk),
         dim=dense.size,
         prefetch_dims=tuple(int(mt.group(1)) for key in vectors if (mt := _PREFIX.match(key))),
         quantization=Quantization.INT8

@@ -40,7 +40,7 @@ class QdrantStore(VectorStore):
     payload key ``_jvdb_id``, which results never show.
     """
 
-    spec_features = frozenset(OPTIONAL_FEATURES)  # int8 quantization, token vectors on disk
+    spec_features = frozenset(OPTIONAL_FEATURES)  # int8 quantization
 
     @classmethod
     def create(
@@ -58,7 +58,8 @@ class QdrantStore(VectorStore):
         multivector: bool = True,
         multivector_dtype: str = "float16",
         quantization: str = "none",
-        on_disk: bool = False,
+        multivector_on_disk: bool | None = None,
+        dense_on_disk: bool | None = None,
         shard_number: int | None = None,
         replication_factor: int | None = None,
         prefer_grpc: bool | None = None,
@@ -77,9 +78,12 @@ class QdrantStore(VectorStore):
                 port or 6333, on ``grpc_port`` when given, and otherwise only when asked.
             api_key: server API key; defaults to the ``QDRANT_API_KEY`` environment variable.
             client: an existing ``QdrantClient`` (server or local mode); the caller closes it.
-            spec: the whole spec at once, instead of dim ... on_disk.
-            dim, prefetch_dims, multivector, multivector_dtype, quantization, on_disk: the
+            spec: the whole spec at once, instead of dim ... dense_on_disk.
+            dim, prefetch_dims, multivector, multivector_dtype, quantization: the
                 ``CollectionSpec`` fields.
+            multivector_on_disk, dense_on_disk: placement of the token / dense vectors; None
+                (the default): tokens memory-mapped from disk, dense vectors in RAM, on
+                qdrant-edge and servers; everything in RAM in local mode, which refuses True.
             shard_number, replication_factor: passed to the server at creation.
             prefer_grpc: True for gRPC, False for REST, None (default) as described at url.
             grpc_port: the server's gRPC port (implies gRPC).
@@ -87,6 +91,7 @@ class QdrantStore(VectorStore):
 
         Raises:
             SchemaMismatchError: the collection exists with another spec (nothing is changed).
+            UnsupportedSpecError: a placement the engine cannot honour (local mode: on disk).
             StoreLockedError: an embedded folder is open in another process.
             StoreUnavailableError: the server cannot be reached (the message names the URL).
         """
@@ -97,7 +102,8 @@ class QdrantStore(VectorStore):
             multivector=multivector,
             multivector_dtype=multivector_dtype,
             quantization=quantization,
-            on_disk=on_disk,
+            multivector_on_disk=multivector_on_disk,
+            dense_on_disk=dense_on_disk,
         )
         where = _where(path=path, local=local, url=url, client=client)
         _check_name(name)

@@ -51,7 +51,13 @@ def memory_client():
 
 # -- the schema as created -------------------------------------------------------------------
 def test_edge_schema(tmp_path):
-    spec = CollectionSpec(dim=256, prefetch_dims=(32, 64), quantization="int8", on_disk=True)
+    spec = CollectionSpec(
+        dim=256,
+        prefetch_dims=(32, 64),
+        quantization="int8",
+        multivector_on_disk=True,
+        dense_on_disk=False,
+    )
     QdrantStore.create("s", path=tmp_path, spec=spec).close()
     config = json.loads((tmp_path / "s" / "shard" / "edge_config.json").read_text())
     vectors = config["vectors"]
@@ -71,7 +77,8 @@ def test_edge_schema(tmp_path):
 
 
 def test_client_schema_and_metadata(memory_client):
-    spec = CollectionSpec(dim=256, prefetch_dims=(32,), quantization="int8", on_disk=True)
+    # Local mode keeps everything in RAM: the placements resolve to False (True is refused).
+    spec = CollectionSpec(dim=256, prefetch_dims=(32,), quantization="int8")
     QdrantStore.create("s", client=memory_client, spec=spec).close()
     config = memory_client.get_collection("s").config
     vectors = config.params.vectors
@@ -83,8 +90,9 @@ def test_client_schema_and_metadata(memory_client):
     assert multi.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
     assert multi.hnsw_config.m == 0
     assert multi.datatype == models.Datatype.FLOAT16
-    assert multi.on_disk is True
-    assert config.metadata["jina_vdb"]["spec"] == spec.to_dict()
+    assert not multi.on_disk
+    stored = spec.with_storage(multivector_on_disk=False, dense_on_disk=False)
+    assert config.metadata["jina_vdb"]["spec"] == stored.to_dict()
 
 
 def test_float32_multivector_and_dense_only_schema(memory_client):
@@ -107,7 +115,8 @@ def test_spec_derived_from_a_collection_without_metadata(memory_client, corpus):
     spec = corpus.spec
     memory_client.create_collection("foreign", vectors_config=schema.client_vectors_config(spec))
     store = QdrantStore.open("foreign", client=memory_client)
-    assert store.spec == spec
+    assert spec.differences(store.spec) == []  # the placements are read back: in RAM
+    assert store.spec.multivector_on_disk is False and store.spec.dense_on_disk is False
     with pytest.raises(SchemaMismatchError, match="prefetch_dims"):
         QdrantStore.create(
             "foreign", client=memory_client, spec=CollectionSpec(dim=256, prefetch_dims=(64,))
@@ -127,7 +136,7 @@ def test_user_client_works_and_stays_open(memory_client, corpus):
         assert hits[0].id == corpus.records[5].id
     assert memory_client.count("docs").count == len(corpus.records)  # not closed by the store
     reopened = QdrantStore.open("docs", client=memory_client)
-    assert reopened.spec == corpus.spec and reopened.count() == len(corpus.records)
+    assert not corpus.spec.differences(reopened.spec) and reopened.count() == len(corpus.records)
     reopened.drop()
     assert not memory_client.collection_exists("docs")
 
@@ -356,15 +365,15 @@ def test_transient_server_fault_is_retried(memory_client, corpus, monkeypatch):
     assert calls["n"] == 2 and store.count() == 5
 
 
-def test_edge_optimizes_after_enough_points_and_on_close(tmp_path, corpus, monkeypatch):
+def test_edge_optimizes_after_enough_bytes_and_on_close(tmp_path, corpus, monkeypatch):
     store = QdrantStore.create("o", path=tmp_path, spec=corpus.spec)
     calls: list[int] = []
     optimize = store.optimize
     monkeypatch.setattr(store, "optimize", lambda: (calls.append(store._pending), optimize())[1])
-    store.optimize_every = 8
+    store.optimize_bytes = sum(r.nbytes for r in prepare_records(corpus.records[:8], corpus.spec))
     store.upsert(corpus.records[:5])
     assert calls == [] and store.info()["pending_optimize"] == 5
-    store.upsert(corpus.records[5:10])  # 10 >= 8: one optimize, not one per batch
+    store.upsert(corpus.records[5:10])  # >= 8 records' bytes: one optimize, not one per batch
     assert calls == [10]
     store.upsert(corpus.records[10:12])
     hits = store.search(planted_query(corpus, 11), limit=1)  # visible before any optimize
