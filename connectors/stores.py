@@ -12,15 +12,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from .base import VectorStore
 from .errors import CollectionNotFoundError
 from .spec import CollectionSpec
+
+logger = logging.getLogger(__name__)
 
 STORE_URL_FORMS = (
     "qdrant:PATH, qdrant+http://HOST:6333, qdrant+grpc://HOST:6334, milvus:PATH.db "
@@ -103,6 +106,26 @@ def open_store(
     return MilvusStore.create(
         collection, uri=where.location, spec=spec, token=token, max_tokens=max_tokens
     )
+
+
+def collection_info(url: str | StoreURL, collection: str) -> dict[str, Any]:
+    """A collection's ``info()``, read as cheaply as its backend allows.
+
+    An embedded qdrant-edge collection is described from its files (spec, and the counts its
+    last clean close saved) without loading vectors; a locked one is refused before anything
+    is read. Otherwise (servers, Milvus, a qdrant-edge collection whose last process died)
+    the collection is opened.
+    """
+    where = url if isinstance(url, StoreURL) else parse_store_url(url)
+    if where.backend == "qdrant" and not where.server:
+        from .qdrant import QdrantStore
+
+        described = QdrantStore.describe(collection, path=where.location)
+        if described is not None:
+            return described
+        logger.info("collection %r has no counts from a clean close: loading it", collection)
+    with open_store(where, collection) as db:
+        return db.info()
 
 
 def open_or_create(

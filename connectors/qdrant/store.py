@@ -164,6 +164,18 @@ class QdrantStore(VectorStore):
             timeout=timeout,
         )
 
+    @classmethod
+    def describe(cls, name: str, *, path: str | os.PathLike[str]) -> dict[str, Any] | None:
+        """``info()`` of an embedded collection from its files, without loading its shard.
+
+        None when only loading can count (no clean close recorded). Raises
+        CollectionNotFoundError, or StoreLockedError while another process has it open.
+        """
+        _check_name(name)
+        from .edge import EdgeQdrantStore
+
+        return EdgeQdrantStore.describe_at(name, Path(os.fspath(path)))
+
     # -- shared by both engines ---------------------------------------------------------
     def optimize(self) -> None:
         """Build pending indexes now (qdrant-edge); servers and local mode need nothing."""

@@ -20,6 +20,7 @@ from connectors.spec import CollectionSpec
 from connectors.stores import (
     STORE_URL_FORMS,
     StoreURL,
+    collection_info,
     open_or_create,
     open_store,
     parse_store_url,
@@ -105,6 +106,24 @@ def ingest(
     multivector: Annotated[
         bool, typer.Option(help="Store the 128-d token vectors (MaxSim).")
     ] = True,
+    tokens_on_disk: Annotated[
+        bool | None,
+        typer.Option(
+            "--tokens-on-disk/--tokens-in-memory",
+            help="New collection: token vectors memory-mapped from disk, or held in RAM "
+            "(default: on disk where the backend can; Milvus and Qdrant local mode: in RAM).",
+            show_default=False,
+        ),
+    ] = None,
+    dense_on_disk: Annotated[
+        bool | None,
+        typer.Option(
+            "--dense-on-disk/--dense-in-memory",
+            help="New collection: dense vectors and their HNSW graphs memory-mapped from disk, "
+            "or held in RAM (default: in RAM).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = cs.DEFAULT_MODEL,
     max_pixels: Annotated[
         int | None,
@@ -192,7 +211,11 @@ def ingest(
             set_max_image_pixels(max_image_pixels)
         encoder = cs.load_encoder(model, device=device)
         spec, explicit = cs.build_spec(
-            encoder, dim=dim, prefetch_dims=prefetch_dims, multivector=multivector
+            encoder,
+            dim=dim,
+            prefetch_dims=prefetch_dims,
+            multivector=multivector,
+            placement=(tokens_on_disk, dense_on_disk),
         )
         tasks = (Task.RETRIEVAL.value, Task.CODE.value) if task == "auto" else (task,)
         record = model_record(encoder, tasks)
@@ -341,9 +364,7 @@ def info(
     with cs.cli_errors(verbose):
         where = parse_store_url(store)
         with cs.store_errors(store, collection):
-            db = open_store(where, collection)
-        with db:
-            data = db.info()
+            data = collection_info(where, collection)  # vectors not loaded where avoidable
         if not where.server:
             data.update(cs.disk_bytes(where.backend, where.location, collection))
         if as_json:

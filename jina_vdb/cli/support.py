@@ -84,8 +84,8 @@ def store_errors(store: str, collection: str) -> Iterator[None]:
     except SchemaMismatchError as e:
         raise CliError(
             f"collection {collection!r} in {store} cannot be used as asked: {e}. Choose another "
-            "--collection, or leave out --dim, --prefetch-dims and --no-multivector to use "
-            "the collection as it is"
+            "--collection, or leave out --dim, --prefetch-dims, --no-multivector and the "
+            "--tokens-/--dense-on-disk/in-memory flags to use the collection as it is"
         ) from e
 
 
@@ -174,12 +174,26 @@ def model_dims(encoder: Any) -> tuple[int, ...]:
 
 
 def build_spec(
-    encoder: Any, *, dim: int | None, prefetch_dims: str | None, multivector: bool
+    encoder: Any,
+    *,
+    dim: int | None,
+    prefetch_dims: str | None,
+    multivector: bool,
+    placement: tuple[bool | None, bool | None] = (None, None),
 ) -> tuple[CollectionSpec, bool]:
-    """The spec for ``ingest`` (defaults follow the model), and whether any option was given."""
+    """The spec for ``ingest`` (defaults follow the model), and whether any option was given.
+
+    ``placement``: (tokens on disk, dense on disk) from the flags; None leaves a new
+    collection to the backend's default and an existing one as it is.
+    """
     dims = model_dims(encoder)
     full = dims[-1]
-    explicit = dim is not None or prefetch_dims is not None or not multivector
+    explicit = (
+        dim is not None
+        or prefetch_dims is not None
+        or not multivector
+        or any(p is not None for p in placement)
+    )
     dim = full if dim is None else dim
     if dim > full:
         raise ValueError(
@@ -192,7 +206,15 @@ def build_spec(
         if prefetch_dims is not None
         else tuple(d for d in dims[:1] if d < dim)
     )
-    return CollectionSpec(dim=dim, prefetch_dims=prefetch, multivector=multivector), explicit
+    tokens_on_disk, dense_on_disk = placement
+    spec = CollectionSpec(
+        dim=dim,
+        prefetch_dims=prefetch,
+        multivector=multivector,
+        multivector_on_disk=tokens_on_disk,
+        dense_on_disk=dense_on_disk,
+    )
+    return spec, explicit
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
