@@ -23,7 +23,7 @@ class Backend:
     open: Callable[[Path, str], VectorStore]
     #: Embedded stores: a second process opening the same folder gets StoreLockedError.
     embedded: bool = True
-    #: The optional CollectionSpec fields (quantization, on_disk) the backend implements.
+    #: The optional CollectionSpec fields (quantization) the backend implements.
     spec_features: frozenset[str] = frozenset()
     #: Removes the collection's data behind the open store's back (another client, a user).
     lose_collection: Callable[[Any], None] | None = None
@@ -66,7 +66,7 @@ def _milvus_lite_open(tmp: Path, name: str) -> VectorStore:
     return MilvusStore.open(name, uri=str(tmp / "milvus.db"))
 
 
-QDRANT_FEATURES = frozenset({"quantization", "on_disk"})
+QDRANT_FEATURES = frozenset({"quantization"})
 BACKENDS = {
     "qdrant-edge": Backend(
         "qdrant-edge",
