@@ -78,8 +78,8 @@ def test_reconcile_and_optional_fields_name_what_differs():
     check_supported(CollectionSpec(), set(), "S")  # defaults need nothing
     with pytest.raises(UnsupportedSpecError, match=r"S does not implement quantization='int8'"):
         check_supported(stored, set(), "S")
-    with pytest.raises(UnsupportedSpecError, match=r"on_disk=True"):
-        check_supported(CollectionSpec(on_disk=True), {"quantization"}, "S")
+    # Placements are not optional fields: each backend's StoragePolicy checks them.
+    check_supported(CollectionSpec(multivector_on_disk=True), set(), "S")
 
 
 @pytest.mark.parametrize(
