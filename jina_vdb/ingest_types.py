@@ -213,11 +213,26 @@ def failure_of(item: Any, error: BaseException | str) -> Failure:
     """A Failure for an item (its source from the payload) and an error."""
     payload = getattr(item, "payload", None) or {}
     reason = error if isinstance(error, str) else (str(error) or type(error).__name__)
+    return Failure(
+        source=item_location(payload, item.id), reason=_unprefixed(reason, error), id=item.id
+    )
+
+
+def _unprefixed(reason: str, error: BaseException | str) -> str:
+    """The reason without "item 3: " / "record 0 id='…': ": a position inside an encoder or
+    upsert call means nothing to a user; the failure's location names the file and line."""
     index = getattr(error, "index", None)
-    if isinstance(index, int) and reason.startswith(f"item {index}: "):
-        # the position inside an encoder call means nothing to a user: the location says it
-        reason = reason[len(f"item {index}: ") :]
-    return Failure(source=item_location(payload, item.id), reason=reason, id=item.id)
+    if not isinstance(index, int):
+        return reason
+    record_id = getattr(error, "record_id", None)
+    for prefix in (
+        f"item {index}: ",
+        f"record {index}: ",
+        f"record {index} id={record_id!r}: ",
+    ):
+        if reason.startswith(prefix):
+            return reason[len(prefix) :]
+    return reason
 
 
 class Tally:

@@ -172,3 +172,19 @@ def test_back_pressure_bounds_how_far_the_reader_runs_ahead(edge_url: str, tiny_
         gate.set()
         worker.join(timeout=120)
         assert not worker.is_alive() and done["s"].added == 200 == store.count()
+
+
+def test_a_record_the_store_refuses_is_named_by_file_and_line(
+    tmp_path: Path, tiny_embedder
+) -> None:
+    """Milvus refuses payloads over 65,472 bytes of JSON: the failure names file:line, not
+    "record 0" (its position inside one upsert call)."""
+    lines = [{"text": "small"}, {"text": "big", "note": "x" * 70_000}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    with open_store(f"milvus:{tmp_path / 'm.db'}", "docs", spec=SPEC) as store:
+        summary = ingest(iter_items([path], tokenizer=tiny_embedder.tokenizer), tiny_embedder,
+                         store, FAST)  # fmt: skip
+    (failure,) = summary.failed
+    assert failure.source == f"{path.resolve()}:2" and summary.added == 1
+    assert "bytes" in failure.reason and not failure.reason.startswith(("record", "item"))

@@ -234,3 +234,42 @@ def test_search_output_names_paths_places_and_the_score_scale(
     none, warned = scores("-f", "lang=en")
     assert none == [] and "warning: no record in this collection has the field 'lang'" in warned
     assert "source" in warned.split("fields: ")[1]
+
+
+def test_progress_bar_on_a_terminal_has_a_total_and_an_eta(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """stderr is a pseudo-terminal: a tqdm bar counting files out of the walked total."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"d{i}.txt").write_text(f"document number {i}", encoding="utf-8")
+    (folder / "logo.svg").write_text("<svg/>", encoding="utf-8")  # ignored, still a file
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))
+    env = subprocess_env(JINA_VDB_CACHE=str(tmp_path / "c"), HF_HUB_OFFLINE="1")
+    cmd = cli_command("ingest", str(folder), "--store", f"qdrant:{tmp_path / 'q'}",
+                      "--model", str(tiny_checkpoint), "--device", "cpu")  # fmt: skip
+    with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=slave) as proc:
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    os.close(master)
+    assert proc.returncode == 0, out
+    bar = b"".join(chunks).decode(errors="replace")
+    assert re.search(r"ingest: 100%\|.*\| 4/4 \[\d\d:\d\d<\d\d:\d\d", bar), bar[-1000:]
+    assert "file/s" in bar and out.startswith("added 3, skipped 0 (already present), failed 0")
