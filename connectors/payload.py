@@ -27,6 +27,9 @@ qdrant-client 1.20 local mode, milvus-lite 3.2.2, the ``milvus`` 2.3.5 server, p
 - **Float precision.** qdrant-edge gives about one float in five back one ulp off
   (relative error <= 2.4e-16: 1053 of 4998 random doubles): its JSON reader does not
   round-trip every double. Not refusable; exact values that matter belong in ints or strings.
+- **qdrant-client local mode** pickles payloads: it keeps 2**70, lone surrogates and NaN as
+  given (a Qdrant server would refuse or change them: local mode stands in for a server, so
+  the server's limits apply) and fails from ~500 levels (RecursionError while pickling).
 - **Types**: dict (string keys), list/tuple, str, int, float, bool, None. Anything else
   (bytes, numpy scalars, sets) is refused: engines turn bytes into lists of ints or refuse
   them.

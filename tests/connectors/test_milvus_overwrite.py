@@ -126,3 +126,47 @@ def test_overwrite_leaves_each_record_old_or_new(tmp_path, step, mode):
         assert store.count() == 10
     finally:
         store.close()
+
+
+def test_collections_made_before_generations_still_overwrite_correctly(
+    tmp_path, monkeypatch, caplog
+):
+    """A collection without ``tok_gen`` (made by an earlier version) is opened with a warning
+    and overwritten in the old order: still no stale or duplicated token rows."""
+    import connectors.milvus.convert as cv
+
+    real = cv.doc_schema
+
+    def without_generation(spec, layout):
+        schema = real(spec, layout)
+        schema.fields[:] = [f for f in schema.fields if f.name != cv.TOKEN_GEN]
+        return schema
+
+    uri = str(tmp_path / "m.db")
+    monkeypatch.setattr(cv, "doc_schema", without_generation)
+    store = MilvusStore.create("docs", uri=uri, spec=SPEC)
+    assert not store.layout.generations
+    store.upsert(version(1))
+    store.close()
+    monkeypatch.undo()
+    store = MilvusStore.open("docs", uri=uri)
+    try:
+        assert "predates atomic overwrites" in caplog.text
+        store.upsert(version(2))
+        assert check_each_record_old_or_new(store) == [2] * 10
+        rows = store.client.query("docs__tokens", filter="", output_fields=["pos"], limit=1000)
+        assert len(rows) == 10 * 3  # the rows past the new length were deleted
+    finally:
+        store.close()
+
+
+def test_an_overwrite_deletes_the_previous_generation(tmp_path):
+    store = MilvusStore.create("docs", uri=str(tmp_path / "m.db"), spec=SPEC)
+    try:
+        for v in (1, 2, 1):
+            store.upsert(version(v))
+            rows = store.client.query("docs__tokens", filter="", output_fields=["pk"], limit=1000)
+            assert len(rows) == 10 * len(version(v)[0].multivector)
+        assert check_each_record_old_or_new(store) == [1] * 10
+    finally:
+        store.close()
