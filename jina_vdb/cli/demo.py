@@ -10,6 +10,7 @@ import typer
 from connectors.query import Query, SearchMode
 from connectors.stores import open_store
 from jina_vdb.ingest import IngestOptions, ingest
+from jina_vdb.model_record import check_model, model_record, with_model
 
 from . import support as cs
 from .output import print_hits
@@ -44,7 +45,9 @@ def run_demo(
     typer.echo(f"sample corpus: {len(files)} files in {corpus} ({kinds})")
     encoder = cs.load_encoder(model, device=device)
     spec, _ = cs.build_spec(encoder, dim=None, prefetch_dims=None, multivector=True)
-    with open_store(store, collection, spec=spec) as db:
+    record = model_record(encoder, ("retrieval", "code"))  # task "auto"
+    with open_store(store, collection, spec=with_model(spec, record)) as db:
+        check_model(db, record, action="demo")
         items = iter_items(
             [corpus], tokenizer=encoder.tokenizer, options=SourceOptions(task="auto", pdf_dpi=100)
         )
