@@ -36,6 +36,7 @@ from .store import QdrantStore
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "jina_vdb.json"
+EDGE_CONFIG = "edge_config.json"  # written by qdrant-edge in the shard folder
 T = TypeVar("T")
 #: Both placements; by default the token vectors are memory-mapped (Memory.Cold) and read only
 #: for a rerank's candidates, the dense vectors and graphs are read in at load (Cached).
@@ -129,6 +130,8 @@ class EdgeQdrantStore(QdrantStore):
 
     @classmethod
     def _load(cls, name: str, folder: Path, spec: CollectionSpec) -> EdgeQdrantStore:
+        if (folder / SHARD_DIR / EDGE_CONFIG).exists():
+            _check_shard_matches(folder, spec)
         shard = _load_shard(name, folder, schema.edge_config(spec, cls.tuning))
         return cls(name, spec, folder, shard)
 
@@ -307,7 +310,7 @@ def _load_shard(name: str, folder: Path, config: Any, *, quiet: bool = False) ->
     shard_path = folder / SHARD_DIR
     edge_state.check_unlocked(folder)  # before anything is read or replayed
     died = edge_state.unclean(folder)
-    exists = (shard_path / "edge_config.json").exists()
+    exists = (shard_path / EDGE_CONFIG).exists()
     if died is not None and exists:
         logger.warning(
             "qdrant-edge collection %r in %s was not closed cleanly (process %s died): "
@@ -348,6 +351,24 @@ def _guard_lock(folder: Path, call: Callable[[], T]) -> T:
         if "WouldBlock" in text or "lock" in text.lower():
             raise edge_state.locked_error(folder) from e
         raise
+
+
+def _check_shard_matches(folder: Path, spec: CollectionSpec) -> None:
+    """Refuse a shard whose vector sizes are not the spec's (a concurrent create before
+    creation was atomic could leave one spec file over another process's shard)."""
+    try:
+        config = json.loads((folder / SHARD_DIR / EDGE_CONFIG).read_text(encoding="utf-8"))
+        stored = {k: int(v["size"]) for k, v in config["vectors"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SchemaMismatchError(f"cannot read {folder / SHARD_DIR / EDGE_CONFIG}: {e}") from e
+    wanted = {spec.dense_field: spec.dim, **{spec.prefix_field(k): k for k in spec.prefetch_dims}}
+    if spec.multivector:
+        wanted[spec.multivector_field] = spec.multivector_dim
+    if stored != wanted:
+        raise SchemaMismatchError(
+            f"qdrant-edge collection {folder} is damaged: {SPEC_FILE} says vectors {wanted}, "
+            f"the shard holds {stored}. Drop the folder and ingest again."
+        )
 
 
 def _read_spec(folder: Path) -> CollectionSpec | None:

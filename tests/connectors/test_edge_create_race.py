@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors import Record
+from connectors import Record, SchemaMismatchError
 from connectors.qdrant import QdrantStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,3 +92,12 @@ def test_concurrent_create_one_wins_spec_and_shard_agree(tmp_path, dims):
             assert store.count() == 1
         finally:
             store.close()
+
+
+def test_a_spec_file_over_another_shard_is_refused_clearly(tmp_path):
+    """What the old race could leave behind: the spec says one dim, the shard another."""
+    QdrantStore.create("race", path=tmp_path, dim=32, prefetch_dims=(8,)).close()
+    spec_file = tmp_path / "race" / "jina_vdb.json"
+    spec_file.write_text(spec_file.read_text().replace('"dim": 32', '"dim": 48'))
+    with pytest.raises(SchemaMismatchError, match="is damaged.*'dense': 48.*'dense': 32"):
+        QdrantStore.open("race", path=tmp_path)
