@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -126,10 +127,12 @@ def _file_key(entry: Any, previous: str | None) -> str:
     A JSONL line's failure names ``file:line``: it belongs to the file being read.
     """
     payload = getattr(entry, "payload", None)
-    source = str(payload.get("source")) if payload else str(getattr(entry, "source", ""))
+    if payload:
+        return str(payload.get("source"))
+    source = str(getattr(entry, "source", ""))
     if previous is not None and source.startswith(previous + ":"):
         return previous
-    return source
+    return re.sub(r":\d+$", "", source)  # a JSONL file whose first line failed
 
 
 def _is_text(item: Any) -> bool:

@@ -65,7 +65,7 @@ def _messy_folder(root: Path) -> Path:
         f.write(b"%PDF-1.4 not really a PDF")
     lines = [{"id": "a", "text": "first line"}, {"id": "b", "text": "x"}, {"id": "a", "text": "y"}]
     with open(os.path.join(folder, b"lines.jsonl"), "w", encoding="utf-8") as f:
-        f.write("\n".join(json.dumps(line) for line in lines))
+        f.write("{not json\n" + "\n".join(json.dumps(line) for line in lines))
     return Path(os.fsdecode(folder))
 
 
@@ -90,9 +90,9 @@ def test_a_real_folder_ingests_every_name_and_encoding_and_accounts_for_every_fi
     )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    # 7 texts + 1 image + a PDF page and its text layer + 2 JSONL lines; 3 failed, 4 ignored
+    # 7 texts + 1 image + a PDF page and its text layer + 2 JSONL lines; 4 failed, 4 ignored
     assert lines[0].startswith(
-        "added 12, skipped 0 (already present), failed 3, ignored 4, duplicates in input 1 "
+        "added 12, skipped 0 (already present), failed 4, ignored 4, duplicates in input 1 "
     )
     assert "; 0 images/pages" not in lines[0]
     failed = {line for line in lines if line.startswith("  failed: ")}
@@ -100,21 +100,24 @@ def test_a_real_folder_ingests_every_name_and_encoding_and_accounts_for_every_fi
         f"  failed: {corpus}/binary.txt: binary data, not text",
         f"  failed: {corpus}/dangling.txt: broken symbolic link to {tmp_path}/gone.txt",
         f"  failed: {corpus}/broken.pdf: cannot open PDF",  # the path once, not twice
+        f"  failed: {corpus}/lines.jsonl:1: Expecting property name enclosed in double quotes: "
+        "line 1 column 2",
     }
     assert (
-        f"  duplicate: {corpus}/lines.jsonl:3: id 'a' is already used by {corpus}/lines.jsonl:1; "
+        f"  duplicate: {corpus}/lines.jsonl:4: id 'a' is already used by {corpus}/lines.jsonl:2; "
         "only the first is ingested"
     ) in lines
     progress = [line for line in run.stderr.splitlines() if "jina_vdb.progress" in line]
+    counted = [line for line in progress if " files (" in line]  # (also: store status lines)
     files = len(os.listdir(corpus))
-    assert len(progress) >= 3 and f"ingest: {files}/{files} files (100%)" in progress[-1]
-    assert all(f"/{files} files (" in line for line in progress)
+    assert len(counted) >= 3 and f"ingest: {files}/{files} files (100%)" in counted[-1]
+    assert all(f"/{files} files (" in line for line in counted)
     assert "  ignored: 3 (unsupported type .svg), 1 (empty file)" in lines
     assert not any(f"{corpus}/icon0.svg" in line for line in lines)  # listed with --verbose only
 
     again = cli("ingest", str(corpus), *store, "--device", "cpu", "-q", "-v", cache=tmp_path / "c")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("added 0, skipped 12 (already present), failed 3, ignored 4,")
+    assert again.stdout.startswith("added 0, skipped 12 (already present), failed 4, ignored 4,")
     assert "jina_vdb.progress" not in again.stderr  # --quiet
     listed = [line for line in again.stdout.splitlines() if line.startswith("  ignored: /")]
     assert sorted(listed) == [
