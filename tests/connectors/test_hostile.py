@@ -192,3 +192,14 @@ def test_milvus_refuses_payloads_over_its_json_limit_naming_the_record(corpus, t
         assert store.get([r.id])[0].payload == fits
     finally:
         store.close()
+
+
+def test_payloads_over_one_request_are_refused_everywhere(corpus):
+    """16 MiB of JSON (a Qdrant server takes 32 MiB per request, vectors included)."""
+    from connectors.payload import MAX_PAYLOAD_BYTES
+    from connectors.records import prepare_records
+
+    r = corpus.records[2]
+    huge = Record(r.id, r.dense, r.multivector, {"blob": "x" * MAX_PAYLOAD_BYTES})
+    with pytest.raises(RecordError, match=rf"record 1 id={r.id!r}: payload is \d+ bytes"):
+        prepare_records([corpus.records[0], huge], corpus.spec)
