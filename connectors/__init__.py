@@ -44,6 +44,9 @@ from .errors import (
     TransientServerError as TransientServerError,
 )
 from .errors import (
+    UnavailableWriteError as UnavailableWriteError,
+)
+from .errors import (
     UnsupportedSpecError as UnsupportedSpecError,
 )
 from .filters import (
@@ -108,6 +111,7 @@ __all__ = [
     "StoreLockedError",
     "StoreUnavailableError",
     "TransientServerError",
+    "UnavailableWriteError",
     "UnsupportedSpecError",
     "VectorDtype",
     "VectorStore",

@@ -25,6 +25,7 @@ from .errors import (
     PartialWriteError,
     RejectedRecordError,
     StoreUnavailableError,
+    UnavailableWriteError,
 )
 from .filters import Filter, check_filter
 from .query import Hit, Query, SearchMode, SearchPlan, build_plan, query_vectors
@@ -291,7 +292,7 @@ def partial_write_error(
         + (f"Written: records 0-{failed - 1} (ids {_some(written)}). " if written else "")
         + f"Not written: records {failed}-{len(batch) - 1} (ids {_some(unwritten)})."
     )
-    kind = RejectedRecordError if refused else PartialWriteError
+    kind: type[PartialWriteError] = RejectedRecordError if refused else UnavailableWriteError
     return kind(
         message,
         index=failed,

@@ -89,6 +89,10 @@ class StoreUnavailableError(ConnectorError, ConnectionError):
     """A server could not be reached; the message names the URL (never the credentials)."""
 
 
+class UnavailableWriteError(PartialWriteError, StoreUnavailableError):
+    """The server became unreachable during an upsert, after part of the batch was written."""
+
+
 class TransientServerError(StoreUnavailableError):
     """A server fault worth retrying (busy, overloaded, timed out); upserts retry it."""
 

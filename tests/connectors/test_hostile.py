@@ -203,3 +203,16 @@ def test_payloads_over_one_request_are_refused_everywhere(corpus):
     huge = Record(r.id, r.dense, r.multivector, {"blob": "x" * MAX_PAYLOAD_BYTES})
     with pytest.raises(RecordError, match=rf"record 1 id={r.id!r}: payload is \d+ bytes"):
         prepare_records([corpus.records[0], huge], corpus.spec)
+
+
+def test_a_server_lost_mid_batch_stays_a_store_unavailable_error(corpus):
+    from connectors import PartialWriteError, StoreUnavailableError
+    from connectors.base import partial_write_error
+    from connectors.records import prepare_records
+
+    batch = prepare_records(corpus.records[:5], corpus.spec)
+    error = partial_write_error("docs", batch, 3, StoreUnavailableError("server at x gone"))
+    assert isinstance(error, StoreUnavailableError) and isinstance(error, PartialWriteError)
+    assert not isinstance(error, RecordError)  # ingest stops instead of failing each record
+    assert error.written_ids == [r.id for r in corpus.records[:3]]
+    assert "the database is unavailable" in str(error) and "Written: records 0-2" in str(error)
