@@ -1,20 +1,23 @@
-"""The ingestion pipeline: items -> (skip stored) -> encoder -> records -> store, overlapped.
+"""The ingestion pipeline: items -> (skip unchanged) -> encoder -> records -> store, overlapped.
 
     summary = ingest(iter_items(paths, tokenizer=model.tokenizer), model, store)
 
 Three stages run at once, joined by bounded queues (back-pressure keeps memory flat):
 
-- a **reader** thread pulls items, asks the store which ids it already holds (before
-  anything is decoded or encoded), and loads the rest (decodes images, renders PDF pages);
+- a **reader** thread pulls items, asks the store which ids it already holds with the same
+  payload (before anything is decoded or encoded), and loads the rest (decodes images,
+  renders PDF pages); what it loads is bounded in bytes (``flow.ByteBudget``), not counts;
 - the **calling** thread encodes batches (this is where the GPU works);
 - a **writer** thread turns each batch into records and upserts them.
 
 Resumable by construction: ids are stable and upserts idempotent, and an item counts as
 done only once the store returns it. Kill the process at any point and run it again: the
-items already written are skipped, the others are written, none twice.
+items already written are skipped, the others are written, none twice. One Ctrl-C stops a
+run promptly: queued batches are written, a reader blocked on a slow source is left
+behind. After a complete run each source's stale records are deleted (``sync.py``).
 
-No torch and no PIL here: items and the encoder are duck-typed (``connectors.ingest_types``);
-the embedder side provides them (``embedder.sources``, ``embedder.JinaV4Embedder``).
+No torch and no PIL here: items and the encoder are duck-typed (``ingest_types``); the
+application provides them (``jina_vdb.sources``, ``embedder.JinaV4Embedder``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from connectors.base import VectorStore
 from connectors.errors import RecordError
 from connectors.records import Record, records_from_batch
 
+from .flow import ByteBudget, Stopped, content_bytes, wait_put
 from .ingest_types import (
     Encoder,
     Failure,
@@ -44,6 +48,7 @@ from .ingest_types import (
     failure_of,
     item_location,
 )
+from .sync import SourceLedger, delete_stale, prune_vanished, stored_payloads
 
 __all__ = [
     "Encoder",
@@ -61,10 +66,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _END = object()
-
-
-class _Stopped(Exception):
-    """Another stage failed; this one gives up quietly."""
+_FLUSH = object()  # the reader waits for memory: encode what is held now
+#: Seconds an interrupted run waits for a reader blocked in a slow load before leaving it.
+_READER_GRACE_S = 1.0
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _Loaded:
     item: Any
     content: Any
     file_no: int  # which source file it came from (progress is counted in files)
+    nbytes: int  # what its content holds in memory (the byte budget)
 
 
 @dataclass
@@ -102,23 +107,13 @@ def ingest(
             the progress bar's total and ETA.
 
     Returns:
-        The summary: added, skipped (already present), duplicates, failures with reasons.
+        The summary: added, updated, skipped (unchanged), stale records deleted, pruned,
+        duplicates, failures with reasons.
 
     Raises:
         IngestError: in strict mode, on the first failure (items written before it stay).
     """
     return _Pipeline(encoder, store, options or IngestOptions()).run(items, total_files)
-
-
-def _wait_put(q: queue.Queue[Any], value: Any, stop: threading.Event) -> None:
-    """Put with back-pressure, giving up (``_Stopped``) when another stage has failed."""
-    while not stop.is_set():
-        try:
-            q.put(value, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-    raise _Stopped
 
 
 def _file_key(entry: Any, previous: str | None) -> str:
@@ -139,6 +134,11 @@ def _is_text(item: Any) -> bool:
     return str(getattr(item.modality, "value", item.modality)) == "text"
 
 
+def _is_item_fault(error: BaseException) -> bool:
+    """A bad input (ValueError / TypeError: e.g. ``embedder.InputError``), not a broken encoder."""
+    return isinstance(error, ValueError | TypeError)
+
+
 class _Pipeline:
     """Reader thread -> this thread (encoder) -> writer thread, with bounded queues."""
 
@@ -148,8 +148,9 @@ class _Pipeline:
         self.store_lock = threading.Lock()  # one store call at a time (embedded stores)
         self.loaded: queue.Queue[Any] = queue.Queue(maxsize=opts.read_ahead)
         self.encoded: queue.Queue[Any] = queue.Queue(maxsize=2)
-        # Decoded images / rendered pages not yet encoded: memory bound (> one batch, no deadlock).
-        self.image_slots = threading.Semaphore(2 * opts.image_batch)
+        # Loaded content not yet encoded (decoded images, rendered pages, texts), in bytes.
+        self.budget = ByteBudget(opts.max_inflight_bytes)
+        self.ledger = SourceLedger()
         self.errors: list[BaseException] = []
         self.tally: Tally
 
@@ -162,23 +163,26 @@ class _Pipeline:
             self.store.maintenance_listener,
             self.tally.maintenance,
         )
-        threads = [
-            threading.Thread(target=self._guard, args=(self._read, iter(items)), daemon=True),
-            threading.Thread(target=self._guard, args=(self._write,), daemon=True),
-        ]
-        for t in threads:
-            t.start()
+        reader = threading.Thread(target=self._guard, args=(self._read, iter(items)), daemon=True)
+        writer = threading.Thread(target=self._guard, args=(self._write,), daemon=True)
+        reader.start()
+        writer.start()
         try:
-            self._guard(self._encode_loop)
-        except BaseException:  # KeyboardInterrupt: stop reading; queued batches still get written
-            self.stop.set()
-            raise
-        finally:
-            for t in threads:
-                t.join()
+            try:
+                self._guard(self._encode_loop)
+            except BaseException:  # KeyboardInterrupt: stop now; queued batches still written
+                self.stop.set()
+                writer.join()
+                self._leave_reader(reader)
+                raise
+            writer.join()
+            reader.join()
+            if not self.errors:
+                self._guard(self._sync)  # stale records go once the new ones are written
             if not self.stop.is_set():
                 # The last index build, inside the run: timed and shown, not a pause at close.
                 self._guard(self._flush)
+        finally:
             self.store.maintenance_listener = listener
             summary = self.tally.close()
         if self.errors:
@@ -191,17 +195,33 @@ class _Pipeline:
         with self.store_lock:
             self.store.flush()
 
+    def _leave_reader(self, reader: threading.Thread) -> None:
+        """Wait briefly for the reader; one stuck in a slow load is left behind, store-less."""
+        reader.join(_READER_GRACE_S)
+        if reader.is_alive():
+            logger.warning("stopped while a source was still loading; it is left unfinished")
+        with self.store_lock:  # the reader checks ``stop`` under this lock before any call
+            pass
+
+    def _sync(self) -> None:
+        if self.opts.sync_sources:
+            deleted = delete_stale(self.store, self.ledger, self.store_lock)
+            self.tally.add("stale_deleted", deleted)
+        if self.opts.prune_under:
+            pruned = prune_vanished(self.store, self.ledger, self.opts.prune_under, self.store_lock)
+            self.tally.add("pruned", pruned)
+
     def _guard(self, stage: Any, *args: Any) -> None:
         try:
             stage(*args)
-        except _Stopped:
+        except Stopped:
             pass
         except Exception as e:
             self.errors.append(e)  # list.append is atomic
             self.stop.set()
 
     def _put(self, q: queue.Queue[Any], value: Any) -> None:
-        _wait_put(q, value, self.stop)
+        wait_put(q, value, self.stop)
 
     # -- reader thread -------------------------------------------------------------------
     def _read(self, items: Any) -> None:
@@ -210,7 +230,7 @@ class _Pipeline:
         file_key, file_no = None, -1
         for item in items:
             if self.stop.is_set():
-                raise _Stopped
+                raise Stopped
             key = _file_key(item, file_key)
             if key != file_key:  # sources yield a file's entries together
                 if file_no >= 0:
@@ -220,6 +240,7 @@ class _Pipeline:
             if isinstance(item, Ignored):
                 self._put(self.loaded, _Event("ignored", file_no, ignored=item))
             elif isinstance(item, SourceFailure) and not hasattr(item, "load"):
+                self.ledger.fail(item.source)
                 failure = Failure(item.source, item.reason)
                 self._put(self.loaded, _Event("failed", file_no, failure))
             elif item.id in seen:
@@ -232,6 +253,7 @@ class _Pipeline:
                 self._put(self.loaded, _Event("duplicate", file_no, failure=repeat))
             else:
                 seen[item.id] = item.payload
+                self.ledger.add(item)
                 pending.append((item, file_no))
                 if len(pending) >= self.opts.check_batch:
                     self._check_and_load(pending)
@@ -242,27 +264,33 @@ class _Pipeline:
         self._put(self.loaded, _END)
 
     def _check_and_load(self, pending: list[tuple[Any, int]]) -> None:
-        present: set[Any] = set()
+        stored: dict[Any, Any] = {}
+        refused: dict[Any, Exception] = {}
         if pending and self.opts.skip_existing:
             with self.tally.clock("read"), self.store_lock:
-                present = {r.id for r in self.store.get([it.id for it, _ in pending])}
+                if self.stop.is_set():
+                    raise Stopped
+                stored, refused = stored_payloads(self.store, [it.id for it, _ in pending])
         for item, file_no in pending:
-            if item.id in present:
+            if item.id in refused:  # an id this store cannot hold: that item fails alone
+                self._put(
+                    self.loaded, _Event("failed", file_no, failure_of(item, refused[item.id]))
+                )
+                continue
+            if item.id in stored and stored[item.id] == item.payload:
                 self._put(self.loaded, _Event("skipped", file_no))
                 continue
-            is_image = not _is_text(item)
-            while is_image and not self.image_slots.acquire(timeout=0.1):
-                if self.stop.is_set():
-                    raise _Stopped
             try:
                 with self.tally.clock("read"):
                     content = item.load()
             except Exception as e:
-                if is_image:
-                    self.image_slots.release()
                 self._put(self.loaded, _Event("failed", file_no, failure_of(item, e)))
                 continue
-            self._put(self.loaded, _Loaded(item, content, file_no))
+            if item.id in stored:
+                self.tally.add("updated")  # same id, changed content or payload: replaced
+            nbytes = content_bytes(content)
+            self.budget.take(nbytes, self.stop)
+            self._put(self.loaded, _Loaded(item, content, file_no, nbytes))
 
     # -- encoder (calling thread) -----------------------------------------------------------
     def _encode_loop(self) -> None:
@@ -273,6 +301,14 @@ class _Pipeline:
             msg = self._next_loaded()
             if msg is _END:
                 break
+            if msg is _FLUSH:
+                if texts:
+                    self._encode(texts, text=True)
+                    texts, text_tokens = [], 0
+                if images:
+                    self._encode(images, text=False)
+                    images = []
+                continue
             if isinstance(msg, _Event):
                 self._on_event(msg)
                 continue
@@ -303,8 +339,9 @@ class _Pipeline:
                 try:
                     return self.loaded.get(timeout=0.1)
                 except queue.Empty:
-                    continue
-        raise _Stopped
+                    if self.budget.starved:
+                        return _FLUSH
+        raise Stopped
 
     def _on_event(self, event: _Event) -> None:
         if event.kind == "duplicate" and event.failure is not None:
@@ -319,6 +356,7 @@ class _Pipeline:
             self.tally.add("skipped", done=(event.file_no,))
 
     def _fail(self, failure: Failure, file_no: int) -> None:
+        self.ledger.fail(failure.source)
         if self.opts.strict:
             raise IngestError(f"{failure.source}: {failure.reason}")
         logger.warning("skipped %s: %s", failure.source, failure.reason)
@@ -341,9 +379,7 @@ class _Pipeline:
             with self.tally.clock("wait_write"):  # blocked when the writer is behind
                 self._put(self.encoded, (batch, out))
         finally:
-            if not text:
-                for _ in batch:
-                    self.image_slots.release()
+            self.budget.give(sum(m.nbytes for m in batch))
 
     def _count_encoded(self, batch: list[_Loaded], *, text: bool) -> None:
         """Tokens / images encoded (only what the encoder returned vectors for)."""
@@ -355,17 +391,19 @@ class _Pipeline:
     def _encode_one_by_one(
         self, batch: list[_Loaded], *, text: bool, batch_error: Exception
     ) -> None:
-        failures = []
+        failures, broken = [], 0
         for m in batch:
             try:
                 out = self._call_encoder([m], text=text)
             except Exception as e:
                 failures.append((failure_of(m.item, e), m.file_no))
+                broken += not _is_item_fault(e)
                 continue
             self._count_encoded([m], text=text)
             self._put(self.encoded, ([m], out))
-        if len(failures) == len(batch):
-            # Every item failing alone means the encoder is broken: stop, don't list them all.
+        if broken == len(batch):
+            # Every item failing alone, none for its input, means the encoder is broken:
+            # stop, rather than report each item (bad inputs are reported one by one).
             raise IngestError(
                 f"the encoder failed on every item of a batch of {len(batch)}: {batch_error}"
             ) from batch_error
@@ -392,7 +430,7 @@ class _Pipeline:
                 msg = self.encoded.get(timeout=0.1)
             except queue.Empty:
                 if self.stop.is_set():
-                    raise _Stopped from None
+                    raise Stopped from None
                 continue
             if msg is _END:
                 return
@@ -412,7 +450,10 @@ class _Pipeline:
                 with self.store_lock:
                     written = self.store.upsert(records)
                 done = [m.file_no for m in loaded]
-            except RecordError:
+            except (RecordError, ValueError, TypeError) as e:
+                logger.info(
+                    "a write of %d records failed (%s); retrying one by one", len(loaded), e
+                )
                 done = self._write_one_by_one(loaded, records)
                 written = len(done)
         total = self.tally.add("added", written, done=done)
@@ -425,7 +466,7 @@ class _Pipeline:
             try:
                 with self.store_lock:
                     self.store.upsert([record])
-            except RecordError as e:
+            except (RecordError, ValueError, TypeError) as e:
                 self._fail(failure_of(m.item, e), m.file_no)
             else:
                 done.append(m.file_no)

@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from connectors.errors import ConnectorError
 from connectors.records import RecordId
 
+from .flow import DEFAULT_INFLIGHT_BYTES
 from .progress import FileProgress
 
 #: Duplicate ids listed in a summary without ``verbose``.
@@ -83,11 +84,14 @@ class Failure:
 
 @dataclass
 class IngestSummary:
-    """What an ingest did. ``skipped`` counts items already present in the store."""
+    """What an ingest did. ``skipped`` counts items already stored with the same payload."""
 
     added: int = 0
+    updated: int = 0  # of ``added``: ids already stored with another payload, re-encoded
     skipped: int = 0
     duplicates: int = 0  # the same id twice in the input: ingested once
+    stale_deleted: int = 0  # records of an ingested source that it no longer gives
+    pruned: int = 0  # records of sources that no longer exist (``prune_under``)
     failed: list[Failure] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
     #: Where each repeated id was met, and which item had it first.
@@ -109,8 +113,11 @@ class IngestSummary:
         """Human-readable summary lines (the CLI prints them); ``verbose`` lists ignored files."""
         rate = (self.added / self.seconds) if self.seconds else 0.0
         dupes = f", duplicates in input {self.duplicates}" if self.duplicates else ""
+        updated = f" ({self.updated} replaced changed records)" if self.updated else ""
+        removed = f", deleted {self.stale_deleted} stale" if self.stale_deleted else ""
+        removed += f", pruned {self.pruned}" if self.pruned else ""
         head = (
-            f"added {self.added}, skipped {self.skipped} (already present), "
+            f"added {self.added}{updated}, skipped {self.skipped} (unchanged){removed}, "
             f"failed {len(self.failed)}, ignored {len(self.ignored)}{dupes} "
             f"in {self.seconds:.1f}s ({rate:.1f} items/s; "
             f"{self.tokens} tokens, {self.pages} images/pages encoded)"
@@ -147,11 +154,19 @@ class IngestOptions:
             some database bindings hold the GIL for a whole call.
         queue_size: items the reader may load ahead of the encoder; None: two full batches
             of each kind, so reading a batch always overlaps encoding the previous one.
-            Decoded images are bounded separately, to ``2 * image_batch``.
+        max_inflight_bytes: loaded content (decoded images, rendered pages, texts) not yet
+            encoded is bounded in bytes: counts say nothing of size (one 9000x9000 image
+            weighs 243 MB). An item bigger than this still passes alone.
         max_length: token limit per text passed to ``encode_text``.
         max_pixels: per-image pixel budget passed to ``encode_image`` (None: the model's).
         strict: stop at the first failure (raise IngestError) instead of skipping it.
-        skip_existing: skip ids the store already holds (False: encode and overwrite them).
+        skip_existing: skip ids the store already holds with the same payload (content hash
+            included); a changed one is re-encoded. False: encode and overwrite everything.
+        sync_sources: after a complete run, delete each ingested source's records that it
+            no longer gives (an edited file's old chunks), written before being deleted.
+            A source with a failure in the run keeps its old records.
+        prune_under: folders (or files) whose vanished sources' records are deleted after
+            a complete run (``payload["source"]`` under one of them, no longer on disk).
         progress: tqdm bar (in files, with a total when ``ingest`` is told it); None follows
             the log level (shown when INFO is enabled).
         log_every: seconds between one-line progress logs on the ``jina_vdb.progress``
@@ -166,8 +181,11 @@ class IngestOptions:
     queue_size: int | None = None
     max_length: int = 32768
     max_pixels: int | None = None
+    max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES
     strict: bool = False
     skip_existing: bool = True
+    sync_sources: bool = True
+    prune_under: tuple[str, ...] = ()
     progress: bool | None = None
     log_every: float | None = None
 
@@ -182,6 +200,7 @@ class IngestOptions:
             "write_batch",
             "queue_size",
             "max_length",
+            "max_inflight_bytes",
         ):
             value = getattr(self, name)
             if value is None and name == "queue_size":

@@ -168,6 +168,17 @@ def ingest(
     force: Annotated[
         bool, typer.Option(help="Re-encode and overwrite items already stored.")
     ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(help="Delete records of files under PATHS that no longer exist."),
+    ] = False,
+    allow_outside_paths: Annotated[
+        bool,
+        typer.Option(help="Let JSONL image paths point outside the folder being ingested."),
+    ] = _SOURCE.allow_outside_paths,
+    image_timeout: Annotated[
+        float, typer.Option(help="Seconds allowed for one image URL download, in all.")
+    ] = _SOURCE.image_timeout,
     device: DeviceOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or progress logs.")
@@ -192,6 +203,9 @@ def ingest(
             pdf_text=pdf_text,
             max_text_bytes=max_text_bytes,
             metadata=cs.parse_meta(meta or ()),
+            image_max_pixels=max_pixels or _SOURCE.image_max_pixels,
+            image_timeout=image_timeout,
+            allow_outside_paths=allow_outside_paths,
             strict=strict,
         )
         ingest_opts = IngestOptions(
@@ -201,6 +215,7 @@ def ingest(
             max_pixels=max_pixels,
             strict=strict,
             skip_existing=not force,
+            prune_under=tuple(cs.source_path(p) for p in paths) if prune else (),
             progress=not quiet and cs.stderr_is_tty(),
             log_every=None if quiet or cs.stderr_is_tty() else log_every,
         )

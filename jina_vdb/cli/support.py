@@ -229,6 +229,14 @@ def parse_dims(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def source_path(path: Path) -> str:
+    """A path as sources name it in payloads (absolute, symlinks resolved, posix)."""
+    try:
+        return path.resolve().as_posix()
+    except (OSError, RuntimeError):  # a symlink loop
+        return Path(os.path.abspath(path)).as_posix()
+
+
 def parse_meta(items: Sequence[str]) -> dict[str, Any]:
     """``--meta key=value`` (repeatable); ints and true/false are typed."""
     meta: dict[str, Any] = {}

@@ -22,21 +22,25 @@ from __future__ import annotations
 
 import base64
 import enum
+import errno
 import fnmatch
 import functools
 import hashlib
 import logging
 import mimetypes
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedder.options import Task
+from embedder.fetch import DEFAULT_TIMEOUT_S
+from embedder.inputs import is_blank
+from embedder.options import DEFAULT_MAX_PIXELS, Task
 from jina_vdb.ingest_types import Ignored
 
-from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, check_chunking, chunk_text
+from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, check_chunking, iter_chunks
 from .encoding import TextDecodeError, decode_text
 from .images import load_image_checked
 from .pdf import DEFAULT_DPI, DEFAULT_MAX_RENDER_PIXELS, PdfError, page_texts, render_page
@@ -127,6 +131,11 @@ class SourceOptions:
         max_text_bytes: larger text files are reported and skipped (the whole text is
             tokenized at once for chunking; split huge files or raise this).
         metadata: user metadata stored under ``payload["meta"]`` of every item.
+        image_max_pixels: the model's pixel budget; decoded images far over it are reduced
+            while loading (memory). None: keep full size.
+        image_timeout: seconds allowed for one image URL download (JSONL), in all.
+        allow_outside_paths: let JSONL image paths point outside the folder ingested (or
+            the JSONL file's folder); by default such a path is refused.
         hidden: also walk hidden files and folders (names starting with ".").
         strict: raise SourceError on the first bad source instead of yielding an ItemError.
     """
@@ -141,6 +150,9 @@ class SourceOptions:
     pdf_max_render_pixels: int = DEFAULT_MAX_RENDER_PIXELS
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    image_max_pixels: int | None = DEFAULT_MAX_PIXELS
+    image_timeout: float = DEFAULT_TIMEOUT_S
+    allow_outside_paths: bool = False
     hidden: bool = False
     strict: bool = False
 
@@ -227,15 +239,15 @@ def iter_items(
     from .jsonl import iter_jsonl  # local: jsonl imports this module
 
     opts = options or SourceOptions()
-    for path, from_folder in _walk(paths, opts):
+    for path, root in _walk(paths, opts):
         suffix = path.suffix.lower()
         if suffix in JSONL_EXTENSIONS:
             producer: Iterator[Item | ItemError | Ignored] = iter_jsonl(
-                path, tokenizer=tokenizer, options=opts
+                path, tokenizer=tokenizer, options=opts, root=root
             )
         else:
-            producer = _file_items(path, suffix, tokenizer, opts, from_folder)
-        for item in producer:
+            producer = _file_items(path, suffix, tokenizer, opts, root is not None)
+        for item in _guarded(producer, path):
             if isinstance(item, ItemError) and opts.strict:
                 raise SourceError(f"{item.source}: {item.reason}")
             yield item
@@ -248,18 +260,34 @@ def count_files(
     return sum(1 for _ in _walk(paths, options or SourceOptions()))
 
 
+def _guarded(producer: Iterator[Any], path: Path) -> Iterator[Any]:
+    """One file's items; an unexpected error ends that file as an ItemError, not the walk."""
+    while True:
+        try:
+            item = next(producer)
+        except StopIteration:
+            return
+        except Exception as e:  # noqa: BLE001 - one bad file never aborts the others
+            logger.debug("reading %s failed", path, exc_info=True)
+            shown = display_path(_source_name(path))
+            yield ItemError(shown, f"cannot read: {type(e).__name__}: {e}")
+            return
+        yield item
+
+
 def _walk(
     paths: Iterable[str | os.PathLike[str]], opts: SourceOptions
-) -> Iterator[tuple[Path, bool]]:
+) -> Iterator[tuple[Path, Path | None]]:
+    """(file, the folder it was found in, or None for a file named directly)."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     for raw in paths:
         root = Path(raw)
         if root.is_dir():
             for path in _walk_folder(root, opts):
-                yield path, True
+                yield path, root
         else:
-            yield root, False  # missing files are reported by _file_items
+            yield root, None  # missing files are reported by _file_items
 
 
 def _walk_folder(root: Path, opts: SourceOptions) -> Iterator[Path]:
@@ -282,7 +310,10 @@ def _walk_folder(root: Path, opts: SourceOptions) -> Iterator[Path]:
 
 
 def _source_name(path: Path) -> str:
-    return path.resolve().as_posix()
+    try:
+        return path.resolve().as_posix()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        return Path(os.path.abspath(path)).as_posix()
 
 
 def _file_items(
@@ -290,14 +321,18 @@ def _file_items(
 ) -> Iterator[Item | ItemError | Ignored]:
     if path.is_symlink() and not path.exists():  # reported under its own name, not its target
         target = display_path(os.readlink(path))
-        yield ItemError(display_path(os.path.abspath(path)), f"broken symbolic link to {target}")
+        why = "symlink loop through" if _loops(path) else "broken symbolic link to"
+        yield ItemError(display_path(os.path.abspath(path)), f"{why} {target}")
         return
     source = _source_name(path)
     shown = display_path(source)
-    if not path.exists():
-        yield ItemError(shown, "no such file or directory")
+    try:
+        mode = path.stat().st_mode  # follows links: a loop raises ELOOP
+    except OSError as e:
+        reason = "symlink loop" if e.errno == errno.ELOOP else e.strerror or str(e)
+        yield ItemError(shown, reason)
         return
-    if not path.is_file():
+    if not stat.S_ISREG(mode):
         yield ItemError(shown, "not a regular file")
         return
     kind = _file_kind(suffix)
@@ -316,6 +351,14 @@ def _file_items(
             yield from _pdf_items(path, source, tokenizer, opts)
     except (OSError, PdfError, TextDecodeError, _TooLarge) as e:
         yield ItemError(shown, _reason(e))
+
+
+def _loops(path: Path) -> bool:
+    try:
+        path.stat()
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    return False
 
 
 def _file_kind(suffix: str) -> str | None:
@@ -363,7 +406,7 @@ def _text_items(
     encoding: str | None = None,
 ) -> Iterator[Item]:
     line, counted = 1, 0  # the line a chunk starts on (files only: a page has its number)
-    for chunk in chunk_text(
+    for chunk in iter_chunks(
         text, tokenizer, chunk_tokens=opts.chunk_tokens, overlap=opts.chunk_overlap
     ):
         line += text.count("\n", counted, chunk.start)
@@ -405,7 +448,7 @@ def _text_file_items(
     decoded = decode_text(path.read_bytes(), suffix=suffix)
     is_code = suffix in CODE_EXTENSIONS
     task = ("code" if is_code else "retrieval") if opts.task == "auto" else opts.task
-    if not decoded.text.strip():
+    if is_blank(decoded.text):
         yield Ignored(display_path(source), "no text (only whitespace)")
         return
     yield from _text_items(
@@ -430,7 +473,7 @@ def _image_file_item(path: Path, source: str, opts: SourceOptions) -> Item:
         task,
         payload,
         1,
-        functools.partial(load_image_checked, str(path)),
+        functools.partial(load_image_checked, str(path), max_pixels=opts.image_max_pixels),
     )
 
 

@@ -14,15 +14,16 @@ class ImageTooLargeError(ValueError):
     """An image over PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``)."""
 
 
-def load_image_checked(source: Any) -> Any:
-    """``embedder.inputs.load_image``, with a bomb error that names ``--max-image-pixels``."""
+def load_image_checked(source: Any, **options: Any) -> Any:
+    """``embedder.inputs.load_image(source, **options)``, with a bomb error that names
+    ``--max-image-pixels``."""
     from PIL import Image
 
     from embedder.errors import ImageInputError
     from embedder.inputs import load_image
 
     try:
-        return load_image(source)
+        return load_image(source, **options)
     except ImageInputError as e:
         cause = e.__cause__
         if not isinstance(cause, Image.DecompressionBombError | Image.DecompressionBombWarning):

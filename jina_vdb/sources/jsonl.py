@@ -12,16 +12,17 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from embedder.inputs import text_problem
 from embedder.options import Task
 from jina_vdb.ingest_types import Ignored
 
 from .chunking import count_tokens
 from .files import (
-    IMAGE_EXTENSIONS,
     Item,
     ItemError,
     Modality,
@@ -36,6 +37,10 @@ from .files import (
 from .images import load_image_checked
 
 _RESERVED = frozenset({"id", "text", "image", "task", "payload", "metadata"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+# Base64 (standard or URL-safe) has no "." and real images are long: never a file name.
+_BASE64 = re.compile(r"[A-Za-z0-9+/_\-\s]+={0,2}")
+_MIN_BASE64_CHARS = 64
 
 
 def iter_jsonl(
@@ -43,11 +48,15 @@ def iter_jsonl(
     *,
     tokenizer: Any | None = None,
     options: SourceOptions | None = None,
+    root: Path | None = None,
 ) -> Iterator[Item | ItemError | Ignored]:
     """Yield one item per non-blank line of a JSONL file (an ItemError per bad line).
 
     JSON text is UTF-8 (RFC 8259; a UTF-8 BOM is accepted): other encodings are refused,
     naming the line. A file without any record is ``Ignored``.
+
+    ``root``: the folder being ingested that holds the file (image paths must stay inside
+    it); None: the file's own folder.
     """
     opts = options or SourceOptions()
     path = Path(path)
@@ -76,7 +85,9 @@ def iter_jsonl(
                 continue
             records += 1
             try:
-                yield _line_item(json.loads(line), path, source, lineno, tokenizer, opts)
+                obj = json.loads(line, parse_constant=_no_constant)
+                _check_unicode(obj)
+                yield _line_item(obj, path, root, source, lineno, tokenizer, opts)
             except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
                 yield ItemError(f"{shown}:{lineno}", str(e))
     if not records:
@@ -84,7 +95,13 @@ def iter_jsonl(
 
 
 def _line_item(
-    obj: object, path: Path, source: str, lineno: int, tokenizer: Any, opts: SourceOptions
+    obj: object,
+    path: Path,
+    root: Path | None,
+    source: str,
+    lineno: int,
+    tokenizer: Any,
+    opts: SourceOptions,
 ) -> Item:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
@@ -99,11 +116,14 @@ def _line_item(
     if user_id is not None and (
         isinstance(user_id, bool) or not isinstance(user_id, int | str) or user_id == ""
     ):
-        raise ValueError(f"'id' must be a non-empty string or an int, got {user_id!r}")
+        raise ValueError(f"'id' must be a non-empty string or an int, got {_describe(user_id)}")
     if has_text:
         text = obj["text"]
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"'text' must be a non-empty string, got {text!r:.60}")
+        if not isinstance(text, str):
+            raise ValueError(f"'text' must be a non-empty string, got {_describe(text)}")
+        problem = text_problem(text)
+        if problem is not None:
+            raise ValueError(f"'text': {problem}")
         sha = sha256_text(text)
         payload = _payload(
             source,
@@ -118,9 +138,15 @@ def _line_item(
         loader: Any = functools.partial(str, text)
         modality, cost = Modality.TEXT, count_tokens(text, tokenizer)
     else:
-        image, sha = _image_ref(obj["image"], path)
+        image, sha = _image_ref(obj["image"], path, root, opts)
         payload = _payload(source, "image", "image/*", sha, opts, line=lineno, task=task)
-        loader, modality, cost = functools.partial(load_image_checked, image), Modality.IMAGE, 1
+        loader = functools.partial(
+            load_image_checked,
+            image,
+            timeout=opts.image_timeout,
+            max_pixels=opts.image_max_pixels,
+        )
+        modality, cost = Modality.IMAGE, 1
     if meta:
         payload["meta"] = meta
     item_id = user_id if user_id is not None else stable_id(source, f"line={lineno}", sha)
@@ -140,16 +166,71 @@ def _meta(obj: dict[str, Any], opts: SourceOptions) -> dict[str, Any]:
     return meta
 
 
-def _image_ref(value: object, jsonl_path: Path) -> tuple[str, str]:
-    """(what to load, content hash): a path relative to the JSONL file is resolved and hashed."""
-    if not isinstance(value, str) or not value:
+def _image_ref(
+    value: object, jsonl_path: Path, root: Path | None, opts: SourceOptions
+) -> tuple[str, str]:
+    """(What to load, content hash): an http(s) URL, a data URI, or a checked path.
+
+    A path is resolved (symlinks followed) against the JSONL file's folder and must stay
+    under the folder being ingested (the JSONL file's own folder when it was named
+    directly) unless ``opts.allow_outside_paths``: a JSONL line must not make the ingest
+    read ``/etc/passwd``. Base64 is handed on as a data URI, so the loader never looks it up
+    as a file name.
+    """
+    if not isinstance(value, str) or not value.strip():
         raise ValueError(
-            f"'image' must be a non-empty string (path, URL, data URI or base64), got {value!r:.60}"
+            "'image' must be a non-empty string (path, http(s) URL, data URI or base64), "
+            f"got {_describe(value)}"
         )
-    if "://" not in value and not value.startswith("data:") and len(value) < 4096:
-        candidate = Path(value) if os.path.isabs(value) else jsonl_path.parent / value
-        if candidate.is_file():
-            return str(candidate), sha256_file(candidate)
-        if Path(value).suffix.lower() in IMAGE_EXTENSIONS:
-            raise ValueError(f"image file not found: {candidate}")
-    return value, sha256_text(value)
+    text = value.strip()
+    if text[:8].lower().startswith(("http://", "https://", "data:")):
+        return text, sha256_text(text)
+    scheme = _SCHEME.match(text)
+    if scheme:
+        raise ValueError(
+            f"'image' URL scheme {scheme.group(1)!r} is not supported (http(s) or data: only)"
+        )
+    if _BASE64.fullmatch(text) and len(text) >= _MIN_BASE64_CHARS:
+        return "data:;base64," + text, sha256_text(text)
+    candidate = Path(text) if os.path.isabs(text) else jsonl_path.parent / text
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise ValueError(f"image path {text!r} cannot be resolved ({e.__class__.__name__})") from e
+    base = Path(os.path.abspath(root if root is not None else jsonl_path.parent)).resolve()
+    if not opts.allow_outside_paths and not resolved.is_relative_to(base):
+        raise ValueError(
+            f"image path {text!r} is outside {base.as_posix()}, the folder being ingested; "
+            "pass --allow-outside-paths (SourceOptions.allow_outside_paths) to read it"
+        )
+    if not resolved.is_file():
+        raise ValueError(f"image file not found: {candidate.as_posix()}")
+    return resolved.as_posix(), sha256_file(resolved)
+
+
+def _describe(value: object) -> str:
+    """A JSON value's type and size for messages; a line's contents are not repeated."""
+    if isinstance(value, bool | int | float):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, str):
+        return f"a string of {len(value):,} characters"
+    return "null" if value is None else type(value).__name__
+
+
+def _check_unicode(obj: object, where: str = "line") -> None:
+    """Lone surrogates (from ``\\ud800`` escapes) anywhere in the line: not storable text."""
+    if isinstance(obj, str):
+        problem = text_problem(obj) if not obj.isascii() else None
+        if problem is not None and "surrogate" in problem:
+            raise ValueError(f"{where}: {problem}")
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_unicode(key, f"{where}: a key")
+            _check_unicode(value, f"{where}[{key!r}]" if key.isascii() else where)
+    elif isinstance(obj, list):
+        for value in obj:
+            _check_unicode(value, where)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows (nor can a store keep it)")

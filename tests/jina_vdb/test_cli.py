@@ -39,7 +39,7 @@ def test_ingest_search_info(store_url: str, tmp_path: Path, tiny_checkpoint: Pat
         "--meta",
         "batch=7",
     )
-    assert first.stdout.startswith("added 13, skipped 0 (already present), failed 0")
+    assert first.stdout.startswith("added 13, skipped 0 (unchanged), failed 0")
     again = _invoke(
         "ingest",
         str(tmp_path / "corpus"),
@@ -53,7 +53,7 @@ def test_ingest_search_info(store_url: str, tmp_path: Path, tiny_checkpoint: Pat
         "--meta",
         "batch=7",
     )
-    assert again.stdout.startswith("added 0, skipped 13 (already present), failed 0")
+    assert again.stdout.startswith("added 0, skipped 13 (unchanged), failed 0")
 
     hits = json.loads(
         _invoke("search", "quarterly revenue", *where, *model, "--limit", "4", "--json").stdout

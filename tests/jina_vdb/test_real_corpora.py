@@ -92,7 +92,7 @@ def test_a_real_folder_ingests_every_name_and_encoding_and_accounts_for_every_fi
     lines = run.stdout.splitlines()
     # 7 texts + 1 image + a PDF page and its text layer + 2 JSONL lines; 4 failed, 4 ignored
     assert lines[0].startswith(
-        "added 12, skipped 0 (already present), failed 4, ignored 4, duplicates in input 1 "
+        "added 12, skipped 0 (unchanged), failed 4, ignored 4, duplicates in input 1 "
     )
     assert "; 0 images/pages" not in lines[0]
     failed = {line for line in lines if line.startswith("  failed: ")}
@@ -117,7 +117,7 @@ def test_a_real_folder_ingests_every_name_and_encoding_and_accounts_for_every_fi
 
     again = cli("ingest", str(corpus), *store, "--device", "cpu", "-q", "-v", cache=tmp_path / "c")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.startswith("added 0, skipped 12 (already present), failed 4, ignored 4,")
+    assert again.stdout.startswith("added 0, skipped 12 (unchanged), failed 4, ignored 4,")
     assert "jina_vdb.progress" not in again.stderr  # --quiet
     listed = [line for line in again.stdout.splitlines() if line.startswith("  ignored: /")]
     assert sorted(listed) == [
@@ -163,7 +163,7 @@ def test_cli_errors_name_the_flag_not_python(tmp_path: Path, tiny_checkpoint: Pa
     model = ("--store", store, "--model", str(tiny_checkpoint), "--device", "cpu", "-q")
     bomb = cli("ingest", str(folder), *model, "--max-image-pixels", "1000", cache=tmp_path / "c")
     assert bomb.returncode == 0, bomb.stderr
-    assert bomb.stdout.startswith("added 0, skipped 0 (already present), failed 1")
+    assert bomb.stdout.startswith("added 0, skipped 0 (unchanged), failed 1")
     (line,) = [x for x in bomb.stdout.splitlines() if x.startswith("  failed:")]
     assert line.startswith(
         f"  failed: {folder}/scan.png: image has 3,600 pixels, over the decompression-bomb "
@@ -275,4 +275,4 @@ def test_progress_bar_on_a_terminal_has_a_total_and_an_eta(
     assert proc.returncode == 0, out
     bar = b"".join(chunks).decode(errors="replace")
     assert re.search(r"ingest: 100%\|.*\| 4/4 \[\d\d:\d\d<\d\d:\d\d", bar), bar[-1000:]
-    assert "file/s" in bar and out.startswith("added 3, skipped 0 (already present), failed 0")
+    assert "file/s" in bar and out.startswith("added 3, skipped 0 (unchanged), failed 0")

@@ -109,7 +109,7 @@ def test_kill_and_resume(
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stdout.splitlines()[0]
     added, skipped = (
-        int(summary.split(word)[0].split()[-1]) for word in (", skipped", " (already")
+        int(summary.split(word)[0].split()[-1]) for word in (", skipped", " (unchanged")
     )
     assert (added, skipped) == (len(expected) - counts[-1], counts[-1]), (summary, counts)
     with open_store(store_url, "docs") as store:
