@@ -83,10 +83,11 @@ class FileProgress:
             self._bar.set_description_str("ingest" if seconds is not None else f"ingest ({what})")
             self._bar.refresh()
         if self.log_every is not None:
+            files = self._files_line(time.perf_counter())
             if seconds is None:
-                progress_logger.info("ingest: %s ...", what)
+                progress_logger.info("ingest: %s; %s ...", files, what)
             else:
-                progress_logger.info("ingest: %s done in %.1fs", what, seconds)
+                progress_logger.info("ingest: %s; %s done in %.1fs", files, what, seconds)
 
     def _files_line(self, now: float) -> str:
         if not self.total:

@@ -199,7 +199,7 @@ class EdgeQdrantStore(QdrantStore):
             shard.close()
             self._shard = None
             self._shard = _load_shard(
-                self.name, self.folder, schema.edge_config(self.spec, self.tuning), quiet=True
+                self.name, self.folder, schema.edge_config(self.spec, self.tuning), reload=True
             )
 
     def _delete(self, ids: list[RecordId]) -> None:
@@ -301,7 +301,7 @@ class EdgeQdrantStore(QdrantStore):
         return self._shard
 
 
-def _load_shard(name: str, folder: Path, config: Any, *, quiet: bool = False) -> Any:
+def _load_shard(name: str, folder: Path, config: Any, *, reload: bool = False) -> Any:
     """Load (or create) the shard: the lock is checked first, and a crash's WAL replay is
     announced before and timed after. ``config`` is the spec's, with the tuning of this
     version (segment bound); loading an older shard with it updates its optimizer settings.
@@ -309,7 +309,8 @@ def _load_shard(name: str, folder: Path, config: Any, *, quiet: bool = False) ->
     qe = _deps.edge()
     shard_path = folder / SHARD_DIR
     edge_state.check_unlocked(folder)  # before anything is read or replayed
-    died = edge_state.unclean(folder)
+    # A reload by the store that just closed the shard finds its own marker: not a crash.
+    died = None if reload else edge_state.unclean(folder)
     exists = (shard_path / EDGE_CONFIG).exists()
     if died is not None and exists:
         logger.warning(
@@ -328,7 +329,7 @@ def _load_shard(name: str, folder: Path, config: Any, *, quiet: bool = False) ->
     seconds = time.perf_counter() - start
     if died is not None and exists:
         logger.warning("recovered qdrant-edge collection %r in %.1fs", name, seconds)
-    elif not quiet:
+    elif not reload:
         logger.info("loaded qdrant-edge collection %r in %.2fs", name, seconds)
     edge_state.mark_open(folder)
     return shard
