@@ -144,7 +144,7 @@ def test_ingest_killed_mid_optimize_reopens_and_resumes_exactly(
     assert done.returncode == 0, done.stderr[-3000:]
     summary = done.stdout.splitlines()
     added, skipped = (
-        int(summary[0].split(word)[0].split()[-1]) for word in (", skipped", " (already")
+        int(summary[0].split(word)[0].split()[-1]) for word in (", skipped", " (unchanged")
     )
     assert (added, skipped) == (len(expected) - stored, stored), summary
     # The timings show the pauses: each optimize is followed by a flush and reload here.
