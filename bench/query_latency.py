@@ -3,6 +3,8 @@
     python bench/query_latency.py                         # 2k docs, every backend
     python bench/query_latency.py --docs 20000 --backends qdrant-edge
     python bench/query_latency.py --docs 2000 20000 --json results.json
+    python bench/query_latency.py --backends milvus-server milvus-lite qdrant-edge \
+        --prefetch-dims --modes dense hybrid fusion      # Milvus 2.3: one vector field
 
 Synthetic data: random unit vectors, ``--tokens`` token vectors of 128 dims per document,
 a 2048-d dense vector (its Matryoshka prefixes are stored by the connector). Queries are
@@ -24,8 +26,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +49,8 @@ class BenchBackend:
     max_docs: int | None = None
     #: Folder whose size is the store's disk footprint (None: in memory or not measurable).
     disk: Callable[[Path], Path | None] = lambda folder: folder
+    #: Other ways to reopen the same data, timed too (fewer queries), e.g. another consistency.
+    also: dict[str, Callable[[Path], VectorStore]] = field(default_factory=dict)
 
 
 def _qdrant_edge(folder: Path, spec: CollectionSpec) -> VectorStore:
@@ -85,6 +90,33 @@ def _milvus_lite_open(folder: Path) -> VectorStore:
     return MilvusStore.open("bench", uri=str(folder / "bench.db"))
 
 
+#: Local Milvus servers started by the "milvus-server" backend, by folder; stopped at exit.
+_SERVERS: dict[Path, Any] = {}
+
+
+def _milvus_server(folder: Path, spec: CollectionSpec) -> VectorStore:
+    """A real Milvus 2.3.5 standalone (PyPI ``milvus``) with its data in ``folder``."""
+    from connectors.milvus import MilvusStore
+    from connectors.milvus.testing import LocalMilvusServer
+
+    server = _SERVERS.get(folder)
+    if server is None:
+        server = _SERVERS[folder] = LocalMilvusServer(folder / "server")
+        server.start()
+    return MilvusStore.create("bench", uri=server.uri, spec=spec)
+
+
+def _milvus_server_open(folder: Path, consistency: str = "Session") -> VectorStore:
+    from connectors.milvus import MilvusStore
+
+    return MilvusStore.open("bench", uri=_SERVERS[folder].uri, consistency_level=consistency)
+
+
+def _stop_servers() -> None:
+    while _SERVERS:
+        _SERVERS.popitem()[1].stop()
+
+
 BACKENDS: dict[str, BenchBackend] = {
     "qdrant-edge": BenchBackend(_qdrant_edge, _qdrant_edge_open),
     # Pure-Python brute force: ~0.3 s per query at 2k docs, several seconds and 7+ GB at 20k.
@@ -92,6 +124,15 @@ BACKENDS: dict[str, BenchBackend] = {
     # Token rows in pure-Python Milvus Lite: hybrid fetches ~30k token rows per query; the
     # multivector mode streams all of them (tens of seconds at 2k docs): --modes to leave it out.
     "milvus-lite": BenchBackend(_milvus_lite, _milvus_lite_open, max_docs=2_000),
+    # Milvus 2.3.5 holds one vector field per collection: run it with --prefetch-dims (none).
+    # Also timed at Strong consistency (every read waits for the next 200 ms time tick).
+    "milvus-server": BenchBackend(
+        _milvus_server,
+        _milvus_server_open,
+        max_docs=20_000,
+        disk=lambda folder: folder / "server" / "data",
+        also={"Strong": lambda folder: _milvus_server_open(folder, "Strong")},
+    ),
 }
 
 
@@ -193,8 +234,15 @@ def run(name: str, backend: BenchBackend, n: int, args: argparse.Namespace, work
     modes = time_modes(store, planted[: args.warmup], planted[args.warmup :], args)
     store.close()
     size = folder_bytes(backend.disk(folder))
+    variants = {}
+    for label, opener in backend.also.items():
+        few = argparse.Namespace(**{**vars(args), "repeat": 1, "exhaustive_queries": 2})
+        with opener(folder) as other:
+            shown = planted[args.warmup : args.warmup + max(5, args.queries // 5)]
+            variants[label] = time_modes(other, planted[:2], shown, few)
     return {
         "backend": name,
+        "variants": variants,
         "docs": n,
         "query_tokens": args.query_tokens,
         "prefetch_limit": args.prefetch_limit,
@@ -256,15 +304,19 @@ def table(results: list[dict], modes: list[str]) -> str:
     )
     lines = [head, "|" + "---|" * (len(modes) + 6)]
     for r in results:
-        cells = [
-            f"{r['modes'][m]['p50_ms']} / {r['modes'][m]['p95_ms']} ({r['modes'][m]['top1']})"
-            for m in modes
+        rows = [
+            (r["backend"], r["modes"]),
+            *((f"{r['backend']} ({k})", v) for k, v in r.get("variants", {}).items()),
         ]
-        lines.append(
-            f"| {r['backend']} | {r['docs']} | {r['query_tokens']} | "
-            + " | ".join(cells)
-            + f" | {r['disk_bytes_per_doc']} | {r['ingest_s']} | {r['reopen_s']} |"
-        )
+        for label, timed in rows:
+            cells = [
+                f"{timed[m]['p50_ms']} / {timed[m]['p95_ms']} ({timed[m]['top1']})" for m in modes
+            ]
+            lines.append(
+                f"| {label} | {r['docs']} | {r['query_tokens']} | "
+                + " | ".join(cells)
+                + f" | {r['disk_bytes_per_doc']} | {r['ingest_s']} | {r['reopen_s']} |"
+            )
     return "\n".join(lines)
 
 
@@ -323,8 +375,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 results.append(run(name, backend, n, args, workdir))
                 if args.workdir is None:  # a 20k store is ~2 GB: do not keep temp ones around
+                    _stop_servers()
                     shutil.rmtree(workdir / f"{name}-{n}", ignore_errors=True)
     finally:
+        _stop_servers()
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print(table(results, args.modes))

@@ -49,9 +49,12 @@ class VectorStore(ABC):
     #: Request size limit for one write (servers refuse large requests; token vectors are big).
     max_request_bytes: int = 16 * 1024 * 1024
     max_request_records: int = 512
-    #: Errors an upsert request is retried on (``_translate_error`` produces them).
+    #: Errors a request is retried on (``_translate_error`` produces them). Idempotent
+    #: requests retry: upsert (by id), get, count, search, delete; not drop or scan pages.
     transient_errors: tuple[type[BaseException], ...] = (StoreUnavailableError,)
+    #: The retry budget: waits of 0.5 s, 1 s, 2 s ... capped at ``retry_max_delay``.
     retries: int = 3
+    retry_max_delay: float = 10.0
     #: The optional CollectionSpec fields (``spec.OPTIONAL_FEATURES``) this backend
     #: implements; ``create()`` refuses a spec that sets any other one.
     spec_features: ClassVar[frozenset[str]] = frozenset()
@@ -109,7 +112,7 @@ class VectorStore(ABC):
         """Delete records by id (missing ids are ignored)."""
         keys = check_ids(ids)
         if keys:
-            self._run("delete", lambda: self._delete(keys))
+            self._run("delete", lambda: self._delete(keys), retry=True)
 
     def drop(self) -> None:
         """Delete the whole collection and its data."""
@@ -138,17 +141,19 @@ class VectorStore(ABC):
             self.spec, mode, limit=limit, prefetch_limit=prefetch_limit, filter=filter
         )
         vectors = query_vectors(query, self.spec, plan)
-        return self._run("search", lambda: self._execute(plan, vectors))
+        return self._run("search", lambda: self._execute(plan, vectors), retry=True)
 
     def get(self, ids: Iterable[RecordId], *, with_vectors: bool = False) -> list[Record]:
         """Records by id, in the order asked; missing ids are left out."""
         keys = check_ids(ids)
-        return self._run("get", lambda: self._get(keys, with_vectors)) if keys else []
+        if not keys:
+            return []
+        return self._run("get", lambda: self._get(keys, with_vectors), retry=True)
 
     def count(self, filter: Filter | None = None) -> int:
         """Number of records (matching the filter), counted exactly."""
         flt = check_filter(filter)
-        return self._run("count", lambda: self._count(flt))
+        return self._run("count", lambda: self._count(flt), retry=True)
 
     def scan(self, filter: Filter | None = None, *, page_size: int = 1000) -> Iterator[Record]:
         """Every record matching the filter (id and payload, no vectors), a page at a time.
@@ -253,13 +258,19 @@ class VectorStore(ABC):
 
     def _run(self, what: str, call: Callable[[], T], *, retry: bool = False) -> T:
         """One backend call, its client errors translated; ``retry``: transient ones retried."""
+        started = time.monotonic()
         for attempt in range(self.retries + 1):
             try:
                 return self._translated(call)
             except self.transient_errors as e:
-                if not retry or attempt == self.retries:
+                if not retry:
                     raise
-                delay = 0.5 * 2**attempt
+                if attempt == self.retries:
+                    waited = time.monotonic() - started
+                    raise type(e)(
+                        f"{e} (gave up after {self.retries} retries over {waited:.0f}s)"
+                    ) from None
+                delay = min(0.5 * 2**attempt, self.retry_max_delay)
                 logger.warning(
                     "%s on %r failed (%s); retry %d/%d in %.1fs",
                     *(what, self.name, e, attempt + 1, self.retries, delay),

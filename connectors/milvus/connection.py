@@ -19,7 +19,13 @@ from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from ..clients import MilvusClientHandle
-from ..errors import BackendError, ConnectorError, StoreLockedError, StoreUnavailableError
+from ..errors import (
+    BackendError,
+    ConnectorError,
+    StoreLockedError,
+    StoreUnavailableError,
+    TransientServerError,
+)
 from .convert import pymilvus
 
 logger = logging.getLogger(__name__)
@@ -27,6 +33,15 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "MILVUS_TOKEN"
 #: Seconds to wait for a server to answer before StoreUnavailableError.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+
+#: What pymilvus 3 raises for a server it cannot reach (a MilvusException, not the
+#: MilvusUnavailableException subclass).
+CONNECT_FAILED = 2
+#: Server answers worth retrying: rate limits (4, 8), time tick delay (11), collection not
+#: loaded (101: for a while after a restart, until the query node is back), replica and
+#: channel not available (402, 503), segments not loaded (601, 602).
+TRANSIENT_CODES = frozenset({4, 8, 11, 101, 402, 503, 601, 602})
+TRANSIENT_GRPC = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"})
 
 _lite_users: dict[str, int] = {}
 _lite_lock = threading.Lock()
@@ -76,6 +91,11 @@ class Connection:
     uri: str | None
     owned: bool
     closed: bool = False
+
+    @property
+    def lite(self) -> bool:
+        """Opened on a Milvus Lite file (a client passed in is judged by its version)."""
+        return self.uri is not None and is_lite(self.uri)
 
     def close(self) -> None:
         """Close an owned client; stop the Milvus Lite server when its last store closes."""
@@ -140,10 +160,19 @@ def translate_error(error: Exception, name: str, uri: str | None) -> ConnectorEr
         return None
     where = f"Milvus at {redact(uri)}" if uri else "Milvus"
     message = " ".join(str(getattr(error, "message", "") or error).split())[:300]
-    if isinstance(error, exceptions.MilvusUnavailableException):
-        return StoreUnavailableError(f"cannot reach {where}: {message}")
     code = getattr(error, "code", None)
+    if isinstance(error, exceptions.MilvusUnavailableException) or code == CONNECT_FAILED:
+        return StoreUnavailableError(f"cannot reach {where}: {message}")
+    if _transient(code):
+        return TransientServerError(f"{where} is not ready for {name!r} (code {code}): {message}")
     return BackendError(f"{where} refused a request on {name!r} (code {code}): {message}")
+
+
+def _transient(code: object) -> bool:
+    if isinstance(code, int):
+        return code in TRANSIENT_CODES
+    # gRPC-level failures come with a grpc.StatusCode as their code.
+    return getattr(code, "name", None) in TRANSIENT_GRPC
 
 
 def raise_translated(error: BaseException, name: str, uri: str | None) -> NoReturn:

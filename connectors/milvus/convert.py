@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import importlib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import Any
@@ -49,8 +48,6 @@ PROP_LAYOUT = "jvdb.layout"
 PROP_MAX_TOKENS = "jvdb.max_tokens"
 FORMAT_VERSION = "1"
 
-#: First Milvus release with Array of Structs + MAX_SIM (the struct layout).
-STRUCT_MIN_VERSION = (2, 6, 4)
 #: Dense HNSW build parameters (Milvus defaults are M=16 too; efConstruction a bit higher).
 HNSW_BUILD = {"M": 16, "efConstruction": 200}
 #: Search breadth: HNSW needs ef >= limit; a floor keeps small limits accurate.
@@ -148,6 +145,7 @@ def filter_expr(flt: Filter) -> str:
 
     Every leaf is guarded with ``exists``: on a missing key a bare comparison is *null* in
     Milvus' three-valued logic, so ``not (...)`` would drop documents the reference keeps.
+    ``exists`` is parenthesised on its own: Milvus 2.3 binds it looser than ``and``.
     A list-valued field matches when any element matches (``json_contains``), like Qdrant.
     """
     if isinstance(flt, Eq):
@@ -155,13 +153,14 @@ def filter_expr(flt: Filter) -> str:
         value = literal(flt.value)
         # json_contains_any with one value, not json_contains: Milvus Lite cannot parse a
         # negative number as json_contains' argument ("unexpected token '-'"), in a list it can.
-        return f"(exists {path} and ({path} == {value} or json_contains_any({path}, [{value}])))"
+        return f"((exists {path}) and ({path} == {value} or json_contains_any({path}, [{value}])))"
     if isinstance(flt, AnyOf):
         path = json_path(flt.key)
         values = [literal(v) for v in flt.values]
         # Milvus Lite has no `json["k"] in [...]`: spell it as equalities.
         equal = " or ".join(f"{path} == {v}" for v in values)
-        return f"(exists {path} and ({equal} or json_contains_any({path}, [{', '.join(values)}])))"
+        listed = ", ".join(values)
+        return f"((exists {path}) and ({equal} or json_contains_any({path}, [{listed}])))"
     if isinstance(flt, Range):
         path = json_path(flt.key)
         ops = (("gt", ">"), ("gte", ">="), ("lt", "<"), ("lte", "<="))
@@ -170,7 +169,7 @@ def filter_expr(flt: Filter) -> str:
             for name, op in ops
             if getattr(flt, name) is not None
         ]
-        return f"(exists {path} and {' and '.join(bounds)})"
+        return f"((exists {path}) and {' and '.join(bounds)})"
     if isinstance(flt, And):
         return "(" + " and ".join(filter_expr(c) for c in flt.conditions) + ")"
     if isinstance(flt, Or):
@@ -197,34 +196,6 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     """Consecutive slices of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# -- server capabilities -------------------------------------------------------------------
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    """``v2.6.4`` / ``2.6.4-rc1`` / ``... Milvus 2.6`` -> (2, 6, 4) / (2, 6, 0); None if absent."""
-    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-
-
-def choose_layout(server_version: str) -> tuple[Layout, str]:
-    """The multivector layout a server supports, with the reason (logged by the store)."""
-    if server_version.lower().startswith("milvus_lite") or "lite" in server_version.lower():
-        return Layout.TOKEN_ROWS, f"{server_version} is Milvus Lite (no Array of Structs / MAX_SIM)"
-    version = parse_version(server_version)
-    if version is None:
-        return (
-            Layout.TOKEN_ROWS,
-            f"server version {server_version!r} is not recognised; assuming no Array of Structs",
-        )
-    needed = ".".join(map(str, STRUCT_MIN_VERSION))
-    if version >= STRUCT_MIN_VERSION:
-        return (
-            Layout.STRUCT,
-            f"server {server_version} >= {needed} supports Array of Structs with MAX_SIM",
-        )
-    return Layout.TOKEN_ROWS, f"server {server_version} < {needed} has no Array of Structs"
 
 
 # -- collection metadata (how open() finds the spec and the layout again) ------------------

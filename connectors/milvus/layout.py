@@ -8,6 +8,7 @@ The documents collection (pk, dense fields, payload) is the store's.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,38 @@ from ..clients import MilvusClientHandle
 from ..errors import QueryError
 from ..spec import CollectionSpec
 from .convert import MAX_IDS_PER_EXPR, PAYLOAD, PK, Layout, chunks, in_expr
+from .versions import ServerInfo
+
+
+class Consistency(str, enum.Enum):
+    """What a read waits for. Milvus servers stamp writes with a time tick every 200 ms
+    (``proxy.timeTickInterval``); a read waits until the node serving it has caught up to the
+    read's guarantee timestamp.
+
+    SESSION (default): the timestamp of this process's last write to the collection
+    (pymilvus keeps it per collection), so a store always sees its own writes, and reads
+    with no recent write wait for nothing. Another process's writes show up within a tick.
+    STRONG: "now", so every read waits for the next tick (~200 ms per request; a hybrid
+    query made 4 of them: 800 ms). BOUNDED: up to ``common.gracefulTime`` (5 s) stale.
+    EVENTUALLY: no wait, no guarantee. Milvus Lite serves every read at once.
+    """
+
+    STRONG = "Strong"
+    SESSION = "Session"
+    BOUNDED = "Bounded"
+    EVENTUALLY = "Eventually"
+
+
+def check_consistency(level: Consistency | str | None) -> Consistency:
+    """The Consistency for a ``consistency_level`` argument (ValueError listing the valid ones)."""
+    if level is None:
+        return Consistency.SESSION
+    try:
+        return Consistency(level)
+    except ValueError:
+        valid = ", ".join(repr(c.value) for c in Consistency)
+        raise ValueError(f"consistency_level must be one of {valid}, got {level!r}") from None
+
 
 #: One scored candidate: (primary key, score, payload or None when not fetched yet).
 Scored = tuple[str, float, "dict[str, Any] | None"]
@@ -36,6 +69,15 @@ class Target:
     request: dict[str, Any] = field(default_factory=dict)
     #: Keyword arguments for create_collection (num_shards, consistency_level).
     create: dict[str, Any] = field(default_factory=dict)
+    #: What the server can do (index types differ by version).
+    server: ServerInfo = field(default_factory=lambda: ServerInfo("unknown", lite=False))
+    #: Consistency level of every read (see ``Consistency``).
+    consistency: Consistency = Consistency.SESSION
+
+    @property
+    def read(self) -> dict[str, Any]:
+        """Keyword arguments for a read request (search, get, query)."""
+        return {**self.request, "consistency_level": self.consistency.value}
 
     # pymilvus' get(ids=) / delete(ids=) paste the keys into 'pk in [...]' without escaping
     # (an id like "x'] or not pk in ['x" deleted every row): expressions are built here.
@@ -51,7 +93,7 @@ class Target:
                     filter=in_expr(PK, group),
                     output_fields=fields,
                     **extra,
-                    **self.request,
+                    **self.read,
                 )
             )
         return rows
@@ -62,8 +104,9 @@ class Target:
             self.client.delete(collection, filter=in_expr(PK, group), **self.request)
 
 
-def parse_hits(result: Any) -> list[Scored]:
-    """Rows of one ``search`` / ``hybrid_search`` answer (a single query) as Scored tuples."""
+def parse_hits(result: Any, fields: dict[str, dict[str, Any]] | None = None) -> list[Scored]:
+    """Rows of one ``search`` / ``hybrid_search`` answer (a single query) as Scored tuples;
+    ``fields``, when given, receives each hit's returned fields by primary key."""
     if not result:
         return []
     out = []
@@ -71,6 +114,8 @@ def parse_hits(result: Any) -> list[Scored]:
         entity = hit.get("entity") or {}
         key = hit.get(PK, hit.get("id"))
         out.append((key, float(hit["distance"]), entity.get(PAYLOAD)))
+        if fields is not None:
+            fields[key] = entity
     return out
 
 
@@ -78,6 +123,8 @@ class TokenLayout(ABC):
     """The token-vector part of a collection."""
 
     kind: Layout
+    #: Documents fields a dense candidate stage returns with its hits, for ``rerank``.
+    candidate_fields: tuple[str, ...] = ()
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -120,8 +167,15 @@ class TokenLayout(ABC):
         return None
 
     # -- reads ---------------------------------------------------------------------------
-    def rerank(self, tokens: np.ndarray, candidates: Sequence[str], limit: int) -> list[Scored]:
-        """MaxSim of ``candidates`` against the query tokens, best ``limit`` first."""
+    def rerank(
+        self,
+        tokens: np.ndarray,
+        candidates: Sequence[str],
+        limit: int,
+        known: dict[str, dict[str, Any]] | None = None,
+    ) -> list[Scored]:
+        """MaxSim of ``candidates`` against the query tokens, best ``limit`` first; ``known``:
+        the ``candidate_fields`` the candidate stage returned, by primary key."""
         raise QueryError("this collection stores no token vectors (multivector=False)")
 
     def score_all(self, tokens: np.ndarray, expr: str, limit: int) -> list[Scored]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,16 +34,26 @@ from ..errors import (
     SchemaMismatchError,
 )
 from ..filters import Filter
+from ..names import check_collection_name
 from ..query import Hit, SearchMode, SearchPlan, Stage
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
 from ..vectors import rrf
 from . import convert as cv
-from .connection import Connection, connect, raise_translated, redact, translate_error
+from .connection import Connection, connect, is_lite, raise_translated, redact, translate_error
 from .convert import PAYLOAD, PK, Layout
-from .layout import DenseOnly, Scored, Target, TokenLayout, parse_hits
+from .layout import (
+    Consistency,
+    DenseOnly,
+    Scored,
+    Target,
+    TokenLayout,
+    check_consistency,
+    parse_hits,
+)
 from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
 from .token_rows import TokenRowsLayout
+from .versions import ServerInfo, resolve_layout
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +79,11 @@ _LAYOUTS: dict[Layout, type[TokenLayout]] = {
 class MilvusStore(VectorStore):
     """One jina-vdb collection in Milvus. Create with ``create()``, reopen with ``open()``."""
 
+    #: ~45 s of retries (0.5, 1, 2, 4, 8, 10, 10, 10 s): a server restarted after a crash is
+    #: healthy in ~8 s, then answers "collection not loaded" until the dead process's etcd
+    #: session expires (``common.session.ttl``, 30 s by default).
+    retries = 8
+
     def __init__(
         self,
         name: str,
@@ -75,16 +91,26 @@ class MilvusStore(VectorStore):
         conn: Connection,
         layout: Layout,
         *,
+        server: ServerInfo,
         max_tokens: int | None = None,
         timeout: float | None = None,
+        consistency: Consistency = Consistency.SESSION,
         create_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(name, spec)
         self._conn = conn
         self.client = conn.client
+        self.server = server
         request = {"timeout": timeout} if timeout is not None else {}
         self._target = Target(
-            self.client, name, spec, max_tokens, request, dict(create_kwargs or {})
+            self.client,
+            name,
+            spec,
+            max_tokens,
+            request,
+            dict(create_kwargs or {}),
+            server,
+            consistency,
         )
         self.layout: TokenLayout = _LAYOUTS[layout](self._target)
 
@@ -105,7 +131,7 @@ class MilvusStore(VectorStore):
         layout: Layout | str = Layout.AUTO,
         max_tokens: int | None = None,
         num_shards: int | None = None,
-        consistency_level: str | None = None,
+        consistency_level: Consistency | str = Consistency.SESSION,
         timeout: float | None = None,
     ) -> MilvusStore:
         """Create the collection, or open it if it exists with the same spec.
@@ -120,8 +146,12 @@ class MilvusStore(VectorStore):
             layout: ``auto`` (from the server version), ``struct`` or ``token_rows``.
             max_tokens: struct layout only: most token vectors per document (default 1024,
                 see struct_layout.py); longer records are refused.
-            num_shards, consistency_level: passed to Milvus at creation (consistency
-                defaults to ``Strong``: a search sees the upserts before it).
+            num_shards: passed to Milvus at creation.
+            consistency_level: what every read of this store waits for (``Consistency``):
+                ``Session`` (default: this process's own writes are always visible, and
+                reads wait for nothing else), ``Strong`` (other processes' writes too, at
+                ~200 ms per request on a server), ``Bounded`` or ``Eventually``. Also the
+                collection's default for other clients.
             timeout: seconds to wait for a server at connect (default 10) and per request.
 
         Raises:
@@ -136,18 +166,24 @@ class MilvusStore(VectorStore):
             multivector=multivector,
             multivector_dtype=multivector_dtype,
         )
+        check_collection_name(name, "milvus")  # before has_collection, which servers refuse
         wanted = _check_layout(layout, max_tokens)
+        consistency = check_consistency(consistency_level)
         conn = connect(uri, token=token, client=client, timeout=timeout)
         try:
+            server = ServerInfo.detect(str(conn.client.get_server_version()), lite_uri=conn.lite)
             if conn.client.has_collection(name):
-                return cls._existing(name, conn, timeout, spec=spec, wanted=wanted)
+                return cls._existing(
+                    name, conn, server, timeout, consistency, spec=spec, wanted=wanted
+                )
             spec = MILVUS_STORAGE.apply(spec)
-            chosen = _resolve_layout(conn.client, spec, wanted)
+            server.check_supported(spec, name)
+            chosen = resolve_layout(server, spec, wanted)
             if chosen is not Layout.STRUCT:
                 max_tokens = None
             elif max_tokens is None:
                 max_tokens = DEFAULT_MAX_TOKENS
-            create_kwargs: dict[str, Any] = {"consistency_level": consistency_level or "Strong"}
+            create_kwargs: dict[str, Any] = {"consistency_level": consistency.value}
             if num_shards is not None:
                 create_kwargs["num_shards"] = num_shards
             store = cls(
@@ -155,8 +191,10 @@ class MilvusStore(VectorStore):
                 spec,
                 conn,
                 chosen,
+                server=server,
                 max_tokens=max_tokens,
                 timeout=timeout,
+                consistency=consistency,
                 create_kwargs=create_kwargs,
             )
             store._create_collection()
@@ -173,19 +211,27 @@ class MilvusStore(VectorStore):
         uri: str = "./milvus.db",
         token: str | None = None,
         client: MilvusClientHandle | None = None,
+        consistency_level: Consistency | str = Consistency.SESSION,
         timeout: float | None = None,
     ) -> MilvusStore:
         """Open an existing collection; its spec and layout are read back from Milvus.
 
+        ``consistency_level``: as in ``create``.
+
         Raises:
             CollectionNotFoundError: there is no collection ``name``.
         """
+        consistency = check_consistency(consistency_level)
+        if client is None and is_lite(uri) and not Path(uri).exists():
+            # Connecting would create the file: opening never creates anything.
+            raise CollectionNotFoundError(f"no Milvus collection {name!r}: {uri} does not exist")
         conn = connect(uri, token=token, client=client, timeout=timeout)
         try:
             if not conn.client.has_collection(name):
                 where = redact(conn.uri) if conn.uri else "this client"
                 raise CollectionNotFoundError(f"no Milvus collection {name!r} at {where}")
-            return cls._existing(name, conn, timeout)
+            server = ServerInfo.detect(str(conn.client.get_server_version()), lite_uri=conn.lite)
+            return cls._existing(name, conn, server, timeout, consistency)
         except BaseException as e:
             conn.close()
             raise_translated(e, name, conn.uri)
@@ -195,7 +241,9 @@ class MilvusStore(VectorStore):
         cls,
         name: str,
         conn: Connection,
+        server: ServerInfo,
         timeout: float | None,
+        consistency: Consistency,
         *,
         spec: CollectionSpec | None = None,
         wanted: Layout = Layout.AUTO,
@@ -209,35 +257,59 @@ class MilvusStore(VectorStore):
             raise SchemaMismatchError(
                 f"collection {name!r} exists with layout {layout.value!r}, not {wanted.value!r}"
             )
-        store = cls(name, stored, conn, layout, max_tokens=max_tokens, timeout=timeout)
+        store = cls(
+            name,
+            stored,
+            conn,
+            layout,
+            server=server,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            consistency=consistency,
+        )
         store._open_collection(description)
         return store
 
     def _create_collection(self) -> None:
         """Companions first, then the documents collection, checked, then indexed and loaded:
-        the documents collection existing means the rest exists (create() repairs the rest)."""
+        the documents collection existing means the rest exists. A failure anywhere drops
+        what was created (no orphan ``<name>__tokens``); if even that fails (the server went
+        away), the next create() finds the orphan companion and replaces it."""
         client, t = self.client, self._target
-        self.layout.create_companions()
-        schema = cv.doc_schema(self.spec, self.layout.kind)
-        self.layout.extend_schema(schema)
-        props = cv.collection_properties(self.spec, self.layout.kind, t.max_tokens)
-        client.create_collection(
-            self.name, schema=schema, properties=props, **t.create, **t.request
-        )
         try:
+            self.layout.create_companions()
+            schema = cv.doc_schema(self.spec, self.layout.kind)
+            self.layout.extend_schema(schema)
+            props = cv.collection_properties(self.spec, self.layout.kind, t.max_tokens)
+            client.create_collection(
+                self.name, schema=schema, properties=props, **t.create, **t.request
+            )
             self._verify(client.describe_collection(self.name, **t.request))
-        except SchemaMismatchError:
-            client.drop_collection(self.name, **t.request)
-            self.layout.drop_companions()
+            self._ensure_indexes()
+            client.load_collection(self.name, **t.request)
+            self.layout.open_companions()  # token rows: loaded (waited for) at first use
+        except BaseException:
+            self._undo_create()
             raise
-        self._ensure_indexes()
-        client.load_collection(self.name, **t.request)
         logger.info(
             "created Milvus collection %r (layout %s, spec %s)",
             self.name,
             self.layout.kind.value,
             self.spec.to_dict(),
         )
+
+    def _undo_create(self) -> None:
+        try:
+            if self.client.has_collection(self.name, **self._target.request):
+                self.client.drop_collection(self.name, **self._target.request)
+            self.layout.drop_companions()
+        except Exception as e:  # the original error matters more; say what was left
+            logger.warning(
+                "could not remove the half-created collection %r (%s); "
+                "the next create() replaces it",
+                self.name,
+                e,
+            )
 
     def _open_collection(self, description: dict[str, Any]) -> None:
         self._verify(description)
@@ -315,7 +387,8 @@ class MilvusStore(VectorStore):
         if plan.mode is SearchMode.FUSION and isinstance(self.layout, StructLayout):
             return self._hits(self._struct_fusion(self.layout, plan, vectors, expr))
         done: dict[tuple[Stage, ...], list[Scored]] = {}
-        rankings = [self._cascade(c, vectors, expr, done, plan.limit) for c in plan.cascades]
+        known: dict[str, dict[str, Any]] = {}
+        rankings = [self._cascade(c, vectors, expr, done, plan.limit, known) for c in plan.cascades]
         if not plan.fused:
             return self._hits(rankings[0][: plan.limit])
         payloads = {
@@ -336,16 +409,21 @@ class MilvusStore(VectorStore):
         expr: str,
         done: dict[tuple[Stage, ...], list[Scored]],
         limit: int,
+        known: dict[str, dict[str, Any]] | None = None,
     ) -> list[Scored]:
         """Run stages in order; prefixes already run for another cascade are reused.
 
         Payloads come with a dense stage only when its hits can be the answer (its limit is
         the query's); candidate lists leave them to ``_hits``, which fetches the final few.
+        Dense stages also return the layout's ``candidate_fields`` (into ``known``), which
+        spares the MaxSim stage a request.
         """
         if stages in done:
             return done[stages]
         previous = (
-            self._cascade(stages[:-1], vectors, expr, done, limit) if len(stages) > 1 else None
+            self._cascade(stages[:-1], vectors, expr, done, limit, known)
+            if len(stages) > 1
+            else None
         )
         stage = stages[-1]
         if previous is not None and not previous:
@@ -355,14 +433,20 @@ class MilvusStore(VectorStore):
             if previous is None:
                 result = self.layout.score_all(tokens, expr, stage.limit)
             else:
-                result = self.layout.rerank(tokens, [key for key, _, _ in previous], stage.limit)
+                keys = [key for key, _, _ in previous]
+                result = self.layout.rerank(tokens, keys, stage.limit, known)
         else:
             restrict = expr if previous is None else cv.in_expr(PK, [key for key, _, _ in previous])
             output = [PAYLOAD] if stage.limit <= limit else []
             request = cv.dense_search_request(
-                stage.field, vectors[stage.field], stage.limit, restrict, output
+                stage.field,
+                vectors[stage.field],
+                stage.limit,
+                restrict,
+                [*output, *self.layout.candidate_fields],
             )
-            result = parse_hits(self.client.search(self.name, **request, **self._target.request))
+            answer = self.client.search(self.name, **request, **self._target.read)
+            result = parse_hits(answer, known)
         done[stages] = result
         return result
 
@@ -444,7 +528,7 @@ class MilvusStore(VectorStore):
     def _count(self, filter: Filter | None) -> int:
         expr = cv.filter_expr(filter) if filter is not None else ""
         rows = self.client.query(
-            self.name, filter=expr, output_fields=["count(*)"], **self._target.request
+            self.name, filter=expr, output_fields=["count(*)"], **self._target.read
         )
         return int(rows[0]["count(*)"]) if rows else 0
 
@@ -488,17 +572,3 @@ def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:
                 SERVER_ARRAY_CAP,
             )
     return wanted
-
-
-def _resolve_layout(client: MilvusClientHandle, spec: CollectionSpec, wanted: Layout) -> Layout:
-    """The layout a new collection gets; the choice and its reason are logged."""
-    if not spec.multivector:
-        return Layout.NONE
-    version = str(client.get_server_version())
-    if wanted is not Layout.AUTO:
-        logger.info("Milvus %s: layout %r as requested", version, wanted.value)
-        return wanted
-    chosen, reason = cv.choose_layout(version)
-    log = logger.warning if "not recognised" in reason else logger.info
-    log("Milvus multivector layout %r: %s", chosen.value, reason)
-    return chosen

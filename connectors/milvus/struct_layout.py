@@ -180,13 +180,19 @@ class StructLayout(TokenLayout):
             row[self.field] = struct_value(toks)
         self.target.client.upsert(self.target.name, rows, **self.target.request)
 
-    def rerank(self, tokens: np.ndarray, candidates: Sequence[str], limit: int) -> list[Scored]:
+    def rerank(
+        self,
+        tokens: np.ndarray,
+        candidates: Sequence[str],
+        limit: int,
+        known: dict[str, dict[str, Any]] | None = None,
+    ) -> list[Scored]:
         t = self.target
         return parse_hits(
             t.client.search(
                 t.name,
                 **maxsim_request(self.field, tokens, limit, in_expr(PK, candidates)),
-                **t.request,
+                **t.read,
             )
         )
 
@@ -194,7 +200,7 @@ class StructLayout(TokenLayout):
         t = self.target
         return parse_hits(
             t.client.search(
-                t.name, **maxsim_request(self.field, tokens, limit, and_expr(expr)), **t.request
+                t.name, **maxsim_request(self.field, tokens, limit, and_expr(expr)), **t.read
             )
         )
 
@@ -213,7 +219,7 @@ class StructLayout(TokenLayout):
         request = fusion_request(
             t.spec.dense_field, dense, self.field, tokens, candidates, prefetch, limit, expr, rrf_k
         )
-        return parse_hits(t.client.hybrid_search(t.name, **request, **t.request))
+        return parse_hits(t.client.hybrid_search(t.name, **request, **t.read))
 
     def tokens_of(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         t = self.target

@@ -1,10 +1,11 @@
 """The token-row layout: one row per token vector in a companion collection ``<name>__tokens``.
 
 Milvus's documented pattern before Array of Structs (and the only one Milvus Lite can run).
-Rows are ``(pk = "<doc pk>#<position>", doc_id, pos, vec FLOAT_VECTOR(128))`` with an
-INVERTED index on ``doc_id``. Token vectors are never ANN-searched (hybrid fetches the
-candidates' rows by ``doc_id``; multivector mode streams every row), so ``vec`` gets a
-FLAT index: it costs nothing to build, where HNSW over ~300 rows per page dominated load time.
+Rows are ``(pk = "<doc pk>#<position>", doc_id, pos, vec FLOAT_VECTOR(128))`` with a scalar
+index on ``doc_id`` (INVERTED; Trie on Milvus 2.3, which has no INVERTED). Token vectors
+are never ANN-searched (hybrid fetches the candidates' rows by primary key; multivector mode
+streams every row), so ``vec`` gets a FLAT index: it costs nothing to build, where HNSW
+over ~300 rows per page dominated load time.
 The documents row keeps ``n_tokens``, so fetches are chunked under Milvus' 16,384-rows-per-
 query cap and rows at ``pos >= n_tokens`` (left by an interrupted shrink) are ignored.
 
@@ -31,7 +32,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,8 @@ POS = "pos"
 VEC = "vec"
 #: Token rows per write request (about 5 MB of float32 vectors).
 ROWS_PER_REQUEST = 10_000
+#: Token-row fetches a server gets at once.
+FETCH_WORKERS = 4
 COMPANION_PROPERTY = "jvdb.companion_of"
 #: What a documents row says about its token rows: (n_tokens, generation).
 Owned = tuple[int, int]
@@ -81,10 +85,13 @@ def token_schema(dim: int) -> Any:
     return schema
 
 
-def token_index_params() -> Any:
-    """INVERTED on doc_id (every read filters on it); FLAT on the vectors (never ANN-searched)."""
+def token_index_params(varchar_index: str = "INVERTED") -> Any:
+    """A scalar index on doc_id (every delete filters on it); FLAT on the vectors (never
+    ANN-searched). ``varchar_index``: INVERTED, or Trie on Milvus 2.3."""
     params = pymilvus().MilvusClient.prepare_index_params()
-    params.add_index(field_name=DOC_ID, index_name=f"{DOC_ID}_inverted", index_type="INVERTED")
+    params.add_index(
+        field_name=DOC_ID, index_name=f"{DOC_ID}_{varchar_index.lower()}", index_type=varchar_index
+    )
     params.add_index(
         field_name=VEC, index_name=f"{VEC}_flat", index_type="FLAT", metric_type="COSINE"
     )
@@ -201,9 +208,15 @@ class TokenRowsLayout(TokenLayout):
             **t.request,
         )
         # sync=False: pymilvus would poll the (empty, instantly indexed) collection every 0.5 s.
-        t.client.create_index(self.tokens_name, token_index_params(), sync=False, **t.request)
-        t.client.load_collection(self.tokens_name, **t.request)
-        self._companion_ready = True
+        t.client.create_index(
+            self.tokens_name,
+            token_index_params(t.server.varchar_index),
+            sync=False,
+            **t.request,
+        )
+        # Loads beside the documents collection (a load takes ~3 s on 2.3, even empty);
+        # the first use of token rows waits for it.
+        t.client.load_collection(self.tokens_name, _async=True, **t.request)
 
     def open_companions(self) -> None:
         # Deferred to the first use of token rows: Milvus Lite reads a whole collection into
@@ -288,11 +301,15 @@ class TokenRowsLayout(TokenLayout):
     def _fields(self) -> list[str]:
         return [N_TOKENS, TOKEN_GEN] if self.generations else [N_TOKENS]
 
+    @property
+    def candidate_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self._fields())
+
     def _matching(self, expr: str) -> dict[str, Owned]:
         """(n_tokens, generation) of every document matching ``expr`` (paging past 16,384)."""
         t = self.target
         rows = t.client.query(
-            t.name, filter=expr, output_fields=self._fields(), limit=QUERY_MAX_ROWS, **t.request
+            t.name, filter=expr, output_fields=self._fields(), limit=QUERY_MAX_ROWS, **t.read
         )
         if len(rows) >= QUERY_MAX_ROWS:
             rows = []
@@ -301,7 +318,7 @@ class TokenRowsLayout(TokenLayout):
                 batch_size=QUERY_MAX_ROWS,
                 filter=expr,
                 output_fields=self._fields(),
-                **t.request,
+                **t.read,
             )
             try:
                 while page := it.next():
@@ -316,19 +333,28 @@ class TokenRowsLayout(TokenLayout):
         By primary key, which the documents rows give: Milvus Lite answers a pk lookup from
         an index but scans every row of the collection for ``doc_id in [...]`` (measured:
         1.1 s against 3.1 s for 30k of 600k rows); rows of other generations, or past
-        n_tokens, are never asked for.
+        n_tokens, are never asked for. A server gets the chunks ``FETCH_WORKERS`` at a time
+        (its nodes serve them in parallel); Lite, in-process behind the GIL, one by one.
         """
         t = self.target
         self._ensure_companion()
         owners = token_keys(docs)
-        for group in chunks(list(owners), MAX_IDS_PER_EXPR):
-            # strict_float32: pymilvus hands vectors over as one numpy array, not float lists.
-            rows = t.rows(self.tokens_name, group, [VEC], strict_float32=True)
+        groups = [list(g) for g in chunks(list(owners), MAX_IDS_PER_EXPR)]
+        if self.target.server.lite or len(groups) < 2:
+            found: Iterable[list[dict[str, Any]]] = map(self._get_rows, groups)
+        else:
+            with ThreadPoolExecutor(min(FETCH_WORKERS, len(groups))) as pool:
+                found = list(pool.map(self._get_rows, groups))
+        for rows in found:
             if len(rows):
                 yield (
                     [owners[r[PK]] for r in rows],
                     np.stack([r[VEC] for r in rows]).astype(np.float32, copy=False),
                 )
+
+    def _get_rows(self, keys: list[str]) -> list[dict[str, Any]]:
+        # strict_float32: pymilvus hands vectors over as one numpy array, not float lists.
+        return self.target.rows(self.tokens_name, keys, [VEC], strict_float32=True)
 
     def _scores(self, tokens: np.ndarray, docs: dict[str, Owned], limit: int) -> list[Scored]:
         scorer = MaxSim(tokens, list(docs))
@@ -336,9 +362,21 @@ class TokenRowsLayout(TokenLayout):
             scorer.add([key for key, _ in owners], vectors)
         return scorer.top(limit)
 
-    def rerank(self, tokens: np.ndarray, candidates: Sequence[str], limit: int) -> list[Scored]:
+    def rerank(
+        self,
+        tokens: np.ndarray,
+        candidates: Sequence[str],
+        limit: int,
+        known: dict[str, dict[str, Any]] | None = None,
+    ) -> list[Scored]:
+        # n_tokens (and tok_gen) came with the dense candidates (one request fewer).
+        fields, wanted = known or {}, self._fields()
+        if all(all(f in fields.get(key, {}) for f in wanted) for key in candidates):
+            docs = {key: _owned(fields[key]) for key in candidates}
+        else:
+            docs = self._owned(candidates)
         # Candidates keep their order for ties (stable sort in MaxSim.top).
-        return self._scores(tokens, self._owned(candidates), limit)
+        return self._scores(tokens, docs, limit)
 
     def score_all(self, tokens: np.ndarray, expr: str, limit: int) -> list[Scored]:
         return self._scores(tokens, self._matching(and_expr(expr)), limit)

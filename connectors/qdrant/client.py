@@ -22,6 +22,7 @@ from ..errors import (
     TransientServerError,
 )
 from ..filters import Filter
+from ..names import check_collection_name
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
@@ -110,6 +111,7 @@ class ClientQdrantStore(QdrantStore):
                 raise CollectionNotFoundError(
                     f"no collection {name!r} at {store.where}; create it with QdrantStore.create"
                 )
+            check_collection_name(name, "qdrant")
             spec = store.storage_policy().apply(spec)
             store.spec = spec
             logger.info("creating Qdrant collection %r at %s", name, store.where)

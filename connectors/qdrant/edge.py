@@ -26,6 +26,7 @@ from ..errors import (
     SchemaMismatchError,
 )
 from ..filters import Filter
+from ..names import check_collection_name
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
@@ -81,6 +82,7 @@ class EdgeQdrantStore(QdrantStore):
         existing = _read_spec(folder)
         if existing is not None:
             return cls._open_existing(name, folder, existing, spec)
+        check_collection_name(name, "qdrant")  # before it becomes a folder
         spec = EDGE_STORAGE.apply(spec)
         root.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=f".{name}.creating-", dir=root))

@@ -191,7 +191,7 @@ def ingest(
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
-    cs.setup_logging(verbose)
+    cs.setup_logging(verbose, store)
     with cs.cli_errors(verbose):
         source_opts = SourceOptions(
             include=tuple(include or ()),
@@ -328,7 +328,7 @@ def search(
     verbose: VerboseOpt = False,
 ) -> None:
     """Search a collection with a text or an image query."""
-    cs.setup_logging(verbose)
+    cs.setup_logging(verbose, store)
     with cs.cli_errors(verbose):
         if (query is None) == (image is None):
             raise ValueError("give either a query text or --image PATH (exactly one)")
@@ -375,7 +375,7 @@ def info(
     verbose: VerboseOpt = False,
 ) -> None:
     """Show a collection's spec, counts, layout and size."""
-    cs.setup_logging(verbose)
+    cs.setup_logging(verbose, store)
     with cs.cli_errors(verbose):
         where = parse_store_url(store)
         with cs.store_errors(store, collection):
@@ -404,7 +404,7 @@ def demo(
     """Generate a small multilingual corpus, ingest it into an embedded store, query it."""
     from .demo import run_demo
 
-    cs.setup_logging(verbose)
+    cs.setup_logging(verbose, store)
     with cs.cli_errors(verbose):
         url = store or f"qdrant:{workdir / 'qdrant'}"
         suffix = "tiny" if model == cs.TINY else hashlib.sha256(model.encode()).hexdigest()[:8]
@@ -412,7 +412,7 @@ def demo(
             model=model,
             workdir=workdir,
             store=url,
-            collection=f"demo-{suffix}",
+            collection=f"demo_{suffix}",
             limit=limit,
             device=device,
         )

@@ -30,13 +30,30 @@ TINY = "tiny"
 _OUR_LOGGERS = ("connectors", "embedder", "jina_vdb")
 
 
-def setup_logging(verbose: bool) -> None:
-    """WARNING and up by default; --verbose: DEBUG for jina-vdb's own loggers."""
+def setup_logging(verbose: bool, store: str | None = None) -> None:
+    """WARNING and up by default; --verbose: DEBUG for jina-vdb's own loggers.
+
+    ``store``: the ``--store`` URL; for Milvus, pymilvus' own logging is silenced unless
+    ``verbose`` (it logs every failed request at ERROR with a traceback through a stderr
+    handler it installs at import, while the CLI prints one line per error).
+    """
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
     )
     for name in _OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose and store is not None and store.strip().startswith("milvus"):
+        _silence_pymilvus()
+
+
+def _silence_pymilvus() -> None:
+    try:
+        import pymilvus  # noqa: F401 - its import configures its loggers: override after it
+    except ImportError:
+        return  # opening the store says what is missing
+    for name in list(logging.root.manager.loggerDict):
+        if name == "pymilvus" or name.startswith("pymilvus."):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def show_progress_logs() -> None:

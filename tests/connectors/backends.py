@@ -27,6 +27,8 @@ class Backend:
     spec_features: frozenset[str] = frozenset()
     #: Removes the collection's data behind the open store's back (another client, a user).
     lose_collection: Callable[[Any], None] | None = None
+    #: Matryoshka prefix fields (``dense_<k>``, funnel mode): not on Milvus 2.3 (one vector field).
+    prefix_fields: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 

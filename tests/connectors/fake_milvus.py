@@ -32,6 +32,8 @@ class FakeMilvus:
         self.drop_struct_fields = drop_struct_fields  # behave like Milvus Lite
         self.collections: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        #: (read method, consistency_level it was sent with) for every read.
+        self.reads: list[tuple[str, Any]] = []
 
     def _log(self, method: str, **kwargs: Any) -> None:
         self.calls.append((method, kwargs))
@@ -105,6 +107,7 @@ class FakeMilvus:
     def get(
         self, name: str, ids: list[str], output_fields: list[str], **kw: Any
     ) -> list[dict[str, Any]]:
+        self.reads.append(("get", kw.get("consistency_level")))
         rows = self.collections[name]["rows"]
         wanted = set(ids)
         return [
@@ -119,6 +122,7 @@ class FakeMilvus:
     def query(
         self, name: str, filter: str = "", output_fields: list[str] | None = None, **kw: Any
     ) -> list[dict]:
+        self.reads.append(("query", kw.get("consistency_level")))
         if output_fields == ["count(*)"] and not filter:
             return [{"count(*)": len(self.collections[name]["rows"])}]
         keys = _pk_filter(filter) if filter else None
@@ -138,6 +142,7 @@ class FakeMilvus:
         search_params: dict | None = None,
         **kw: Any,
     ) -> list[list[dict]]:
+        self.reads.append(("search", kw.get("consistency_level")))
         self._log(
             "search",
             name=name,
@@ -160,6 +165,7 @@ class FakeMilvus:
         output_fields: list[str] | None = None,
         **kw: Any,
     ) -> list[list[dict]]:
+        self.reads.append(("hybrid_search", kw.get("consistency_level")))
         self._log(
             "hybrid_search",
             name=name,

@@ -27,10 +27,12 @@ from connectors import (
     SchemaMismatchError,
     StoreUnavailableError,
 )
+from connectors.errors import UnsupportedSpecError
 from connectors.milvus import Layout, MilvusStore
 from connectors.milvus import convert as cv
 from connectors.milvus import struct_layout as sl
 from connectors.milvus import token_rows as tr
+from connectors.milvus.versions import ServerInfo, choose_layout
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = CollectionSpec(dim=64, prefetch_dims=(16,))
@@ -68,23 +70,23 @@ def test_filter_expressions_are_exact():
     p = 'payload["lang"]'
     assert (
         cv.filter_expr(Eq("lang", "de"))
-        == f'(exists {p} and ({p} == "de" or json_contains_any({p}, ["de"])))'
+        == f'((exists {p}) and ({p} == "de" or json_contains_any({p}, ["de"])))'
     )
     q = 'payload["page"]'
     assert cv.filter_expr(AnyOf("page", (1, 3))) == (
-        f"(exists {q} and ({q} == 1 or {q} == 3 or json_contains_any({q}, [1, 3])))"
+        f"((exists {q}) and ({q} == 1 or {q} == 3 or json_contains_any({q}, [1, 3])))"
     )
     assert (
-        cv.filter_expr(Range("page", gte=2, lt=5.5)) == f"(exists {q} and {q} >= 2 and {q} < 5.5)"
+        cv.filter_expr(Range("page", gte=2, lt=5.5)) == f"((exists {q}) and {q} >= 2 and {q} < 5.5)"
     )
     assert cv.filter_expr(Eq("meta.ok", True)) == (
-        '(exists payload["meta"]["ok"] and (payload["meta"]["ok"] == true'
+        '((exists payload["meta"]["ok"]) and (payload["meta"]["ok"] == true'
         ' or json_contains_any(payload["meta"]["ok"], [true])))'
     )
     both = cv.filter_expr(Eq("a", 1) & ~Eq("b", 2) | Range("c", gt=0))
     assert (
         both.startswith("((")
-        and ' and (not (exists payload["b"]' in both
+        and ' and (not ((exists payload["b"])' in both
         and both.endswith(" > 0))")
     )
 
@@ -143,16 +145,49 @@ def test_filters_on_milvus_lite_match_the_python_reference(tmp_path):
     [
         ("milvus_lite-3.2.2", Layout.TOKEN_ROWS),
         ("v2.6.4", Layout.STRUCT),
+        ("v2.6.4-lite", Layout.STRUCT),  # a server whose build is tagged "lite" is a server
         ("v2.6.10-gpu", Layout.STRUCT),
         ("2.7.0-rc1", Layout.STRUCT),
         ("v2.6.3", Layout.TOKEN_ROWS),
         ("v2.5.14", Layout.TOKEN_ROWS),
+        ("v2.3.5-lite", Layout.TOKEN_ROWS),
         ("Zilliz Cloud (Compatible with Milvus 2.6)", Layout.TOKEN_ROWS),
         ("unknown", Layout.TOKEN_ROWS),
     ],
 )
 def test_layout_follows_the_server_version(version, layout):
-    assert cv.choose_layout(version)[0] is layout
+    assert choose_layout(ServerInfo.detect(version, lite_uri=False))[0] is layout
+
+
+@pytest.mark.parametrize(
+    "version, lite_uri, lite, multi_vector, varchar_index",
+    [
+        ("milvus_lite-3.2.2", False, True, True, "INVERTED"),
+        ("v2.6.0", True, True, True, "INVERTED"),  # a .db path is Lite whatever it reports
+        ("v2.3.5-lite", False, False, False, "Trie"),
+        ("v2.4.0", False, False, True, "INVERTED"),
+        ("v2.6.16", False, False, True, "INVERTED"),
+    ],
+)
+def test_server_capabilities_by_version(version, lite_uri, lite, multi_vector, varchar_index):
+    info = ServerInfo.detect(version, lite_uri=lite_uri)
+    assert (info.lite, info.multiple_vector_fields, info.varchar_index) == (
+        lite,
+        multi_vector,
+        varchar_index,
+    )
+
+
+def test_specs_a_server_cannot_hold_are_refused_naming_versions():
+    old = ServerInfo.detect("v2.3.5-lite", lite_uri=False)
+    old.check_supported(CollectionSpec(dim=8, prefetch_dims=()), "docs")
+    with pytest.raises(UnsupportedSpecError, match=r"v2\.3\.5-lite.*Milvus >= 2\.4\.0") as err:
+        old.check_supported(CollectionSpec(dim=8, prefetch_dims=(4,)), "docs")
+    assert "dense, dense_4" in str(err.value) and "'docs'" in str(err.value)
+    with pytest.raises(UnsupportedSpecError, match=r"v2\.2\.16.*Milvus >= 2\.3\.0"):
+        ServerInfo.detect("v2.2.16", lite_uri=False).check_supported(
+            CollectionSpec(dim=8, prefetch_dims=()), "docs"
+        )
 
 
 def test_auto_layout_on_milvus_lite_is_token_rows_and_logged(tmp_path, caplog):
@@ -209,7 +244,7 @@ def test_struct_schema_and_indexes_as_sent():
     assert [(f["name"], f["type"].name, f["params"]) for f in struct["fields"]] == [
         ("vec", "FLOAT_VECTOR", {"dim": 128})
     ]
-    assert create["num_shards"] == 2 and create["consistency_level"] == "Strong"
+    assert create["num_shards"] == 2 and create["consistency_level"] == "Session"
     assert (
         create["properties"][cv.PROP_LAYOUT] == "struct"
         and create["properties"][cv.PROP_MAX_TOKENS] == "1024"
@@ -284,6 +319,25 @@ def test_struct_rows_as_sent(struct_store):
     np.testing.assert_allclose(
         stored, corpus.stored_tokens(corpus.records[1]), atol=1e-6
     )  # float16-rounded
+
+
+@pytest.mark.parametrize("level", [None, "Strong", "Bounded"])
+def test_every_read_is_sent_with_the_store_consistency(level):
+    """Session by default: a store sees its own writes without the Strong wait per request."""
+    corpus = make_corpus(n=12)
+    fake = FakeMilvus()
+    kwargs = {"consistency_level": level} if level else {}
+    store = MilvusStore.create("c", client=fake, spec=corpus.spec, **kwargs)
+    store.upsert(corpus.records)
+    for mode in ("dense", "hybrid", "funnel", "fusion", "multivector"):
+        store.search(planted_query(corpus, 3), mode=mode, limit=3)
+    store.get([0, "doc-1"], with_vectors=True)
+    store.count()
+    kinds = {method for method, _ in fake.reads}
+    assert kinds == {"get", "query", "search", "hybrid_search"}
+    assert {consistency for _, consistency in fake.reads} == {level or "Session"}
+    with pytest.raises(ValueError, match="consistency_level must be one of 'Strong', 'Session'"):
+        MilvusStore.create("c", client=fake, spec=corpus.spec, consistency_level="Linear")
 
 
 @pytest.mark.parametrize("mode", ["dense", "multivector", "hybrid", "funnel", "fusion"])
@@ -362,6 +416,45 @@ def _token_rows(store: MilvusStore, record_id) -> list[dict]:
         output_fields=[tr.POS],
         limit=16384,
     )
+
+
+class CountingClient:
+    """A real MilvusClient (here Milvus Lite) that records every request it sends."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        attr = getattr(self.inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            fields = tuple(kwargs.get("output_fields") or ())
+            self.calls.append((name, args[0] if args else None, fields))
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def test_token_rows_hybrid_takes_three_round_trips(tmp_path):
+    """Dense candidates come with n_tokens; then their token rows; then the final payloads."""
+    from pymilvus import MilvusClient
+
+    corpus = make_corpus(n=20)
+    client = CountingClient(MilvusClient(str(tmp_path / "m.db")))
+    store = MilvusStore.create("rt", client=client, spec=corpus.spec)
+    store.upsert(corpus.records)
+    client.calls.clear()
+    hits = store.search(planted_query(corpus, 5), mode="hybrid", limit=3, prefetch_limit=10)
+    assert hits[0].id == corpus.records[5].id
+    assert client.calls == [
+        ("search", "rt", (tr.N_TOKENS,)),
+        ("get", "rt__tokens", (tr.VEC,)),
+        ("get", "rt", (cv.PAYLOAD,)),
+    ]
+    store.close()
+    client.inner.close()
 
 
 def test_shrinking_a_document_deletes_its_extra_token_rows(tmp_path):

@@ -1,11 +1,15 @@
-"""The whole contract suite against a real Milvus server, when ``MILVUS_URI`` is set.
+"""The contract suite against a real Milvus server: ``MILVUS_URI``, or the local 2.3.5 one.
 
-    MILVUS_URI=http://localhost:19530 [MILVUS_TOKEN=root:Milvus] pytest tests/integration
+    python -m pytest tests/integration/test_milvus_server.py      # local Milvus 2.3.5 (PyPI milvus)
+    MILVUS_URI=http://localhost:19530 [MILVUS_TOKEN=root:Milvus] python -m pytest tests/integration
 
-On Milvus >= 2.6.4 the collections get the struct layout (Array of Structs + MAX_SIM_COSINE,
-MaxSim on the server); ``MILVUS_LAYOUT=token_rows`` runs the same suite on the token-row
-layout. Every collection this module creates is dropped at the end. MILVUS_URI must be a
-server URL: pymilvus itself reads that variable at import and rejects a Milvus Lite path.
+Without ``MILVUS_URI`` the session's local server (``milvus_server`` in tests/conftest.py)
+is used: Milvus 2.3.5 holds one vector field per collection, so the corpus has no
+Matryoshka prefix and funnel-mode cases are skipped; collections get the token-row layout
+with a Trie index. On Milvus >= 2.6.4 (docker/compose.yaml) the collections get the struct
+layout; ``MILVUS_LAYOUT=token_rows`` runs the same suite on the token-row layout. Every
+collection this module creates is dropped at the end. MILVUS_URI must be a server URL:
+pymilvus itself reads that variable at import and rejects a Milvus Lite path.
 """
 
 from __future__ import annotations
@@ -24,64 +28,61 @@ from test_contract import *  # noqa: E402,F401,F403 - the contract's tests and f
 
 from connectors import CollectionSpec  # noqa: E402
 from connectors.milvus import Layout, MilvusStore  # noqa: E402
-from connectors.milvus.convert import choose_layout  # noqa: E402
+from connectors.milvus.versions import choose_layout  # noqa: E402
 
 URI = os.environ.get("MILVUS_URI", "")
 LAYOUT = os.environ.get("MILVUS_LAYOUT", "auto")
 RUN = uuid.uuid4().hex[:8]
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not URI,
-        reason="MILVUS_URI is not set: no Milvus server to run the contract against "
-        "(docker/ brings one up; e.g. MILVUS_URI=http://localhost:19530)",
-    ),
-]
-
-_created: list[str] = []
+pytestmark = [pytest.mark.integration]
 
 
-def _name(tmp: Path, name: str) -> str:
+def collection_name(tmp: Path, name: str) -> str:
     # Server collections outlive tmp folders: one unique name per test and run.
     return f"jvdb_it_{RUN}_{abs(hash(str(tmp))) % 10**8}_{name}"
 
 
-def _create(tmp: Path, name: str, spec: CollectionSpec) -> MilvusStore:
-    full = _name(tmp, name)
-    _created.append(full)
-    return MilvusStore.create(full, uri=URI, spec=spec, layout=LAYOUT)
-
-
-def _open(tmp: Path, name: str) -> MilvusStore:
-    return MilvusStore.open(_name(tmp, name), uri=URI)
+@pytest.fixture(scope="module")
+def server_uri(request: pytest.FixtureRequest) -> str:
+    return URI or request.getfixturevalue("milvus_server").uri
 
 
 @pytest.fixture(scope="module")
-def backend():
+def backend(server_uri: str):
     """Overrides the contract's backend list: only the server."""
-    yield Backend(
-        "milvus-server",
-        _create,
-        _open,
-        embedded=False,
-        lose_collection=lambda store: store.client.drop_collection(store.name),
-    )
+    created: list[str] = []
+
+    def create(tmp: Path, name: str, spec: CollectionSpec) -> MilvusStore:
+        created.append(collection_name(tmp, name))
+        return MilvusStore.create(created[-1], uri=server_uri, spec=spec, layout=LAYOUT)
+
+    def open_(tmp: Path, name: str) -> MilvusStore:
+        return MilvusStore.open(collection_name(tmp, name), uri=server_uri)
+
     cleanup = MilvusStore.create(
         f"jvdb_it_{RUN}_cleanup",
-        uri=URI,
+        uri=server_uri,
         spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False),
     )
-    for name in [*_created, cleanup.name]:
+    multi = cleanup.server.multiple_vector_fields
+    yield Backend(
+        "milvus-server",
+        create,
+        open_,
+        embedded=False,
+        prefix_fields=multi,
+        lose_collection=lambda store: store.client.drop_collection(store.name),
+    )
+    for name in [*created, cleanup.name]:
         for collection in (name, f"{name}__tokens"):
             if cleanup.client.has_collection(collection):
                 cleanup.client.drop_collection(collection)
     cleanup.close()
 
 
-def test_server_gets_the_layout_its_version_supports(backend, tmp_path):
-    store = backend.create(tmp_path, "layout", CollectionSpec(dim=64, prefetch_dims=(16,)))
-    version = store.client.get_server_version()
-    expected = choose_layout(version)[0] if LAYOUT == "auto" else Layout(LAYOUT)
-    assert store.layout.kind is expected, version
+def test_server_gets_the_layout_its_version_supports(backend, corpus, tmp_path):
+    store = backend.create(tmp_path, "layout", corpus.spec)
+    expected = choose_layout(store.server)[0] if LAYOUT == "auto" else Layout(LAYOUT)
+    assert store.layout.kind is expected, store.server.version
+    assert not store.server.lite, store.server.version  # "v2.3.5-lite" is a server
     store.close()

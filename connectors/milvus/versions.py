@@ -1,0 +1,137 @@
+"""Which Milvus is on the other end, and what it can do: decided once per connection.
+
+Supported: Milvus Lite (``*.db`` files) and Milvus servers >= 2.3.0 (the first with
+``upsert``). What changes with the version:
+
+============================  ==========  ==========  ===========  ========
+feature                       Lite        2.3         2.4 - 2.6.3  >= 2.6.4
+============================  ==========  ==========  ===========  ========
+layout (token vectors)        token_rows  token_rows  token_rows   struct
+vector fields per collection  several     one         several      several
+VARCHAR scalar index          INVERTED    Trie        INVERTED     INVERTED
+============================  ==========  ==========  ===========  ========
+
+One vector field means ``dense`` only: a spec with Matryoshka ``prefetch_dims`` (``dense_<k>``
+fields) is refused at create time on 2.3, naming the server's version and the minimum.
+
+Lite is recognised by the URI (a ``.db`` path) or, for a client passed in, by the version
+Lite reports (``milvus_lite-<x>``). Never by "lite" anywhere in the string: the PyPI
+``milvus`` package's real 2.3.5 server reports ``v2.3.5-lite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+from ..errors import UnsupportedSpecError
+from ..spec import CollectionSpec
+from .convert import Layout
+
+logger = logging.getLogger(__name__)
+
+Release = tuple[int, int, int]
+
+#: The oldest server release supported (``upsert`` appeared in 2.3).
+MIN_SERVER = (2, 3, 0)
+#: Several vector fields in one collection (``dense`` + ``dense_<k>``) and INVERTED indexes.
+MULTI_VECTOR_MIN = (2, 4, 0)
+#: Array of Structs with a MAX_SIM index (the struct layout).
+STRUCT_MIN = (2, 6, 4)
+LITE_PREFIX = "milvus_lite"
+
+
+def parse_version(text: str) -> Release | None:
+    """``v2.6.4`` / ``2.6.4-rc1`` / ``... Milvus 2.6`` -> (2, 6, 4) / (2, 6, 0); None if absent."""
+    m = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+
+
+def dotted(release: Release) -> str:
+    return ".".join(map(str, release))
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The version string a server reported and whether it is Milvus Lite."""
+
+    version: str
+    lite: bool
+
+    @classmethod
+    def detect(cls, version: str, *, lite_uri: bool) -> ServerInfo:
+        """``lite_uri``: the store was opened on a ``.db`` path (pymilvus runs Lite for it)."""
+        return cls(version, lite_uri or version.strip().lower().startswith(LITE_PREFIX))
+
+    @property
+    def release(self) -> Release | None:
+        """The server release; None for Lite (its own numbering) or an unreadable string."""
+        return None if self.lite else parse_version(self.version)
+
+    def at_least(self, minimum: Release) -> bool:
+        """Lite and unreadable versions count as new (Lite has the pre-struct features)."""
+        release = self.release
+        return release is None or release >= minimum
+
+    @property
+    def multiple_vector_fields(self) -> bool:
+        return self.at_least(MULTI_VECTOR_MIN)
+
+    @property
+    def varchar_index(self) -> str:
+        """The scalar index type a VARCHAR field takes (2.3 has no INVERTED)."""
+        return "INVERTED" if self.at_least(MULTI_VECTOR_MIN) else "Trie"
+
+    def check_supported(self, spec: CollectionSpec, name: str) -> None:
+        """Refuse a server older than ``MIN_SERVER`` or a spec it cannot hold, before creating."""
+        release = self.release
+        if release is not None and release < MIN_SERVER:
+            raise UnsupportedSpecError(
+                f"Milvus server {self.version} is too old for collection {name!r}: "
+                f"jina-vdb needs Milvus >= {dotted(MIN_SERVER)} (upsert)"
+            )
+        if spec.prefetch_dims and not self.multiple_vector_fields:
+            fields = [spec.dense_field, *(spec.prefix_field(k) for k in spec.prefetch_dims)]
+            raise UnsupportedSpecError(
+                f"collection {name!r} needs {len(fields)} vector fields ({', '.join(fields)}) "
+                f"but Milvus server {self.version} allows one per collection; several vector "
+                f"fields need Milvus >= {dotted(MULTI_VECTOR_MIN)}: create it with "
+                "prefetch_dims=() (no funnel mode) or use a newer server"
+            )
+
+
+def choose_layout(info: ServerInfo) -> tuple[Layout, str]:
+    """The multivector layout a server supports, with the reason (logged by the store)."""
+    if info.lite:
+        return Layout.TOKEN_ROWS, f"{info.version} is Milvus Lite (no Array of Structs / MAX_SIM)"
+    release = info.release
+    if release is None:
+        return (
+            Layout.TOKEN_ROWS,
+            f"server version {info.version!r} is not recognised; assuming no Array of Structs",
+        )
+    needed = dotted(STRUCT_MIN)
+    if release >= STRUCT_MIN:
+        return Layout.STRUCT, f"server {info.version} >= {needed} supports Array of Structs"
+    return Layout.TOKEN_ROWS, f"server {info.version} < {needed} has no Array of Structs"
+
+
+def resolve_layout(server: ServerInfo, spec: CollectionSpec, wanted: Layout) -> Layout:
+    """The layout a new collection gets; the choice and its reason are logged."""
+    if not spec.multivector:
+        return Layout.NONE
+    if wanted is Layout.STRUCT and not server.lite and not server.at_least(STRUCT_MIN):
+        raise UnsupportedSpecError(
+            f"layout 'struct' needs Milvus >= {dotted(STRUCT_MIN)} (Array of Structs with "
+            f"MAX_SIM); server {server.version} is older: use layout='token_rows' or 'auto'"
+        )
+    if wanted is not Layout.AUTO:
+        logger.info("Milvus %s: layout %r as requested", server.version, wanted.value)
+        return wanted
+    chosen, reason = choose_layout(server)
+    log = logger.warning if "not recognised" in reason else logger.info
+    log("Milvus multivector layout %r: %s", chosen.value, reason)
+    return chosen
