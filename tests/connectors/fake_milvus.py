@@ -127,7 +127,7 @@ class FakeMilvus:
             return [{"count(*)": len(self.collections[name]["rows"])}]
         keys = _pk_filter(filter) if filter else None
         if keys is not None and output_fields is not None:
-            return self.get(name, keys, output_fields)
+            return self.get(name, keys, output_fields, **kw)
         raise NotImplementedError(f"fake query({filter!r}, {output_fields})")
 
     # -- search -------------------------------------------------------------------------

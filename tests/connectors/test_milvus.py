@@ -449,9 +449,9 @@ def test_token_rows_hybrid_takes_three_round_trips(tmp_path):
     hits = store.search(planted_query(corpus, 5), mode="hybrid", limit=3, prefetch_limit=10)
     assert hits[0].id == corpus.records[5].id
     assert client.calls == [
-        ("search", "rt", (tr.N_TOKENS,)),
-        ("get", "rt__tokens", (tr.VEC,)),
-        ("get", "rt", (cv.PAYLOAD,)),
+        ("search", "rt", (tr.N_TOKENS, cv.TOKEN_GEN)),
+        ("query", "rt__tokens", (tr.VEC,)),
+        ("query", "rt", (cv.PAYLOAD,)),
     ]
     store.close()
     client.inner.close()
