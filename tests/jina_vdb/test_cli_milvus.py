@@ -27,9 +27,8 @@ def test_search_on_a_missing_milvus_lite_file_creates_nothing(tmp_path: Path) ->
     path = tmp_path / "none.db"
     result = _cli("search", "q", "--store", f"milvus:{path}", "-c", "docs", "--model", "tiny")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        f"error: no Milvus collection 'docs': {path} does not exist"
-    ]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: no ") and "'docs'" in line and str(path) in line
     assert not path.exists() and list(tmp_path.iterdir()) == []
 
 
