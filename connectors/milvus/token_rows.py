@@ -336,7 +336,6 @@ class TokenRowsLayout(TokenLayout):
         n_tokens, are never asked for. A server gets the chunks ``FETCH_WORKERS`` at a time
         (its nodes serve them in parallel); Lite, in-process behind the GIL, one by one.
         """
-        t = self.target
         self._ensure_companion()
         owners = token_keys(docs)
         groups = [list(g) for g in chunks(list(owners), MAX_IDS_PER_EXPR)]
