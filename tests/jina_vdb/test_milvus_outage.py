@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,18 @@ def _store(server: Any, name: str) -> MilvusStore:
     return MilvusStore.create(name, uri=server.uri, dim=64, prefetch_dims=())
 
 
+def _once_written(store: MilvusStore, then: Callable[[], None]) -> Callable[[], None]:
+    """``then``, as soon as the ingest has written something (so the fault lands mid-ingest)."""
+
+    def action() -> None:
+        deadline = time.monotonic() + 120
+        while store.count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        then()
+
+    return action
+
+
 def _token_rows(store: MilvusStore) -> int:
     rows = store.client.query(f"{store.name}__tokens", filter="", output_fields=["count(*)"])
     return int(rows[0]["count(*)"])
@@ -73,7 +86,7 @@ def test_ingest_rides_out_a_server_crash_and_restart(
         server.kill()
         threading.Timer(2.0, server.start).start()  # back (healthy) ~9 s later
 
-    encoder = KillingEncoder(tiny_embedder, at=3, action=crash_and_restart)
+    encoder = KillingEncoder(tiny_embedder, at=3, action=_once_written(store, crash_and_restart))
     with caplog.at_level(logging.WARNING, logger="connectors"):
         summary = ingest(items, encoder, store, OPTIONS)
     assert encoder.fired
@@ -92,7 +105,7 @@ def test_outage_past_the_retry_budget_is_a_clear_error_and_a_rerun_completes(
     name = f"outage_{uuid.uuid4().hex[:8]}"
     store = _store(server, name)
     store.retries = 2  # a 1.5 s budget: the server stays down longer than that
-    encoder = KillingEncoder(tiny_embedder, at=3, action=server.kill)
+    encoder = KillingEncoder(tiny_embedder, at=3, action=_once_written(store, server.kill))
     with pytest.raises(BackendError) as err:  # PartialWriteError: what was / was not written
         ingest(items, encoder, store, OPTIONS)
     message = str(err.value)
