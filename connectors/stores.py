@@ -16,6 +16,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -126,6 +127,36 @@ def collection_info(url: str | StoreURL, collection: str) -> dict[str, Any]:
         logger.info("collection %r has no counts from a clean close: loading it", collection)
     with open_store(where, collection) as db:
         return db.info()
+
+
+def list_collections(url: str | StoreURL) -> list[str]:
+    """Names of the jina-vdb collections in a store (Milvus token-row companions left out).
+
+    Raises:
+        NotImplementedError: for a Qdrant server (open a collection by its name instead).
+    """
+    where = url if isinstance(url, StoreURL) else parse_store_url(url)
+    if where.backend == "qdrant":
+        if where.server:
+            raise NotImplementedError(
+                "listing the collections of a Qdrant server is not supported; open one by name"
+            )
+        from .qdrant.edge import SPEC_FILE
+
+        root = Path(where.location)
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / SPEC_FILE).is_file())
+    from .milvus.connection import connect
+    from .milvus.token_rows import companion_name
+
+    token = (os.environ.get("MILVUS_TOKEN") or None) if where.server else None
+    conn = connect(where.location, token=token)
+    try:
+        names = {str(n) for n in conn.client.list_collections()}
+    finally:
+        conn.close()
+    return sorted(n for n in names if not any(companion_name(m) == n for m in names))
 
 
 def open_or_create(

@@ -14,11 +14,13 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from embedder.errors import InputError, OptionError
 
 from .batcher import Batcher, BatcherStoppedError, QueueFullError
+from .collections import Collections, collection_router
 from .embeddings import Runtime, create_embeddings
 from .metrics import Metrics
 from .schemas import EmbeddingsRequest, EmbeddingsResponse
@@ -106,6 +108,7 @@ def create_app(encoder: Any, settings: ServeSettings, *, model_name: str) -> Fas
         on_batch=metrics.on_batch,
     )
     rt = Runtime(encoder, batcher, settings, model_name)
+    cols = Collections(settings.store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +118,7 @@ def create_app(encoder: Any, settings: ServeSettings, *, model_name: str) -> Fas
             yield
         finally:
             batcher.stop()  # uvicorn has already finished the in-flight requests
+            cols.close()
 
     app = FastAPI(
         title="jina-vdb",
@@ -179,6 +183,13 @@ def create_app(encoder: Any, settings: ServeSettings, *, model_name: str) -> Fas
     async def readyz() -> JSONResponse:
         """Ready: the model is loaded and its worker runs (and the store answers, if any)."""
         problems = [] if batcher.running else ["model worker is not running"]
+        if settings.store is not None:
+            try:
+                await run_in_threadpool(cols.names)
+            except NotImplementedError:
+                pass  # a Qdrant server: checked when a collection is opened
+            except Exception as e:
+                problems.append(f"store {settings.store} does not answer: {e}")
         body = {"status": "ok" if not problems else "unavailable", "model": model_name}
         if problems:
             body["problems"] = "; ".join(problems)
@@ -200,4 +211,5 @@ def create_app(encoder: Any, settings: ServeSettings, *, model_name: str) -> Fas
         """Embed texts and images (Jina embeddings API format)."""
         return await create_embeddings(rt, req)
 
+    app.include_router(collection_router(rt, cols, auth))
     return app

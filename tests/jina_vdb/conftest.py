@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from serve_helpers import API_KEY, Server
 
 #: The embedded stores every ingestion test runs on: name -> store URL inside a folder.
 STORES = {
@@ -29,3 +31,33 @@ def _restore_log_levels() -> Iterator[None]:
     yield
     for name, level in saved.items():
         logging.getLogger(name).setLevel(level)
+
+
+# -- jina-vdb serve: one real server per session, shared by the server test modules ----------
+@pytest.fixture(scope="session")
+def serve_store_url(tiny_embedder: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An embedded qdrant-edge store holding an empty collection "docs" made for the model."""
+    from connectors.stores import open_store
+    from jina_vdb.cli.support import build_spec
+    from jina_vdb.model_record import model_record, with_model
+
+    url = f"qdrant:{tmp_path_factory.mktemp('store') / 'qdrant'}"
+    spec, _ = build_spec(tiny_embedder, dim=None, prefetch_dims=None, multivector=True)
+    open_store(
+        url, "docs", spec=with_model(spec, model_record(tiny_embedder, ["retrieval"]))
+    ).close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def server(
+    tiny_checkpoint: Path, serve_store_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    flags = ("--api-key", API_KEY, "--max-items", "64", "--store", serve_store_url, "--verbose")
+    srv = Server(tiny_checkpoint, log, *flags)
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()

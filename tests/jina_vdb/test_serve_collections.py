@@ -1,0 +1,84 @@
+"""``jina-vdb serve --store``: the collection routes, against a real qdrant-edge store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from serve_helpers import Server
+from test_serve import AUTH, post
+
+pytestmark = pytest.mark.slow
+
+DOCS = [
+    ("a", "The train from Paris to Lyon takes two hours.", {"kind": "travel", "n": 1}),
+    ("b", "Paella is a rice dish from Valencia.", {"kind": "food", "n": 2}),
+    ("c", "Berlin is the capital of Germany.", {"kind": "travel", "n": 3}),
+    ("d", "Sushi combines rice, fish and vinegar.", {"kind": "food", "n": 4}),
+]
+
+
+def get(server: Server, path: str) -> httpx.Response:
+    return httpx.get(f"{server.url}{path}", headers=AUTH, timeout=60)
+
+
+def test_collections_points_search_delete(server: Server, tiny_embedder: Any) -> None:
+    assert get(server, "/v1/collections").json()["collections"] == ["docs"]
+    points = [{"id": i, "text": t, "payload": p} for i, t, p in DOCS]
+    r = post(server, "/v1/collections/docs/points", {"points": points})
+    assert r.status_code == 200, r.text
+    assert r.json()["upserted"] == 4 and r.json()["total_tokens"] > 0
+    again = post(server, "/v1/collections/docs/points", {"points": points})  # idempotent
+    assert again.status_code == 200
+    info = get(server, "/v1/collections/docs").json()
+    assert info["count"] == 4 and info["spec"]["multivector"] is True
+
+    query = "a rice dish"
+    q = tiny_embedder.encode_text([query], task="retrieval", prompt_name="query").dense[0]
+    docs = tiny_embedder.encode_text(
+        [t for _, t, _ in DOCS], task="retrieval", prompt_name="passage", multivector=False
+    ).dense
+    expected = sorted(zip(docs @ q, [i for i, _, _ in DOCS], strict=True), reverse=True)
+
+    r = post(server, "/v1/collections/docs/search", {"query": query, "mode": "dense", "limit": 4})
+    assert r.status_code == 200, r.text
+    hits = r.json()["hits"]
+    assert [h["id"] for h in hits] == [i for _, i in expected]
+    np.testing.assert_allclose([h["score"] for h in hits], [s for s, _ in expected], atol=1e-5)
+    assert hits[0]["payload"] == next(p for i, _, p in DOCS if i == hits[0]["id"])
+
+    body = {"query": query, "limit": 4, "filter": {"key": "kind", "eq": "food"}}
+    hits = post(server, "/v1/collections/docs/search", body).json()["hits"]
+    assert sorted(h["id"] for h in hits) == ["b", "d"]  # hybrid (default mode)
+    body = {"query": query, "mode": "fusion", "filter": ["kind=travel", "n>=2"]}
+    assert [h["id"] for h in post(server, "/v1/collections/docs/search", body).json()["hits"]] == [
+        "c"
+    ]
+    body = {
+        "query": query,
+        "filter": {"or": [{"key": "n", "lt": 2}, {"not": {"key": "n", "any": [1, 2, 3]}}]},
+    }
+    hits = post(server, "/v1/collections/docs/search", body).json()["hits"]
+    assert sorted(h["id"] for h in hits) == ["a", "d"]
+
+    r = httpx.request(
+        "DELETE", f"{server.url}/v1/collections/docs/points", json={"ids": ["a"]}, headers=AUTH
+    )
+    assert r.status_code == 200 and r.json()["deleted"] == 1
+    assert get(server, "/v1/collections/docs").json()["count"] == 3
+
+
+def test_collection_errors(server: Server) -> None:
+    r = post(server, "/v1/collections/nope/search", {"query": "x"})
+    assert r.status_code == 404 and "nope" in r.json()["detail"]
+    r = post(server, "/v1/collections/docs/search", {"query": "x", "filter": {"key": "k"}})
+    assert r.status_code == 422 and "filter" in r.json()["detail"]
+    r = post(server, "/v1/collections/docs/search", {"query": "x", "filter": {"and": [{"x": 1}]}})
+    assert r.status_code == 422 and "filter.and[0]" in r.json()["detail"]
+    r = post(server, "/v1/collections/docs/points", {"points": [{"id": 1}]})
+    assert r.status_code == 422 and "points[0]" in r.json()["detail"]
+    r = post(server, "/v1/collections/docs/search", {"query": "x", "image": "abc"})
+    assert r.status_code == 422
+    assert httpx.get(f"{server.url}/v1/collections").status_code == 401  # no key
