@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -93,6 +94,18 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "jina_vdb.cli", *args]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``jina-vdb ARGS`` in a subprocess from the repository root, output captured."""
+    return subprocess.run(
+        cli_command(*args),
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_text_corpus(folder: Path, n: int = 12, *, words: int = 30) -> list[Path]:

@@ -4,23 +4,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
-from ingest_helpers import REPO, cli_command, subprocess_env, write_text_corpus
+from ingest_helpers import run_cli, write_text_corpus
 
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli_command(*args),
-        cwd=REPO,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+_cli = run_cli
 
 
 def test_search_on_a_missing_milvus_lite_file_creates_nothing(tmp_path: Path) -> None:

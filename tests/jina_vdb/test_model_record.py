@@ -8,11 +8,10 @@ collections without a record keep working, with a warning.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
-from ingest_helpers import REPO, cli_command, subprocess_env, write_text_corpus
+from ingest_helpers import run_cli, write_text_corpus
 
 from connectors import CollectionSpec
 from connectors.qdrant import QdrantStore
@@ -26,15 +25,7 @@ def other_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny-seed-1"), seed=1)
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cli_command(*args),
-        cwd=REPO,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+run = run_cli
 
 
 def test_fingerprint_follows_the_weights_not_the_folder(
