@@ -325,6 +325,13 @@ def search(
     task: TaskOpt = Task.RETRIEVAL.value,
     device: DeviceOpt = None,
     allow_model_mismatch: AllowMismatchOpt = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="A running 'jina-vdb serve' (e.g. http://127.0.0.1:8080) does the search: no "
+            "model is loaded here; --store is the server's; API key from $JINA_VDB_API_KEY.",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Search a collection with a text or an image query."""
@@ -332,6 +339,10 @@ def search(
     with cs.cli_errors(verbose):
         if (query is None) == (image is None):
             raise ValueError("give either a query text or --image PATH (exactly one)")
+        if server is not None:
+            opts = (mode, limit, prefetch_limit, filter or [], task, allow_model_mismatch)
+            _search_server(server, collection, query, image, *opts, as_json, score_per_token)
+            return
         if not store:
             raise ValueError(f"--store is required: {STORE_URL_FORMS}")
         conditions = parse_filter_args(filter or [])
@@ -365,6 +376,40 @@ def search(
             kind = output.score_kind(mode, db.spec.multivector, per_token=score_per_token)
         tokens = None if q.multivector is None else len(q.multivector)
         output.print_hits(hits, as_json=as_json, kind=kind, query_tokens=tokens)
+
+
+def _search_server(
+    server: str,
+    collection: str,
+    query: str | None,
+    image: Path | None,
+    mode: SearchMode,
+    limit: int,
+    prefetch_limit: int,
+    filters: list[str],
+    task: str,
+    allow_model_mismatch: bool,
+    as_json: bool,
+    per_token: bool,
+) -> None:
+    from .remote import search_remote
+
+    parse_filter_args(filters)  # a bad filter fails here, with the CLI's message
+    output.score_kind(mode, True, per_token=per_token)
+    hits, multivector, tokens = search_remote(
+        server,
+        collection,
+        query=query,
+        image=image,
+        mode=mode,
+        limit=limit,
+        prefetch_limit=prefetch_limit,
+        filters=filters,
+        task=task,
+        allow_model_mismatch=allow_model_mismatch,
+    )
+    kind = output.score_kind(mode, multivector, per_token=per_token)
+    output.print_hits(hits, as_json=as_json, kind=kind, query_tokens=tokens)
 
 
 @app.command()
@@ -455,7 +500,7 @@ def serve(
     verbose: VerboseOpt = False,
 ) -> None:
     """Keep the model loaded behind an HTTP API (embeddings, collections) with dynamic batching."""
-    cs.setup_logging(verbose)
+    cs.setup_logging(verbose, store)
     with cs.cli_errors(verbose):
         try:
             from jina_vdb.serve import ServeSettings

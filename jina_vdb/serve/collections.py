@@ -148,6 +148,8 @@ def collection_router(rt: Runtime, cols: Collections, dependencies: list[Any]) -
         return SearchResponse(
             collection=name,
             mode=req.mode,
+            multivector=spec.multivector,
+            query_tokens=int(rows.token_counts[0]),
             hits=[SearchHit(id=h.id, score=float(h.score), payload=h.payload) for h in hits],
         )
 

@@ -106,6 +106,8 @@ class SearchHit(BaseModel):
 class SearchResponse(BaseModel):
     collection: str
     mode: SearchMode
+    multivector: bool = Field(description="The collection stores token vectors (MaxSim).")
+    query_tokens: int = Field(description="Tokens of the embedded query (MaxSim's scale).")
     hits: list[SearchHit]
 
 

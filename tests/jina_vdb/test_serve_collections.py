@@ -82,3 +82,40 @@ def test_collection_errors(server: Server) -> None:
     r = post(server, "/v1/collections/docs/search", {"query": "x", "image": "abc"})
     assert r.status_code == 422
     assert httpx.get(f"{server.url}/v1/collections").status_code == 401  # no key
+
+
+def test_cli_search_with_server(server: Server) -> None:
+    """``jina-vdb search --server``: the server's hits, printed by the CLI, no model loaded."""
+    import json
+    import subprocess
+
+    from ingest_helpers import REPO, cli_command, subprocess_env
+    from serve_helpers import API_KEY
+
+    post(server, "/v1/collections/docs/points", {"points": [{"id": "z", "text": "rice"}]})
+    expected = post(
+        server, "/v1/collections/docs/search", {"query": "rice", "mode": "dense", "limit": 3}
+    ).json()["hits"]
+    cmd = cli_command(
+        "search",
+        "rice",
+        "--server",
+        server.url,
+        "--collection",
+        "docs",
+        "--mode",
+        "dense",
+        "--limit",
+        "3",
+        "--json",
+    )
+    env = subprocess_env(JINA_VDB_API_KEY=API_KEY)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    hits = json.loads(done.stdout)
+    assert [h["id"] for h in hits] == [str(h["id"]) for h in expected]
+    assert [h["score"] for h in hits] == pytest.approx([h["score"] for h in expected])
+
+    env = subprocess_env(JINA_VDB_API_KEY="wrong")
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "401" in done.stderr and len(done.stderr.splitlines()) == 1
