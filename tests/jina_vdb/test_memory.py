@@ -76,9 +76,20 @@ def test_info_does_not_load_vectors(tmp_path: Path) -> None:
 
 
 #: Runs the CLI with small segments, so that optimize runs several times during the ingest.
+#: With JINA_VDB_TEST_HOLD_OPTIMIZE=N, the N-th optimize says so on stderr once the engine's
+#: optimize has run and then waits, before the flush and reload that follow it: the test's
+#: kill lands in that window however loaded the machine is (a kill sent on seeing the log
+#: line alone raced the child past the flush).
 _SMALL_SEGMENTS = (
-    "import sys; from connectors.qdrant.edge import EdgeQdrantStore as E; "
+    "import os, sys, time; from connectors.qdrant.edge import EdgeQdrantStore as E; "
     "E.optimize_bytes = int(sys.argv.pop(1)); sys.argv[0] = 'jina-vdb'; "
+    "hold = int(os.environ.get('JINA_VDB_TEST_HOLD_OPTIMIZE', '0')); real = E.optimize; "
+    "calls = []\n"
+    "def optimize(self):\n"
+    "    real(self); calls.append(1)\n"
+    "    if len(calls) == hold:\n"
+    "        print('HOLDING after optimize', file=sys.stderr, flush=True); time.sleep(600)\n"
+    "E.optimize = optimize\n"
     "from jina_vdb.cli.app import main; main()"
 )
 
@@ -114,24 +125,24 @@ def test_ingest_killed_mid_optimize_reopens_and_resumes_exactly(
     )
     url = f"qdrant:{tmp_path / 'q'}"
     cmd = _ingest_cmd(corpus, url, tiny_checkpoint)
+    # From the second optimize on: the store already holds an optimized segment.
+    env = {**subprocess_env(), "JINA_VDB_TEST_HOLD_OPTIMIZE": "2"}
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     assert proc.stderr is not None
     seen: list[str] = []
     for raw in proc.stderr:
         seen.append(raw.decode(errors="replace"))
-        # From the second optimize on: the store already holds an optimized segment.
-        if sum("optimize 'docs' (" in line for line in seen) == 2:
+        if "HOLDING after optimize" in seen[-1]:
             proc.send_signal(signal.SIGKILL)
             break
     seen += [raw.decode(errors="replace") for raw in proc.stderr]
     proc.wait(timeout=60)
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL, "".join(seen)[-3000:]
-    # The kill lands in the maintenance window that line opens: the optimize (the engine
-    # holds the GIL and takes milliseconds on segments this small, so the kill can arrive
-    # just after it) or the flush and shard reload that follow it; never after them.
+    # The kill lands in the maintenance window the optimize opens: after the engine's
+    # optimize, before the flush and shard reload that follow it.
     started = max(i for i, line in enumerate(seen) if "optimize 'docs' (" in line)
     assert not any("flush 'docs' done" in line for line in seen[started:]), "killed after it"
     assert not any("not closed cleanly" in line for line in seen), "a reload is not a crash"
