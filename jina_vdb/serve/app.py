@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -173,6 +174,13 @@ def create_app(encoder: Any, settings: ServeSettings, *, model_name: str) -> Fas
     @app.exception_handler(OptionError)
     async def bad_input(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    page = (Path(__file__).parent / "static" / "index.html").read_bytes()
+
+    @app.get("/", include_in_schema=False)
+    async def search_page() -> Response:
+        """The search page: static HTML + JS calling the /v1 routes."""
+        return Response(page, media_type="text/html; charset=utf-8")
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

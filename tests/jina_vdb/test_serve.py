@@ -63,6 +63,9 @@ def test_health_ready_docs(server: Server) -> None:
     spec = httpx.get(f"{server.url}/openapi.json").json()
     assert "/v1/embeddings" in spec["paths"]
     assert httpx.get(f"{server.url}/docs").status_code == 200
+    page = httpx.get(f"{server.url}/")  # the search page (no headless browser here)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="search"' in page.text and "/v1/collections" in page.text
 
 
 # ---------------------------------------------------------------- embeddings
