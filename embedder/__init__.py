@@ -3,6 +3,7 @@
 Heavy names (torch, transformers) load lazily on first attribute access (PEP 562), so
 ``import embedder`` stays cheap: the errors and the closed option sets (``Task``,
 ``PromptName``, ``MultivectorDType``, from :mod:`embedder.options`) work without torch.
+Without the ``[model]`` extra, the first heavy name raises MissingDependencyError.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .errors import CheckpointError as CheckpointError
 from .errors import EmbedderError as EmbedderError
 from .errors import ImageInputError as ImageInputError
 from .errors import InputError as InputError
+from .errors import MissingDependencyError as MissingDependencyError
 from .errors import OptionError as OptionError
 from .errors import TextInputError as TextInputError
 from .options import MultivectorDType as MultivectorDType
@@ -31,6 +33,17 @@ _LAZY = {
     "make_tiny_checkpoint": ".testing",
 }
 
+# import name -> pip name of what the [model] extra installs
+_MODEL_PACKAGES = {
+    "torch": "torch",
+    "transformers": "transformers",
+    "safetensors": "safetensors",
+    "tokenizers": "tokenizers",
+    "huggingface_hub": "huggingface-hub",
+    "PIL": "pillow",
+    "tqdm": "tqdm",
+}
+
 __all__ = [
     "CheckpointError",
     "EmbedderError",
@@ -38,6 +51,7 @@ __all__ = [
     "ImageInputError",
     "InputError",
     "JinaV4Embedder",
+    "MissingDependencyError",
     "MultivectorDType",
     "OptionError",
     "PromptName",
@@ -51,7 +65,16 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    try:
+        value = getattr(importlib.import_module(module, __name__), name)
+    except ModuleNotFoundError as e:
+        root = (e.name or "").split(".")[0]
+        if root not in _MODEL_PACKAGES:
+            raise
+        raise MissingDependencyError(
+            f"{_MODEL_PACKAGES[root]} is required for embedder.{name}: "
+            "pip install 'jina-vdb[model]'"
+        ) from e
     globals()[name] = value  # later lookups skip __getattr__
     return value
 

@@ -7,6 +7,10 @@ class EmbedderError(Exception):
     """Base class for every error the embedder raises on purpose."""
 
 
+class MissingDependencyError(EmbedderError, ImportError):
+    """A package the model needs is not installed; the message names the extra to install."""
+
+
 class CheckpointError(EmbedderError, ValueError):
     """A checkpoint folder is incomplete or does not match the expected layout."""
 

@@ -9,4 +9,20 @@ libraries, and neither library imports it.
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from .errors import Failure as Failure
+from .errors import Ignored as Ignored
+from .errors import IngestError as IngestError
+from .errors import JinaVdbError as JinaVdbError
+from .errors import MissingDependencyError as MissingDependencyError
+from .errors import SourceError as SourceError
+from .payload import Payload as Payload
+
+__all__ = [
+    "Failure",
+    "Ignored",
+    "IngestError",
+    "JinaVdbError",
+    "MissingDependencyError",
+    "Payload",
+    "SourceError",
+]

@@ -16,8 +16,9 @@ items already written are skipped, the others are written, none twice. One Ctrl-
 run promptly: queued batches are written, a reader blocked on a slow source is left
 behind. After a complete run each source's stale records are deleted (``sync.py``).
 
-No torch and no PIL here: items and the encoder are duck-typed (``ingest_types``); the
-application provides them (``jina_vdb.sources``, ``embedder.JinaV4Embedder``).
+No torch and no PIL here: items come from ``jina_vdb.sources`` (a text's content is a
+string, an image's is decoded by ``Item.load()``), and the encoder is a protocol that
+``embedder.JinaV4Embedder`` satisfies (``jina_vdb.ingest_types.Encoder``).
 """
 
 from __future__ import annotations
@@ -34,20 +35,11 @@ from connectors.base import VectorStore
 from connectors.errors import RecordError
 from connectors.records import Record, records_from_batch
 
+from .errors import Failure, Ignored, IngestError
 from .flow import ByteBudget, Stopped, content_bytes, wait_put
-from .ingest_types import (
-    Encoder,
-    Failure,
-    Ignored,
-    IngestError,
-    IngestItem,
-    IngestOptions,
-    IngestSummary,
-    SourceFailure,
-    Tally,
-    failure_of,
-    item_location,
-)
+from .ingest_types import Encoder, IngestOptions, IngestSummary, Tally, failure_of
+from .payload import item_location
+from .sources.files import Item, Modality
 from .sync import SourceLedger, delete_stale, prune_vanished, stored_payloads
 
 __all__ = [
@@ -55,10 +47,8 @@ __all__ = [
     "Failure",
     "Ignored",
     "IngestError",
-    "IngestItem",
     "IngestOptions",
     "IngestSummary",
-    "SourceFailure",
     "failure_of",
     "ingest",
 ]
@@ -98,7 +88,7 @@ def ingest(
     """Embed items and upsert them, skipping ids the store already holds.
 
     Args:
-        items: ``IngestItem``s, ``SourceFailure``s and ``Ignored`` files
+        items: ``Item``s, ``Failure``s and ``Ignored`` files
             (``jina_vdb.sources.iter_items``).
         encoder: has ``encode_text`` / ``encode_image`` returning ``.dense`` and ``.multivectors``.
         store: the collection to write to (its spec decides whether token vectors are kept).
@@ -116,22 +106,17 @@ def ingest(
     return _Pipeline(encoder, store, options or IngestOptions()).run(items, total_files)
 
 
-def _file_key(entry: Any, previous: str | None) -> str:
+def _file_key(entry: Item | Failure | Ignored, previous: str | None) -> str:
     """The file an entry comes from: its payload's source, or a failure's / ignored file's.
 
     A JSONL line's failure names ``file:line``: it belongs to the file being read.
     """
-    payload = getattr(entry, "payload", None)
-    if payload:
-        return str(payload.get("source"))
-    source = str(getattr(entry, "source", ""))
+    if isinstance(entry, Item):
+        return str(entry.payload.get("source"))
+    source = entry.source
     if previous is not None and source.startswith(previous + ":"):
         return previous
     return re.sub(r":\d+$", "", source)  # a JSONL file whose first line failed
-
-
-def _is_text(item: Any) -> bool:
-    return str(getattr(item.modality, "value", item.modality)) == "text"
 
 
 def _is_item_fault(error: BaseException) -> bool:
@@ -239,10 +224,9 @@ class _Pipeline:
             self.tally.expect(file_no)
             if isinstance(item, Ignored):
                 self._put(self.loaded, _Event("ignored", file_no, ignored=item))
-            elif isinstance(item, SourceFailure) and not hasattr(item, "load"):
+            elif isinstance(item, Failure):
                 self.ledger.fail(item.source)
-                failure = Failure(item.source, item.reason)
-                self._put(self.loaded, _Event("failed", file_no, failure))
+                self._put(self.loaded, _Event("failed", file_no, item))
             elif item.id in seen:
                 first = item_location(seen[item.id])
                 repeat = Failure(
@@ -312,7 +296,7 @@ class _Pipeline:
             if isinstance(msg, _Event):
                 self._on_event(msg)
                 continue
-            if _is_text(msg.item):
+            if msg.item.modality is Modality.TEXT:
                 texts.append(msg)
                 text_tokens += int(msg.item.cost)
             else:

@@ -1,8 +1,9 @@
-"""The ingestion pipeline's data types: what goes in (items, an encoder), what comes out.
+"""The ingestion pipeline's data types: options, the encoder it needs, the summary.
 
-Duck-typed on purpose: no torch and no PIL here. ``embedder.sources.Item`` /
-``ItemError`` and ``embedder.JinaV4Embedder`` satisfy these protocols. ``Tally`` keeps the
-counts, per-stage clocks and progress bar that the pipeline's threads share.
+Items are ``jina_vdb.sources.Item``; failures and ignored files ``jina_vdb.errors.Failure``
+and ``Ignored``. The encoder is a protocol (``embedder.JinaV4Embedder`` satisfies it) so
+that importing the pipeline loads no torch. ``Tally`` keeps the counts, per-stage clocks
+and progress that the pipeline's threads share.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
-from connectors.errors import ConnectorError
-from connectors.records import RecordId
+from embedder.options import DEFAULT_MAX_LENGTH
 
+from .errors import Failure, Ignored
 from .flow import DEFAULT_INFLIGHT_BYTES
+from .payload import item_location
 from .progress import FileProgress
+from .sources.files import Item
 
 #: Duplicate ids listed in a summary without ``verbose``.
 _LISTED = 10
@@ -39,47 +42,6 @@ class Encoder(Protocol):
     ) -> Any: ...
 
     def encode_image(self, images: list[Any], *, task: Any, **kw: Any) -> Any: ...
-
-
-class IngestItem(Protocol):
-    """One thing to embed (``embedder.sources.Item``)."""
-
-    id: RecordId
-    modality: Any  # "text" | "image" (a str-Enum is fine)
-    task: str
-    payload: dict[str, Any]
-    cost: int  # tokens for a text, 1 for an image
-
-    def load(self) -> Any: ...
-
-
-@runtime_checkable
-class SourceFailure(Protocol):
-    """A source that could not be read (``embedder.sources.ItemError``)."""
-
-    source: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Ignored:
-    """A file left out on purpose (an unsupported type, no content): counted, not failed."""
-
-    source: str
-    reason: str
-
-
-class IngestError(ConnectorError):
-    """Ingestion stopped: a failure in strict mode, or a stage that cannot go on."""
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One item or source that was not ingested, and why."""
-
-    source: str
-    reason: str
-    id: RecordId | None = None
 
 
 @dataclass
@@ -179,7 +141,7 @@ class IngestOptions:
     check_batch: int = 128
     write_batch: int = 64
     queue_size: int | None = None
-    max_length: int = 32768
+    max_length: int = DEFAULT_MAX_LENGTH
     max_pixels: int | None = None
     max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES
     strict: bool = False
@@ -218,22 +180,11 @@ class IngestOptions:
         )
 
 
-def item_location(payload: Mapping[str, Any], fallback: Any = None) -> str:
-    """Where an item comes from, for messages: ``file``, ``file:line`` or ``file#page=N``."""
-    where = str(payload.get("source", fallback))
-    if payload.get("page") is not None:
-        where += f"#page={payload['page']}"
-    if payload.get("line") is not None:
-        where += f":{payload['line']}"
-    return where
-
-
-def failure_of(item: Any, error: BaseException | str) -> Failure:
-    """A Failure for an item (its source from the payload) and an error."""
-    payload = getattr(item, "payload", None) or {}
+def failure_of(item: Item, error: BaseException | str) -> Failure:
+    """A Failure for an item (where it came from, from its payload) and an error."""
     reason = error if isinstance(error, str) else (str(error) or type(error).__name__)
     return Failure(
-        source=item_location(payload, item.id), reason=_unprefixed(reason, error), id=item.id
+        source=item_location(item.payload, item.id), reason=_unprefixed(reason, error), id=item.id
     )
 
 

@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from ._deps import require
+
 #: Where the one-line progress logs go (the CLI shows this logger at INFO when stderr is not
 #: a terminal).
 progress_logger = logging.getLogger("jina_vdb.progress")
@@ -36,7 +38,7 @@ class FileProgress:
         self._started = self._logged = time.perf_counter()
         self._bar: Any = None
         if bar:
-            from tqdm.auto import tqdm
+            tqdm = require("tqdm.auto", "for the progress bar").tqdm
 
             self._bar = tqdm(total=total, unit="file", desc="ingest", dynamic_ncols=True)
 

@@ -10,6 +10,7 @@ of this process that uses a file stops its server, so the file is free for other
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ from ..clients import MilvusClientHandle
 from ..errors import (
     BackendError,
     ConnectorError,
+    MissingDependencyError,
     StoreLockedError,
     StoreUnavailableError,
     TransientServerError,
@@ -130,6 +132,13 @@ def connect(
     lite = is_lite(uri)
     path = str(Path(uri).resolve()) if lite else uri
     if lite:
+        try:
+            importlib.import_module("milvus_lite")  # pymilvus imports it next, without our hint
+        except ImportError as e:
+            raise MissingDependencyError(
+                "milvus-lite is required for Milvus Lite files (*.db): "
+                "pip install 'jina-vdb[milvus]'"
+            ) from e
         with _lite_lock:
             _lite_users[path] = _lite_users.get(path, 0) + 1
     try:

@@ -71,8 +71,7 @@ def pymilvus() -> ModuleType:
         return importlib.import_module("pymilvus")
     except ImportError as e:
         raise MissingDependencyError(
-            "pymilvus is required for MilvusStore: "
-            "pip install 'pymilvus>=2.6' (or pip install jina-vdb)"
+            "pymilvus is required for MilvusStore: pip install 'jina-vdb[milvus]'"
         ) from e
 
 

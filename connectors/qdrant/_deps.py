@@ -8,15 +8,9 @@ from types import ModuleType
 from ..errors import MissingDependencyError
 
 _PACKAGES = {
-    # module -> (what it is for, pip requirement)
-    "qdrant_edge": (
-        "qdrant-edge-py is required for embedded stores (path=...)",
-        "qdrant-edge-py>=0.9",
-    ),
-    "qdrant_client": (
-        "qdrant-client is required for url=, local= and client= stores",
-        "qdrant-client>=1.15",
-    ),
+    # module -> what it is for (both come with the [qdrant] extra)
+    "qdrant_edge": "qdrant-edge-py is required for embedded stores (path=...)",
+    "qdrant_client": "qdrant-client is required for url=, local= and client= stores",
 }
 
 
@@ -25,10 +19,7 @@ def require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        what, requirement = _PACKAGES[module]
-        raise MissingDependencyError(
-            f"{what}: pip install '{requirement}' (or pip install jina-vdb)"
-        ) from e
+        raise MissingDependencyError(f"{_PACKAGES[module]}: pip install 'jina-vdb[qdrant]'") from e
 
 
 def edge() -> ModuleType:

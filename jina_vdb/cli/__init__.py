@@ -1,8 +1,28 @@
-"""The ``jina-vdb`` command line (typer): ingest, search, info, demo."""
+"""The ``jina-vdb`` command line (typer): ingest, search, info, demo.
+
+typer loads when the command runs (:func:`main`), so importing this package needs no
+``[cli]`` extra; without it, the command says which extra to install. The typer app itself
+is ``jina_vdb.cli.app.app``.
+"""
 
 from __future__ import annotations
 
-from .app import app as app
-from .app import main as main
+import sys
+from typing import Any
 
-__all__ = ["app", "main"]
+from .._deps import require
+from ..errors import MissingDependencyError
+
+__all__ = ["main"]
+
+
+def main() -> Any:
+    """Console-script entry point (``jina-vdb``)."""
+    try:
+        require("typer", "for the jina-vdb command")
+    except MissingDependencyError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(1) from None
+    from .app import app
+
+    return app()

@@ -35,7 +35,10 @@ def run_demo(
     device: str | None = None,
 ) -> None:
     """Write the sample corpus to ``workdir/corpus``, ingest it, run ``DEMO_QUERIES``."""
+    from jina_vdb._deps import require
     from jina_vdb.sources import SourceOptions, iter_items
+
+    require("PIL", "for the demo's sample corpus")
     from jina_vdb.sources.samples import write_sample_corpus
 
     started = time.perf_counter()

@@ -21,6 +21,7 @@ import typer
 
 from connectors.filters import Filter, filter_keys
 from connectors.query import Hit, SearchMode
+from jina_vdb.payload import Payload, read_payload
 
 #: Records read (at most) to tell whether any record has a filter's key.
 KEY_CHECK_RECORDS = 10_000
@@ -71,7 +72,7 @@ def short_sources(sources: Sequence[str]) -> dict[str, str]:
     return short
 
 
-def location(payload: dict[str, Any], shown: str) -> str:
+def location(payload: Payload, shown: str) -> str:
     """``path:LINE``, ``path#page=N`` (+ `` chunk N`` past the first chunk of a page or file)."""
     where = shown
     if payload.get("page") is not None:
@@ -102,11 +103,11 @@ def print_hits(
     if not hits:
         typer.echo("no results")
         return
-    short = short_sources([str(h.payload.get("source", h.id)) for h in hits])
+    payloads = [read_payload(h.payload) for h in hits]
+    short = short_sources([str(p.get("source", h.id)) for p, h in zip(payloads, hits, strict=True)])
     typer.echo(score_note(kind, query_tokens))
     typer.echo(f"{'rank':>4}  {kind:>12}  {'kind':<8}  source")
-    for rank, hit in enumerate(hits, start=1):
-        p = hit.payload
+    for rank, (hit, p) in enumerate(zip(hits, payloads, strict=True), start=1):
         where = location(p, short[str(p.get("source", hit.id))])
         snippet = " ".join(str(p.get("text", "")).split())
         snippet = (snippet[:70] + "...") if len(snippet) > 73 else snippet

@@ -1,26 +1,28 @@
 """Sources: files, folders, JSONL and PDF pages -> items to embed (text chunks or images).
 
 Application code, not model code: it reads the file system and the PDF renderer, and hands
-the embedder plain texts and images.
+the embedder plain texts and images. A bad source is yielded as a
+:class:`~jina_vdb.errors.Failure` (or raised as :class:`~jina_vdb.errors.SourceError` in
+strict mode), a file left out on purpose as :class:`~jina_vdb.errors.Ignored`; every
+item's payload follows :class:`~jina_vdb.payload.Payload`.
 """
 
 from __future__ import annotations
 
-from jina_vdb.ingest_types import Ignored as Ignored
-
+from ..errors import Failure as Failure
+from ..errors import Ignored as Ignored
+from ..errors import SourceError as SourceError
 from .files import Item as Item
-from .files import ItemError as ItemError
 from .files import Modality as Modality
-from .files import SourceError as SourceError
 from .files import SourceOptions as SourceOptions
 from .files import count_files as count_files
 from .files import iter_items as iter_items
 from .files import stable_id as stable_id
 
 __all__ = [
+    "Failure",
     "Ignored",
     "Item",
-    "ItemError",
     "Modality",
     "SourceError",
     "SourceOptions",

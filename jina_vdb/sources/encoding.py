@@ -28,6 +28,8 @@ import codecs
 import re
 from dataclasses import dataclass
 
+from .._deps import require
+
 #: Longest BOM first: the UTF-32 LE mark starts with the UTF-16 LE one.
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -130,8 +132,7 @@ def _coding_declaration(data: bytes) -> str | None:
 
 
 def _guess(data: bytes) -> DecodedText | None:
-    from charset_normalizer import from_bytes
-
+    from_bytes = require("charset_normalizer", "to guess a legacy text encoding").from_bytes
     matches = list(from_bytes(data, cp_isolation=list(LEGACY_ENCODINGS)))
     if not matches:
         return None

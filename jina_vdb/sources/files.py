@@ -1,7 +1,7 @@
 """Sources for ingestion: files, folders and JSONL turned into typed, lazily loaded items.
 
     for item in iter_items(["./docs", "extra.jsonl"], tokenizer=model.tokenizer):
-        ...  # Item (text chunk, image, PDF page), ItemError (a bad file, reported) or
+        ...  # Item (text chunk, image, PDF page), Failure (a bad file, reported) or
              # Ignored (a file of an unsupported type or without content, counted)
 
 Every item has a stable id derived from (source, page/chunk, content hash), so the same
@@ -38,12 +38,13 @@ from typing import Any
 from embedder.fetch import DEFAULT_TIMEOUT_S
 from embedder.inputs import is_blank
 from embedder.options import DEFAULT_MAX_PIXELS, Task
-from jina_vdb.ingest_types import Ignored
 
+from ..errors import Failure, Ignored, SourceError
+from ..payload import Payload, PayloadKind, make_payload
 from .chunking import DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS, check_chunking, iter_chunks
 from .encoding import TextDecodeError, decode_text
 from .images import load_image_checked
-from .pdf import DEFAULT_DPI, DEFAULT_MAX_RENDER_PIXELS, PdfError, page_texts, render_page
+from .pdf import DEFAULT_DPI, DEFAULT_MAX_RENDER_PIXELS, page_texts, render_page
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +62,6 @@ IMAGE_EXTENSIONS = frozenset(".png .jpg .jpeg .webp .gif .tif .tiff .bmp".split(
 PDF_EXTENSIONS = frozenset({".pdf"})
 JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson"})
 _SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", ".git", ".hg", ".svn", ".venv", "venv"})
-#: Longest text kept in a record's payload (``text``); the full chunk is what was embedded.
-MAX_PAYLOAD_TEXT_CHARS = 8192
 #: Larger text files are reported and skipped (the whole text is tokenized at once).
 DEFAULT_MAX_TEXT_BYTES = 32 * 2**20
 
@@ -70,14 +69,6 @@ DEFAULT_MAX_TEXT_BYTES = 32 * 2**20
 class Modality(str, enum.Enum):
     TEXT = "text"
     IMAGE = "image"
-
-
-class SourceError(ValueError):
-    """A bad source in strict mode (otherwise it is yielded as an :class:`ItemError`)."""
-
-
-class _TooLarge(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -96,21 +87,23 @@ class Item:
     id: str | int
     modality: Modality
     task: str
-    payload: dict[str, Any]
+    payload: Payload
     cost: int
     _loader: Callable[[], Any] = field(repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.modality, Modality):  # "text" / "image" are accepted too
+            try:
+                object.__setattr__(self, "modality", Modality(self.modality))
+            except ValueError:
+                valid = ", ".join(repr(m.value) for m in Modality)
+                raise ValueError(
+                    f"item {self.id!r}: modality must be one of {valid}, got {self.modality!r}"
+                ) from None
 
     def load(self) -> Any:
         """The content to encode: the text, or the decoded RGB ``PIL.Image`` (decoded now)."""
         return self._loader()
-
-
-@dataclass(frozen=True)
-class ItemError:
-    """A source that could not be read; ingestion reports it and goes on (unless strict)."""
-
-    source: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -137,7 +130,7 @@ class SourceOptions:
         allow_outside_paths: let JSONL image paths point outside the folder ingested (or
             the JSONL file's folder); by default such a path is refused.
         hidden: also walk hidden files and folders (names starting with ".").
-        strict: raise SourceError on the first bad source instead of yielding an ItemError.
+        strict: raise SourceError on the first bad source instead of yielding a Failure.
     """
 
     include: tuple[str, ...] = ()
@@ -222,7 +215,7 @@ def iter_items(
     *,
     tokenizer: Any | None = None,
     options: SourceOptions | None = None,
-) -> Iterator[Item | ItemError | Ignored]:
+) -> Iterator[Item | Failure | Ignored]:
     """Walk files and folders (recursively, sorted) and yield their items lazily.
 
     Args:
@@ -231,10 +224,10 @@ def iter_items(
         options: filters, task, chunking, PDF and strictness settings.
 
     Yields:
-        An :class:`Item` per text chunk, image, PDF page and page text chunk, an
-        :class:`ItemError` per bad source (strict mode raises SourceError instead), and an
-        ``Ignored`` per file found in a folder whose type is unsupported or that holds no
-        content (files named directly with an unsupported type are ItemErrors).
+        An :class:`Item` per text chunk, image, PDF page and page text chunk, a
+        :class:`~jina_vdb.errors.Failure` per bad source (strict mode raises SourceError
+        instead), and an ``Ignored`` per file found in a folder whose type is unsupported or that holds no
+        content (files named directly with an unsupported type are Failures).
     """
     from .jsonl import iter_jsonl  # local: jsonl imports this module
 
@@ -242,13 +235,13 @@ def iter_items(
     for path, root in _walk(paths, opts):
         suffix = path.suffix.lower()
         if suffix in JSONL_EXTENSIONS:
-            producer: Iterator[Item | ItemError | Ignored] = iter_jsonl(
+            producer: Iterator[Item | Failure | Ignored] = iter_jsonl(
                 path, tokenizer=tokenizer, options=opts, root=root
             )
         else:
             producer = _file_items(path, suffix, tokenizer, opts, root is not None)
         for item in _guarded(producer, path):
-            if isinstance(item, ItemError) and opts.strict:
+            if isinstance(item, Failure) and opts.strict:
                 raise SourceError(f"{item.source}: {item.reason}")
             yield item
 
@@ -261,7 +254,7 @@ def count_files(
 
 
 def _guarded(producer: Iterator[Any], path: Path) -> Iterator[Any]:
-    """One file's items; an unexpected error ends that file as an ItemError, not the walk."""
+    """One file's items; an unexpected error ends that file as a Failure, not the walk."""
     while True:
         try:
             item = next(producer)
@@ -270,7 +263,7 @@ def _guarded(producer: Iterator[Any], path: Path) -> Iterator[Any]:
         except Exception as e:  # noqa: BLE001 - one bad file never aborts the others
             logger.debug("reading %s failed", path, exc_info=True)
             shown = display_path(_source_name(path))
-            yield ItemError(shown, f"cannot read: {type(e).__name__}: {e}")
+            yield Failure(shown, f"cannot read: {type(e).__name__}: {e}")
             return
         yield item
 
@@ -318,11 +311,11 @@ def _source_name(path: Path) -> str:
 
 def _file_items(
     path: Path, suffix: str, tokenizer: Any, opts: SourceOptions, from_folder: bool
-) -> Iterator[Item | ItemError | Ignored]:
+) -> Iterator[Item | Failure | Ignored]:
     if path.is_symlink() and not path.exists():  # reported under its own name, not its target
         target = display_path(os.readlink(path))
         why = "symlink loop through" if _loops(path) else "broken symbolic link to"
-        yield ItemError(display_path(os.path.abspath(path)), f"{why} {target}")
+        yield Failure(display_path(os.path.abspath(path)), f"{why} {target}")
         return
     source = _source_name(path)
     shown = display_path(source)
@@ -330,15 +323,15 @@ def _file_items(
         mode = path.stat().st_mode  # follows links: a loop raises ELOOP
     except OSError as e:
         reason = "symlink loop" if e.errno == errno.ELOOP else e.strerror or str(e)
-        yield ItemError(shown, reason)
+        yield Failure(shown, reason)
         return
     if not stat.S_ISREG(mode):
-        yield ItemError(shown, "not a regular file")
+        yield Failure(shown, "not a regular file")
         return
     kind = _file_kind(suffix)
     if kind is None:
         unsupported = f"unsupported type {suffix or '(no extension)'}"
-        yield Ignored(shown, unsupported) if from_folder else ItemError(shown, unsupported)
+        yield Ignored(shown, unsupported) if from_folder else Failure(shown, unsupported)
         return
     try:
         if path.stat().st_size == 0:
@@ -349,8 +342,8 @@ def _file_items(
             yield _image_file_item(path, source, opts)
         else:
             yield from _pdf_items(path, source, tokenizer, opts)
-    except (OSError, PdfError, TextDecodeError, _TooLarge) as e:
-        yield ItemError(shown, _reason(e))
+    except (OSError, SourceError, TextDecodeError) as e:
+        yield Failure(shown, _reason(e))
 
 
 def _loops(path: Path) -> bool:
@@ -376,28 +369,22 @@ def _reason(error: BaseException) -> str:
 
 
 def _payload(
-    source: str, kind: str, mime: str, sha: str, opts: SourceOptions, **extra: Any
-) -> dict[str, Any]:
+    source: str, kind: PayloadKind, mime: str, sha: str, opts: SourceOptions, **extra: Any
+) -> Payload:
+    """The payload of an item of the file ``source`` (``make_payload`` plus the file name's
+    shown form, its exact bytes when they differ, and the options' metadata)."""
     shown = display_path(source)
-    payload: dict[str, Any] = {"source": shown, "kind": kind, "mime": mime, "sha256": sha}
-    if shown != source:  # a name that is not UTF-8: its exact bytes, losslessly
-        payload["source_b64"] = base64.b64encode(os.fsencode(source)).decode("ascii")
-    payload.update({k: v for k, v in extra.items() if v is not None})
-    if opts.metadata:
-        payload["meta"] = dict(opts.metadata)
-    return payload
-
-
-def text_payload_value(text: str) -> str:
-    """The text kept in a payload (cut at ``MAX_PAYLOAD_TEXT_CHARS``)."""
-    return text if len(text) <= MAX_PAYLOAD_TEXT_CHARS else text[:MAX_PAYLOAD_TEXT_CHARS]
+    # A name that is not UTF-8: its exact bytes, losslessly.
+    exact = base64.b64encode(os.fsencode(source)).decode("ascii") if shown != source else None
+    extra.setdefault("meta", opts.metadata)
+    return make_payload(shown, kind, mime, sha, source_b64=exact, **extra)
 
 
 def _text_items(
     text: str,
     *,
     source: str,
-    kind: str,
+    kind: PayloadKind,
     mime: str,
     task: str,
     tokenizer: Any,
@@ -424,7 +411,7 @@ def _text_items(
             chunk=chunk.index,
             task=task,
             encoding=encoding,
-            text=text_payload_value(chunk.text),
+            text=chunk.text,
         )
         yield Item(
             stable_id(source, locator, sha),
@@ -441,7 +428,7 @@ def _text_file_items(
 ) -> Iterator[Item | Ignored]:
     size = path.stat().st_size
     if size > opts.max_text_bytes:
-        raise _TooLarge(
+        raise SourceError(
             f"text file of {size} bytes is over the limit of {opts.max_text_bytes} bytes; split "
             "it, or raise the limit with --max-text-bytes N (in Python: max_text_bytes=N)"
         )

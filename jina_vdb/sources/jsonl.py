@@ -19,12 +19,11 @@ from typing import Any
 
 from embedder.inputs import text_problem
 from embedder.options import Task
-from jina_vdb.ingest_types import Ignored
 
+from ..errors import Failure, Ignored
 from .chunking import count_tokens
 from .files import (
     Item,
-    ItemError,
     Modality,
     SourceOptions,
     _payload,
@@ -32,7 +31,6 @@ from .files import (
     sha256_file,
     sha256_text,
     stable_id,
-    text_payload_value,
 )
 from .images import load_image_checked
 
@@ -49,8 +47,8 @@ def iter_jsonl(
     tokenizer: Any | None = None,
     options: SourceOptions | None = None,
     root: Path | None = None,
-) -> Iterator[Item | ItemError | Ignored]:
-    """Yield one item per non-blank line of a JSONL file (an ItemError per bad line).
+) -> Iterator[Item | Failure | Ignored]:
+    """Yield one item per non-blank line of a JSONL file (a Failure per bad line).
 
     JSON text is UTF-8 (RFC 8259; a UTF-8 BOM is accepted): other encodings are refused,
     naming the line. A file without any record is ``Ignored``.
@@ -65,7 +63,7 @@ def iter_jsonl(
     try:
         f = open(path, encoding="utf-8-sig")
     except OSError as e:
-        yield ItemError(shown, e.strerror or str(e))
+        yield Failure(shown, e.strerror or str(e))
         return
     with f:
         lineno = records = 0
@@ -73,7 +71,7 @@ def iter_jsonl(
             try:
                 line = f.readline()
             except UnicodeDecodeError as e:
-                yield ItemError(
+                yield Failure(
                     f"{shown}:{lineno + 1}",
                     f"not UTF-8 text ({e.reason}); JSONL must be UTF-8, rest of file skipped",
                 )
@@ -89,7 +87,7 @@ def iter_jsonl(
                 _check_unicode(obj)
                 yield _line_item(obj, path, root, source, lineno, tokenizer, opts)
             except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
-                yield ItemError(f"{shown}:{lineno}", str(e))
+                yield Failure(f"{shown}:{lineno}", str(e))
     if not records:
         yield Ignored(shown, "empty file" if not lineno else "no records (only blank lines)")
 
@@ -133,13 +131,14 @@ def _line_item(
             opts,
             line=lineno,
             task=task,
-            text=text_payload_value(text),
+            text=text,
+            meta=meta,
         )
         loader: Any = functools.partial(str, text)
         modality, cost = Modality.TEXT, count_tokens(text, tokenizer)
     else:
         image, sha = _image_ref(obj["image"], path, root, opts)
-        payload = _payload(source, "image", "image/*", sha, opts, line=lineno, task=task)
+        payload = _payload(source, "image", "image/*", sha, opts, line=lineno, task=task, meta=meta)
         loader = functools.partial(
             load_image_checked,
             image,
@@ -147,8 +146,6 @@ def _line_item(
             max_pixels=opts.image_max_pixels,
         )
         modality, cost = Modality.IMAGE, 1
-    if meta:
-        payload["meta"] = meta
     item_id = user_id if user_id is not None else stable_id(source, f"line={lineno}", sha)
     return Item(item_id, modality, task, payload, cost, loader)
 

@@ -2,7 +2,8 @@
 
 pdfium is not thread-safe: call these from one thread at a time (the ingest pipeline
 calls them only from its reader thread). Each call opens and closes the document, so
-nothing stays open between the pages of a long PDF.
+nothing stays open between the pages of a long PDF. A PDF that cannot be opened, read or
+rendered raises SourceError (the caller names the file).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pypdfium2 makes the image; importing this module needs no PIL
     from PIL import Image
 
+from .._deps import require
+from ..errors import SourceError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_DPI = 150.0
@@ -23,16 +27,8 @@ DEFAULT_DPI = 150.0
 DEFAULT_MAX_RENDER_PIXELS = 16_000_000
 
 
-class PdfError(ValueError):
-    """A PDF that cannot be opened, read or rendered (the caller names the file)."""
-
-
 def _pdfium() -> Any:
-    try:
-        import pypdfium2
-    except ImportError as e:  # pragma: no cover - pypdfium2 is in the [pdf] extra
-        raise PdfError("pypdfium2 is required for PDFs: pip install 'jina-vdb[pdf]'") from e
-    return pypdfium2
+    return require("pypdfium2", "for PDFs")
 
 
 def _open(path: str | os.PathLike[str]) -> Any:
@@ -40,7 +36,7 @@ def _open(path: str | os.PathLike[str]) -> Any:
     try:
         return pdfium.PdfDocument(os.fspath(path))
     except Exception as e:  # pdfium raises PdfiumError (and OSError) for bad files
-        raise PdfError(f"cannot open PDF ({e})") from e
+        raise SourceError(f"cannot open PDF ({e})") from e
 
 
 def page_texts(path: str | os.PathLike[str]) -> list[str]:
@@ -59,7 +55,7 @@ def page_texts(path: str | os.PathLike[str]) -> list[str]:
                 finally:
                     textpage.close()
             except Exception as e:
-                raise PdfError(f"cannot read the text of page {i + 1} ({e})") from e
+                raise SourceError(f"cannot read the text of page {i + 1} ({e})") from e
             finally:
                 page.close()
         return texts
@@ -97,7 +93,7 @@ def render_page(
             image = bitmap.to_pil()
             return image if image.mode == "RGB" else image.convert("RGB")
         except Exception as e:
-            raise PdfError(f"cannot render page {index + 1} ({e})") from e
+            raise SourceError(f"cannot render page {index + 1} ({e})") from e
         finally:
             page.close()
     finally:

@@ -10,7 +10,7 @@ import pytest
 from ingest_helpers import REPO, cli_command, subprocess_env
 from typer.testing import CliRunner
 
-from jina_vdb.cli import app
+from jina_vdb.cli.app import app
 from jina_vdb.sources.samples import write_sample_corpus
 
 runner = CliRunner()

@@ -10,8 +10,8 @@ from PIL import Image
 
 from embedder.errors import ImageInputError
 from jina_vdb.sources import (
+    Failure,
     Item,
-    ItemError,
     Modality,
     SourceError,
     SourceOptions,
@@ -44,7 +44,7 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def _names(items: list[Item | ItemError]) -> list[tuple[str, str, int | None]]:
+def _names(items: list[Item | Failure]) -> list[tuple[str, str, int | None]]:
     return [
         (Path(i.payload["source"]).name, i.payload["kind"], i.payload.get("page"))
         for i in items
@@ -54,7 +54,7 @@ def _names(items: list[Item | ItemError]) -> list[tuple[str, str, int | None]]:
 
 def test_folder_walk_is_recursive_sorted_and_typed(tmp_path: Path) -> None:
     items = list(iter_items([_tree(tmp_path / "docs")]))
-    assert not [i for i in items if isinstance(i, ItemError)]
+    assert not [i for i in items if isinstance(i, Failure)]
     assert _names(items) == [
         ("a.txt", "text", None),
         ("doc.pdf", "pdf_page", 1),
@@ -123,7 +123,7 @@ def test_bad_files_are_reported_and_skipped_or_raise_in_strict_mode(tmp_path: Pa
     items = list(
         iter_items([root, missing, unsupported], options=SourceOptions(max_text_bytes=1000))
     )
-    errors = {Path(e.source).name: e.reason for e in items if isinstance(e, ItemError)}
+    errors = {Path(e.source).name: e.reason for e in items if isinstance(e, Failure)}
     assert set(errors) == {"binary.txt", "broken.pdf", "huge.md", "missing.txt", "named.xyz"}
     assert "1500 bytes is over the limit of 1000 bytes" in errors["huge.md"]
     assert "--max-text-bytes" in errors["huge.md"]
@@ -188,7 +188,7 @@ def test_jsonl_lines_become_records_and_bad_lines_are_listed(tmp_path: Path) -> 
     )
     items = list(iter_items([path], options=SourceOptions(metadata={"batch": "b1"})))
     good = [i for i in items if isinstance(i, Item)]
-    bad = [i for i in items if isinstance(i, ItemError)]
+    bad = [i for i in items if isinstance(i, Failure)]
     assert [g.id for g in good[::2]] == ["doc-1", 7]
     assert good[0].payload["meta"] == {"batch": "b1", "lang": "en", "year": 2024}
     assert good[1].task == "code" and good[1].payload["line"] == 2 and isinstance(good[1].id, str)

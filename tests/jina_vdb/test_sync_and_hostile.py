@@ -16,7 +16,7 @@ from PIL import Image
 from connectors import CollectionSpec
 from connectors.stores import open_store
 from jina_vdb.ingest import IngestOptions, ingest
-from jina_vdb.sources import ItemError, SourceOptions, iter_items
+from jina_vdb.sources import Failure, SourceOptions, iter_items
 from jina_vdb.sources import chunking as chunking_module
 from jina_vdb.sources.chunking import chunk_text
 
@@ -85,7 +85,7 @@ def test_symlink_loops_are_reported_and_the_rest_ingested(tmp_path: Path, tiny_e
     os.symlink("ping.md", folder / "pong.md")
     os.symlink("pong.md", folder / "ping.md")
     items = list(iter_items([folder, folder / "loop.txt"]))
-    errors = {Path(e.source).name: e.reason for e in items if isinstance(e, ItemError)}
+    errors = {Path(e.source).name: e.reason for e in items if isinstance(e, Failure)}
     assert errors == {
         "loop.txt": "symlink loop through loop.txt",
         "ping.md": "symlink loop through pong.md",

@@ -1,0 +1,152 @@
+"""Optional dependencies: every package imports without its extras, and the first use of a
+missing one raises MissingDependencyError naming the extra to install.
+
+Each check runs in a fresh interpreter with the packages blocked by a ``sys.meta_path``
+finder, so it behaves as an install without that extra would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+OPTIONAL = (
+    "torch",
+    "transformers",
+    "safetensors",
+    "tokenizers",
+    "huggingface_hub",
+    "PIL",
+    "tqdm",
+    "qdrant_client",
+    "qdrant_edge",
+    "pymilvus",
+    "milvus_lite",
+    "pypdfium2",
+    "typer",
+    "charset_normalizer",
+)
+
+
+def _run(blocked: tuple[str, ...], body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` in a new interpreter where the ``blocked`` top-level packages are absent."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        BLOCKED = {set(blocked)!r}
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+
+        sys.meta_path.insert(0, Blocker())
+        """
+    ) + textwrap.dedent(body)
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+
+
+def test_every_package_imports_with_no_optional_dependency(tmp_path: Path) -> None:
+    modules = [
+        "embedder",
+        "embedder.options",
+        "connectors",
+        "connectors.stores",
+        "connectors.qdrant",
+        "connectors.milvus",
+        "jina_vdb",
+        "jina_vdb.sources",
+        "jina_vdb.ingest",
+        "jina_vdb.sizing",
+        "jina_vdb.cli",
+    ]
+    body = f"""
+    import json
+    for name in {modules!r}:
+        __import__(name)
+    import embedder
+    print(json.dumps([embedder.Task.values(), sorted({{m.split('.')[0] for m in sys.modules}})]))
+    """
+    proc = _run(OPTIONAL, body, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    tasks, loaded = json.loads(proc.stdout)
+    assert tasks == ["retrieval", "text-matching", "code"]
+    assert not set(loaded) & set(OPTIONAL)
+
+
+@pytest.mark.parametrize(
+    ("blocked", "body", "extra"),
+    [
+        (
+            ("torch",),
+            "import embedder\nembedder.JinaV4Embedder",
+            "model",
+        ),
+        (
+            ("qdrant_edge",),
+            "from connectors.qdrant import QdrantStore\n"
+            "QdrantStore.create('c', path='q', dim=8, prefetch_dims=(), multivector=False)",
+            "qdrant",
+        ),
+        (
+            ("qdrant_client",),
+            "from connectors.qdrant import QdrantStore\n"
+            "QdrantStore.create('c', local=':memory:', dim=8, prefetch_dims=(), multivector=False)",
+            "qdrant",
+        ),
+        (
+            ("pymilvus",),
+            "from connectors.milvus import MilvusStore\n"
+            "MilvusStore.create('c', uri='m.db', dim=8, prefetch_dims=(), multivector=False)",
+            "milvus",
+        ),
+        (
+            ("milvus_lite",),
+            "from connectors.milvus import MilvusStore\n"
+            "MilvusStore.create('c', uri='m.db', dim=8, prefetch_dims=(), multivector=False)",
+            "milvus",
+        ),
+        (
+            ("pypdfium2",),
+            "from jina_vdb.sources import iter_items\n"
+            "from jina_vdb.sources.samples import minimal_pdf\n"
+            "open('a.pdf', 'wb').write(minimal_pdf([['x']]))\n"
+            "list(iter_items(['a.pdf']))",
+            "pdf",
+        ),
+    ],
+    ids=["torch", "qdrant-edge", "qdrant-client", "pymilvus", "milvus-lite", "pypdfium2"],
+)
+def test_first_use_names_the_extra(
+    blocked: tuple[str, ...], body: str, extra: str, tmp_path: Path
+) -> None:
+    wrapped = (
+        "try:\n" + textwrap.indent(body, "    ") + "\nexcept ImportError as e:\n"
+        "    print(type(e).__module__, type(e).__name__, e, sep='|')\n"
+        "else:\n"
+        "    print('no error')\n"
+    )
+    proc = _run(blocked, wrapped, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    module, name, message = proc.stdout.strip().split("|", 2)
+    assert name == "MissingDependencyError", proc.stdout
+    assert module.split(".")[0] in ("embedder", "connectors", "jina_vdb")
+    assert f"pip install 'jina-vdb[{extra}]'" in message
+
+
+def test_the_command_without_typer_says_which_extra_in_one_line(tmp_path: Path) -> None:
+    proc = _run(("typer",), "from jina_vdb.cli import main\nmain()", tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: typer is required for the jina-vdb command: pip install 'jina-vdb[cli]'"
+    ]
