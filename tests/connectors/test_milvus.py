@@ -518,7 +518,7 @@ def test_unreachable_server_names_the_uri_never_the_token(monkeypatch):
 
 def test_missing_pymilvus_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pymilvus", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'pymilvus"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'jina-vdb\[milvus\]'"):
         cv.pymilvus()
 
 

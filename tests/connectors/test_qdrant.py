@@ -276,7 +276,9 @@ def test_closed_store_says_so(tmp_path, corpus):
 
 def test_missing_package_gives_the_pip_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "qdrant_edge", None)  # import qdrant_edge -> ImportError
-    with pytest.raises(MissingDependencyError, match="pip install 'qdrant-edge-py"):
+    with pytest.raises(
+        MissingDependencyError, match=r"qdrant-edge-py.*pip install 'jina-vdb\[qdrant\]'"
+    ):
         QdrantStore.create("x", path=tmp_path, spec=CollectionSpec(dim=8, prefetch_dims=()))
 
 
