@@ -23,6 +23,6 @@ def main() -> Any:
     except MissingDependencyError as e:
         sys.stderr.write(f"error: {e}\n")
         raise SystemExit(1) from None
-    from .app import app
+    from .app import main as run
 
-    return app()
+    return run()

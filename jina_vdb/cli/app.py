@@ -523,5 +523,5 @@ def serve(
 
 
 def main() -> Any:
-    """Console-script entry point (``jina-vdb``)."""
+    """Run the typer app (``jina_vdb.cli.main`` checks the ``[cli]`` extra first)."""
     return app()
