@@ -226,8 +226,9 @@ def iter_items(
     Yields:
         An :class:`Item` per text chunk, image, PDF page and page text chunk, a
         :class:`~jina_vdb.errors.Failure` per bad source (strict mode raises SourceError
-        instead), and an ``Ignored`` per file found in a folder whose type is unsupported or that holds no
-        content (files named directly with an unsupported type are Failures).
+        instead), and an ``Ignored`` per file found in a folder whose type is unsupported
+        or that holds no content (files named directly with an unsupported type are
+        Failures).
     """
     from .jsonl import iter_jsonl  # local: jsonl imports this module
 
