@@ -65,8 +65,8 @@ def test_every_package_imports_with_no_optional_dependency(tmp_path: Path) -> No
         "connectors.qdrant",
         "connectors.milvus",
         "jina_vdb",
-        "jina_vdb.sources",
-        "jina_vdb.ingest",
+        "jina_vdb.errors",
+        "jina_vdb.payload",
         "jina_vdb.sizing",
         "jina_vdb.cli",
     ]
@@ -116,16 +116,8 @@ def test_every_package_imports_with_no_optional_dependency(tmp_path: Path) -> No
             "MilvusStore.create('c', uri='m.db', dim=8, prefetch_dims=(), multivector=False)",
             "milvus",
         ),
-        (
-            ("pypdfium2",),
-            "from jina_vdb.sources import iter_items\n"
-            "from jina_vdb.sources.samples import minimal_pdf\n"
-            "open('a.pdf', 'wb').write(minimal_pdf([['x']]))\n"
-            "list(iter_items(['a.pdf']))",
-            "pdf",
-        ),
     ],
-    ids=["torch", "qdrant-edge", "qdrant-client", "pymilvus", "milvus-lite", "pypdfium2"],
+    ids=["torch", "qdrant-edge", "qdrant-client", "pymilvus", "milvus-lite"],
 )
 def test_first_use_names_the_extra(
     blocked: tuple[str, ...], body: str, extra: str, tmp_path: Path
@@ -150,3 +142,15 @@ def test_the_command_without_typer_says_which_extra_in_one_line(tmp_path: Path) 
     assert proc.stderr.strip().splitlines() == [
         "error: typer is required for the jina-vdb command: pip install 'jina-vdb[cli]'"
     ]
+
+
+def test_a_pdf_without_pypdfium2_is_reported_naming_the_extra(tmp_path: Path) -> None:
+    body = (
+        "from jina_vdb.sources import Failure, iter_items\n"
+        "from jina_vdb.sources.samples import minimal_pdf\n"
+        "open('a.pdf', 'wb').write(minimal_pdf([['x']]))\n"
+        "print([i.reason for i in iter_items(['a.pdf']) if isinstance(i, Failure)])\n"
+    )
+    proc = _run(("pypdfium2",), body, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'jina-vdb[pdf]'" in proc.stdout
