@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .backoff import MemoryBackoff, Rows
 from .batching import Batch, Pipeline, plan_batches, progress_enabled
 from .config import ModelSpec, resolve_device, resolve_dtype
 from .errors import EmbedderError, OptionError
@@ -77,6 +78,8 @@ class JinaV4Embedder:
         self._processor = processor
         self._device = device
         self._dtype = dtype
+        #: Halves the batch budget on an out-of-memory, for the rest of this embedder's life.
+        self._backoff = MemoryBackoff(device)
         #: (name, folder) of the checkpoint, for ``identity``; None when built otherwise.
         self._checkpoint: tuple[str, Path] | None = None
         self._identity: ModelIdentity | None = None
@@ -338,12 +341,15 @@ class JinaV4Embedder:
         slots: list[np.ndarray | None] = [None] * n
         counts = np.asarray(costs, dtype=np.int64)
 
-        def run(batch: Batch, inputs: ModelInputs) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        def forward(batch: Batch, inputs: ModelInputs) -> Rows:
             self._lora.activate(cast(Task, batch.group))  # grouped by task above
             out = self._model(inputs.to(self._device), multivector=opts.multivector)
             return self._to_numpy(out, opts)
 
-        batches = plan_batches(costs, opts.batch_tokens, groups=tasks)
+        def run(batch: Batch, inputs: ModelInputs) -> Rows:
+            return self._backoff.run(batch, inputs, forward, prepare, costs)
+
+        batches = plan_batches(costs, self._backoff.budget(opts.batch_tokens), groups=tasks)
         show = progress_enabled(show_progress, logger)
         for batch, (d, mv) in Pipeline(prepare, run)(batches, total=n, show=show, desc=desc):
             idx = list(batch.indices)
