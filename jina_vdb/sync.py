@@ -126,7 +126,7 @@ def prune_vanished(
             source = record.payload.get("source")
             if isinstance(source, str) and _under(Path(source), bases):
                 by_source.setdefault(source, []).append(record.id)
-                on_disk[source] = _disk_name(record.payload)
+                on_disk[source] = disk_name(record.payload)
     pruned = 0
     for source, ids in by_source.items():
         if ledger.seen(source) or os.path.lexists(on_disk[source]):
@@ -138,7 +138,7 @@ def prune_vanished(
     return pruned
 
 
-def _disk_name(payload: dict[str, Any]) -> str | bytes:
+def disk_name(payload: dict[str, Any]) -> str | bytes:
     """The file's real name: ``source_b64`` holds the bytes of a name that is not UTF-8."""
     encoded = payload.get("source_b64")
     if isinstance(encoded, str):

@@ -13,11 +13,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
+from fastapi import Query as Param
 from starlette.concurrency import run_in_threadpool
 
 from connectors.base import VectorStore
 from connectors.errors import CollectionNotFoundError
+from connectors.filters import And, Eq
 from connectors.query import Query, SearchMode
 from connectors.records import Record
 from connectors.stores import list_collections, open_store
@@ -36,6 +38,7 @@ from .schemas import (
     UpsertRequest,
     UpsertResponse,
 )
+from .thumbnails import NoThumbnail, Thumbnails
 
 T = TypeVar("T")
 
@@ -217,7 +220,54 @@ def collection_router(rt: Runtime, cols: Collections, dependencies: list[Any]) -
         await cols.call(name, lambda db: db.delete(req.ids))
         return DeleteResponse(collection=name, deleted=len(req.ids))
 
+    thumbs = Thumbnails(max_pixels=rt.settings.max_image_pixels)
+
+    @router.get(
+        "/{name}/points/{point_id}/thumbnail",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 404: {"description": "No thumbnail."}},
+    )
+    async def thumbnail(
+        name: str, point_id: str, size: int = Param(default=256, ge=16, le=1024)
+    ) -> Response:
+        """A PNG thumbnail of an image / PDF-page point, rendered from its source file.
+
+        Only the file the point's payload names, and only when its sha256 is the one
+        stored at ingest (see ``jina_vdb.serve.thumbnails``).
+        """
+        point = await cols.call(name, lambda db: _point(db, point_id))
+        if point is None:
+            raise HTTPException(404, detail=f"collection {name!r} has no point {point_id!r}")
+        try:
+            png = await run_in_threadpool(thumbs.png, point.payload, size)
+        except NoThumbnail as e:
+            raise HTTPException(404, detail=f"point {point_id!r}: {e}") from None
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private"})
+
     return router
+
+
+def _point(db: VectorStore, point_id: str) -> Record | None:
+    """The point with this id: an int id when it is all digits, else (or if absent) a string."""
+    candidates: list[int | str] = [int(point_id)] if point_id.isdigit() else []
+    for candidate in [*candidates, point_id]:
+        try:
+            found = db.get([candidate])
+        except ValueError:  # RecordError: an id form this store does not take
+            continue
+        if found:
+            return _page_point(db, found[0])
+    return None
+
+
+def _page_point(db: VectorStore, point: Record) -> Record:
+    """A PDF page's text point -> that page's image point (its sha256 is the file's)."""
+    p = point.payload
+    source, page = p.get("source"), p.get("page")
+    if p.get("kind") != "pdf_text" or not isinstance(source, str) or not isinstance(page, int):
+        return point
+    flt = And((Eq("source", source), Eq("page", page), Eq("kind", "pdf_page")))
+    return next(iter(db.scan(flt, page_size=1)), point)
 
 
 def _check(db: VectorStore, record: dict[str, Any] | None, action: str, allow: bool) -> None:

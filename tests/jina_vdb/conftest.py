@@ -76,7 +76,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "# Trains\n\nThe night train from Paris reaches Vienna in the morning.", encoding="utf-8"
     )
     (root / "food.txt").write_text("Paella is a rice dish from Valencia.", encoding="utf-8")
-    Image.new("RGB", (64, 48), (200, 40, 40)).save(root / "red.png")
+    Image.new("RGB", (320, 240), (200, 40, 40)).save(root / "red.png")
     (root / "guide.pdf").write_bytes(minimal_pdf([["Rail guide", "page one"], ["Maps"]]))
     return root
 
