@@ -79,6 +79,9 @@ from .spec import (
     CollectionSpec as CollectionSpec,
 )
 from .spec import (
+    MuveraParams as MuveraParams,
+)
+from .spec import (
     Quantization as Quantization,
 )
 from .spec import (
@@ -96,6 +99,7 @@ __all__ = [
     "Filter",
     "Hit",
     "MissingDependencyError",
+    "MuveraParams",
     "Not",
     "Or",
     "PartialWriteError",

@@ -132,9 +132,10 @@ class VectorStore(ABC):
 
         Args:
             query: the query's dense vector and token vectors (``Query.from_batch``).
-            mode: dense, multivector, hybrid (default), funnel or fusion.
+            mode: dense, multivector, hybrid (default), funnel, fusion or muvera (the
+                MUVERA encoding as the first stage: collections created with ``muvera``).
             limit: number of hits returned.
-            prefetch_limit: candidates kept by the dense stage before the MaxSim rerank.
+            prefetch_limit: candidates kept by the first stage before the MaxSim rerank.
             filter: payload filter applied to every stage.
         """
         plan = build_plan(

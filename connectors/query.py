@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import QueryError
 from .filters import Filter, check_filter
+from .muvera import encode_query
 from .records import EmbeddingBatchLike, RecordId
 from .spec import CollectionSpec
 from .vectors import l2_normalize, matryoshka_prefix
@@ -27,6 +28,7 @@ class SearchMode(str, enum.Enum):
     HYBRID = "hybrid"  # dense prefetch -> MaxSim rerank (the default)
     FUNNEL = "funnel"  # smallest Matryoshka prefix -> full dense -> MaxSim
     FUSION = "fusion"  # RRF of the dense ranking and the MaxSim-reranked ranking
+    MUVERA = "muvera"  # MUVERA encoding prefetch -> MaxSim rerank (needs spec.muvera)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,12 @@ def build_plan(
     prefetch = max(prefetch_limit, limit)
     dense = Stage(spec.dense_field, prefetch)
     multi = Stage(spec.multivector_field, limit, maxsim=True)
+    if mode is SearchMode.MUVERA and spec.muvera is None:
+        raise QueryError(
+            "mode 'muvera' needs the collection's MUVERA field; this collection was created "
+            "without it (create one with muvera=MuveraParams() or `jina-vdb ingest --muvera`, "
+            "or use mode 'hybrid')"
+        )
     if mode is SearchMode.DENSE:
         cascades: tuple[tuple[Stage, ...], ...] = ((Stage(spec.dense_field, limit),),)
     elif mode is SearchMode.MULTIVECTOR:
@@ -124,6 +132,8 @@ def build_plan(
         )
         last = multi if spec.multivector else Stage(spec.dense_field, limit)
         cascades = ((first, dense, last),) if spec.multivector else ((first, last),)
+    elif mode is SearchMode.MUVERA:
+        cascades = ((Stage(spec.muvera_field, prefetch), multi),)
     else:  # FUSION: dense ranking + MaxSim over the same dense candidates, fused by RRF
         cascades = ((dense,), (dense, Stage(spec.multivector_field, prefetch, maxsim=True)))
     return SearchPlan(mode=mode, cascades=cascades, limit=limit, filter=filter)
@@ -136,6 +146,9 @@ def query_vectors(query: Query, spec: CollectionSpec, plan: SearchPlan) -> dict[
     for name in sorted(fields):
         if name == spec.multivector_field:
             out[name] = _query_tokens(query, spec)
+            continue
+        if spec.muvera is not None and name == spec.muvera_field:
+            out[name] = encode_query(_query_tokens(query, spec), spec.muvera)
             continue
         dense = _query_dense(query, spec)
         k = spec.dim if name == spec.dense_field else int(name.rsplit("_", 1)[1])

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .errors import RecordError
+from .muvera import encode_document
 from .payload import MAX_PAYLOAD_BYTES, PayloadError, check_payload_values, payload_nbytes
 from .spec import CollectionSpec, VectorDtype
 from .vectors import l2_normalize, matryoshka_prefix
@@ -174,9 +175,14 @@ def prepare_record(
             "multivector", record.multivector, (None, spec.multivector_dim), **where
         )
         dtype = np.float16 if spec.multivector_dtype is VectorDtype.FLOAT16 else np.float32
-        multi = l2_normalize(multi).astype(dtype)
+        unit = l2_normalize(multi)
+        multi = unit.astype(dtype)
         vectors[spec.multivector_field] = multi
         nbytes += multi.nbytes
+        if spec.muvera is not None:  # from the full-precision unit tokens, like the query's
+            fde = encode_document(unit, spec.muvera)
+            vectors[spec.muvera_field] = fde
+            nbytes += fde.nbytes
     elif record.multivector is not None:
         raise RecordError(
             "multivector given but the collection was created with multivector=False", **where

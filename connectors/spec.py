@@ -27,6 +27,64 @@ class Quantization(str, enum.Enum):
     INT8 = "int8"
 
 
+def _check_int(name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"muvera {name} must be an int in [{low}, {high}], got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class MuveraParams:
+    """A MUVERA fixed-dimensional encoding (FDE) of the token vectors (connectors/muvera.py).
+
+    The FDE is one dense vector of ``dim = r_reps * 2**k_sim * dim_proj`` floats whose dot
+    product approximates MaxSim (Chamfer similarity); it is stored as one more dense field,
+    the first stage of ``SearchMode.MUVERA``. Documents and queries must be encoded with the
+    same parameters and seed, so they are part of the spec.
+
+    Attributes:
+        k_sim: SimHash bits per repetition: tokens fall into 2**k_sim buckets.
+        dim_proj: width each bucket's centre is randomly projected to (<= the token width).
+        r_reps: independent repetitions concatenated (more: better estimate, wider FDE).
+        seed: seed of the random hyperplanes and projections.
+    """
+
+    k_sim: int = 5
+    dim_proj: int = 16
+    r_reps: int = 20
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _check_int("k_sim", self.k_sim, 1, 10)
+        _check_int("dim_proj", self.dim_proj, 1, 4096)
+        _check_int("r_reps", self.r_reps, 1, 256)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+
+    @property
+    def dim(self) -> int:
+        """Width of the encoding."""
+        return self.r_reps * 2**self.k_sim * self.dim_proj
+
+    @classmethod
+    def from_value(cls, value: MuveraParams | dict[str, Any] | bool | None) -> MuveraParams | None:
+        """``muvera=`` as given to a spec: params, their dict, True (the defaults) or None."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(cls.__dataclass_fields__))
+            if unknown:
+                valid = ", ".join(cls.__dataclass_fields__)
+                raise ValueError(f"unknown muvera parameters {unknown}; valid: {valid}")
+            return cls(**value)
+        raise ValueError(
+            f"muvera must be MuveraParams, a dict of its fields, True or None, got {value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class CollectionSpec:
     """The vectors a collection holds.
@@ -46,6 +104,10 @@ class CollectionSpec:
             disk wherever the backend can: each backend's ``StoragePolicy``).
         dense_on_disk: the dense vectors (and their HNSW graphs) memory-mapped instead of
             held in RAM. None: the backend's default (in RAM: every dense search walks them).
+        muvera: optional MUVERA encoding of the token vectors, stored as the dense field
+            ``muvera`` (dot product) and searched by ``SearchMode.MUVERA``; computed from each
+            record's token vectors when it is written. Needs ``multivector=True``. The field
+            follows ``dense_on_disk``.
         extra: the application's metadata about the collection (e.g. the model that made
             its vectors: jina_vdb/model_record.py), JSON; stored with the spec and read
             back by ``open()``, never compared (two specs differing only here match).
@@ -64,6 +126,7 @@ class CollectionSpec:
     quantization: Quantization = Quantization.NONE
     multivector_on_disk: bool | None = None
     dense_on_disk: bool | None = None
+    muvera: MuveraParams | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +159,15 @@ class CollectionSpec:
             except ValueError:
                 valid = ", ".join(repr(v.value) for v in enum_type)
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}") from None
+        object.__setattr__(self, "muvera", MuveraParams.from_value(self.muvera))
+        if self.muvera is not None:
+            if not self.multivector:
+                raise ValueError("muvera encodes the token vectors: it needs multivector=True")
+            if self.muvera.dim_proj > self.multivector_dim:
+                raise ValueError(
+                    f"muvera dim_proj ({self.muvera.dim_proj}) must be at most the token "
+                    f"width multivector_dim ({self.multivector_dim})"
+                )
 
     # -- field names shared by every backend --------------------------------------------
     @property
@@ -108,6 +180,11 @@ class CollectionSpec:
     @property
     def multivector_field(self) -> str:
         return "multi"
+
+    @property
+    def muvera_field(self) -> str:
+        """The dense field holding the MUVERA encoding (when ``muvera`` is set)."""
+        return "muvera"
 
     # -- (de)serialisation, so open() can read the spec back from the database ----------
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +246,7 @@ SPEC_ARG_DEFAULTS: dict[str, Any] = {
     "quantization": "none",
     "multivector_on_disk": None,
     "dense_on_disk": None,
+    "muvera": None,
 }
 
 
@@ -190,7 +268,7 @@ def resolve_spec(spec: CollectionSpec | None, **fields: Any) -> CollectionSpec:
 #: implements (``VectorStore.spec_features``); a value other than the default is refused by
 #: the others instead of being accepted and ignored.
 #: (Placements are checked by each backend's StoragePolicy, below.)
-OPTIONAL_FEATURES: dict[str, Any] = {"quantization": Quantization.NONE}
+OPTIONAL_FEATURES: dict[str, Any] = {"quantization": Quantization.NONE, "muvera": None}
 
 
 def check_supported(spec: CollectionSpec, features: Collection[str], backend: str) -> None:

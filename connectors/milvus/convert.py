@@ -235,10 +235,19 @@ def read_properties(
 
 # -- the documents collection --------------------------------------------------------------
 def dense_fields(spec: CollectionSpec) -> dict[str, int]:
-    """Every dense vector field and its width: ``dense`` and one ``dense_<k>`` per prefix."""
+    """Every dense vector field and its width: ``dense``, one ``dense_<k>`` per prefix and
+    ``muvera`` (the MUVERA encoding) when the spec has it."""
     fields = {spec.dense_field: spec.dim}
     fields.update({spec.prefix_field(k): k for k in spec.prefetch_dims})
+    if spec.muvera is not None:
+        fields[spec.muvera_field] = spec.muvera.dim
     return fields
+
+
+def metric(spec: CollectionSpec, field: str) -> str:
+    """A dense field's metric: inner product for the MUVERA encoding (its norm is part of the
+    MaxSim estimate: connectors/muvera.py), cosine for the others."""
+    return "IP" if spec.muvera is not None and field == spec.muvera_field else "COSINE"
 
 
 def doc_schema(spec: CollectionSpec, layout: Layout) -> Any:
@@ -259,7 +268,7 @@ def doc_schema(spec: CollectionSpec, layout: Layout) -> Any:
 
 
 def dense_index_params(spec: CollectionSpec, index_params: Any | None = None) -> Any:
-    """HNSW + COSINE on every dense field."""
+    """HNSW on every dense field (COSINE; IP for the MUVERA encoding)."""
     params = (
         index_params if index_params is not None else pymilvus().MilvusClient.prepare_index_params()
     )
@@ -268,19 +277,24 @@ def dense_index_params(spec: CollectionSpec, index_params: Any | None = None) ->
             field_name=name,
             index_name=f"{name}_hnsw",
             index_type="HNSW",
-            metric_type="COSINE",
+            metric_type=metric(spec, name),
             params=dict(HNSW_BUILD),
         )
     return params
 
 
-def dense_search_params(limit: int) -> dict[str, Any]:
-    """Search parameters for an HNSW COSINE field (ef must be at least the limit)."""
-    return {"metric_type": "COSINE", "params": {"ef": max(limit, HNSW_MIN_EF)}}
+def dense_search_params(limit: int, metric_type: str = "COSINE") -> dict[str, Any]:
+    """Search parameters for an HNSW field (ef must be at least the limit)."""
+    return {"metric_type": metric_type, "params": {"ef": max(limit, HNSW_MIN_EF)}}
 
 
 def dense_search_request(
-    field: str, vector: np.ndarray, limit: int, expr: str, output_fields: Sequence[str]
+    field: str,
+    vector: np.ndarray,
+    limit: int,
+    expr: str,
+    output_fields: Sequence[str],
+    metric_type: str = "COSINE",
 ) -> dict[str, Any]:
     """Keyword arguments of ``MilvusClient.search`` for one dense stage."""
     return {
@@ -289,7 +303,7 @@ def dense_search_request(
         "limit": limit,
         "filter": expr,
         "output_fields": list(output_fields),
-        "search_params": dense_search_params(limit),
+        "search_params": dense_search_params(limit, metric_type),
     }
 
 

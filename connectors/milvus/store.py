@@ -5,7 +5,8 @@
     store.upsert(records); store.search(Query.from_batch(batch), mode="hybrid")
 
 The documents collection holds ``pk`` (VARCHAR, type-tagged id: see convert.py), ``dense``
-and ``dense_<k>`` (HNSW, COSINE) and ``payload`` (JSON). Token vectors live where the layout
+and ``dense_<k>`` (HNSW, COSINE), ``muvera`` (HNSW, IP; with ``spec.muvera``) and
+``payload`` (JSON). Token vectors live where the layout
 puts them (struct_layout.py / token_rows.py); the layout is chosen from the server version
 at create(), logged, and recorded with the spec in the collection's properties for open().
 
@@ -37,7 +38,7 @@ from ..filters import Filter
 from ..names import check_collection_name
 from ..query import Hit, SearchMode, SearchPlan, Stage
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
+from ..spec import CollectionSpec, MuveraParams, StoragePolicy, reconcile_spec
 from ..vectors import rrf
 from . import convert as cv
 from .connection import Connection, connect, is_lite, raise_translated, redact, translate_error
@@ -78,6 +79,8 @@ _LAYOUTS: dict[Layout, type[TokenLayout]] = {
 
 class MilvusStore(VectorStore):
     """One jina-vdb collection in Milvus. Create with ``create()``, reopen with ``open()``."""
+
+    spec_features = frozenset({"muvera"})  # the MUVERA field is one more dense field
 
     #: ~45 s of retries (0.5, 1, 2, 4, 8, 10, 10, 10 s): a server restarted after a crash is
     #: healthy in ~8 s, then answers "collection not loaded" until the dead process's etcd
@@ -128,6 +131,7 @@ class MilvusStore(VectorStore):
         prefetch_dims: Sequence[int] = (128,),
         multivector: bool = True,
         multivector_dtype: str = "float16",
+        muvera: MuveraParams | bool | None = None,
         layout: Layout | str = Layout.AUTO,
         max_tokens: int | None = None,
         num_shards: int | None = None,
@@ -143,6 +147,9 @@ class MilvusStore(VectorStore):
             client: an existing ``pymilvus.MilvusClient`` (not closed by ``close()``).
             spec: the full CollectionSpec; otherwise built from dim, prefetch_dims, multivector
                 and multivector_dtype (giving both is an error).
+            muvera: store a MUVERA encoding of the token vectors for ``mode="muvera"``
+                (``MuveraParams``, or True for the defaults); servers 2.3.x refuse it (one
+                vector field per collection).
             layout: ``auto`` (from the server version), ``struct`` or ``token_rows``.
             max_tokens: struct layout only: most token vectors per document (default 1024,
                 see struct_layout.py); longer records are refused.
@@ -165,6 +172,7 @@ class MilvusStore(VectorStore):
             prefetch_dims=tuple(prefetch_dims),
             multivector=multivector,
             multivector_dtype=multivector_dtype,
+            muvera=muvera,
         )
         check_collection_name(name, "milvus")  # before has_collection, which servers refuse
         wanted = _check_layout(layout, max_tokens)
@@ -444,6 +452,7 @@ class MilvusStore(VectorStore):
                 stage.limit,
                 restrict,
                 [*output, *self.layout.candidate_fields],
+                cv.metric(self.spec, stage.field),
             )
             answer = self.client.search(self.name, **request, **self._target.read)
             result = parse_hits(answer, known)

@@ -12,7 +12,8 @@ VARCHAR scalar index          INVERTED    Trie        INVERTED     INVERTED
 ============================  ==========  ==========  ===========  ========
 
 One vector field means ``dense`` only: a spec with Matryoshka ``prefetch_dims`` (``dense_<k>``
-fields) is refused at create time on 2.3, naming the server's version and the minimum.
+fields) or a MUVERA encoding (``muvera``) is refused at create time on 2.3, naming the
+server's version and the minimum.
 
 Lite is recognised by the URI (a ``.db`` path) or, for a client passed in, by the version
 Lite reports (``milvus_lite-<x>``). Never by "lite" anywhere in the string: the PyPI
@@ -93,13 +94,19 @@ class ServerInfo:
                 f"Milvus server {self.version} is too old for collection {name!r}: "
                 f"jina-vdb needs Milvus >= {dotted(MIN_SERVER)} (upsert)"
             )
-        if spec.prefetch_dims and not self.multiple_vector_fields:
-            fields = [spec.dense_field, *(spec.prefix_field(k) for k in spec.prefetch_dims)]
+        fields = [spec.dense_field, *(spec.prefix_field(k) for k in spec.prefetch_dims)]
+        if spec.muvera is not None:
+            fields.append(spec.muvera_field)
+        if len(fields) > 1 and not self.multiple_vector_fields:
+            without = [
+                *(["prefetch_dims=() (no funnel mode)"] if spec.prefetch_dims else []),
+                *(["muvera=None (no muvera mode)"] if spec.muvera is not None else []),
+            ]
             raise UnsupportedSpecError(
                 f"collection {name!r} needs {len(fields)} vector fields ({', '.join(fields)}) "
                 f"but Milvus server {self.version} allows one per collection; several vector "
                 f"fields need Milvus >= {dotted(MULTI_VECTOR_MIN)}: create it with "
-                "prefetch_dims=() (no funnel mode) or use a newer server"
+                f"{' and '.join(without)} or use a newer server"
             )
 
 

@@ -367,6 +367,8 @@ def _check_shard_matches(folder: Path, spec: CollectionSpec) -> None:
     wanted = {spec.dense_field: spec.dim, **{spec.prefix_field(k): k for k in spec.prefetch_dims}}
     if spec.multivector:
         wanted[spec.multivector_field] = spec.multivector_dim
+    if spec.muvera is not None:
+        wanted[spec.muvera_field] = spec.muvera.dim
     if stored != wanted:
         raise SchemaMismatchError(
             f"qdrant-edge collection {folder} is damaged: {SPEC_FILE} says vectors {wanted}, "

@@ -1,8 +1,10 @@
 """Collection schemas: a CollectionSpec as qdrant-edge / qdrant-client vector params, and back.
 
-Named vectors: ``dense`` (dim, cosine, optional int8), ``dense_<k>`` per Matryoshka prefix
-and ``multi`` (128, cosine, MaxSim, HNSW m=0, float16 by default). The spec itself is stored
-next to the collection (metadata / a json file) so ``open()`` reads it back.
+Named vectors: ``dense`` (dim, cosine, optional int8), ``dense_<k>`` per Matryoshka prefix,
+``multi`` (128, cosine, MaxSim, HNSW m=0, float16 by default) and, with ``spec.muvera``,
+``muvera`` (the MUVERA encoding, dot product: its norm is part of the MaxSim estimate).
+The spec itself is stored next to the collection (metadata / a json file) so ``open()``
+reads it back.
 
 Placement (``multivector_on_disk`` / ``dense_on_disk``): on disk is Qdrant's ``on_disk``
 (server) or ``Memory.Cold`` (qdrant-edge): memory-mapped, never read in whole; in RAM is the
@@ -57,11 +59,12 @@ def _named_vectors(
     spec: CollectionSpec,
     dense: Callable[[int, bool, bool], Any],
     tokens: Callable[[int, bool, bool], Any],
+    encoding: Callable[[int, bool], Any],
 ) -> dict[str, Any]:
     """The named vectors of a spec in one flavour, written once for both.
 
-    ``dense(size, int8, on_disk)`` and ``tokens(size, float16, on_disk)`` build one flavour's
-    params.
+    ``dense(size, int8, on_disk)``, ``tokens(size, float16, on_disk)`` and
+    ``encoding(size, on_disk)`` (the MUVERA field: dot product) build one flavour's params.
     """
     on_disk = bool(spec.dense_on_disk)
     int8 = spec.quantization is Quantization.INT8
@@ -72,6 +75,8 @@ def _named_vectors(
         float16 = spec.multivector_dtype is VectorDtype.FLOAT16
         tokens_on_disk = bool(spec.multivector_on_disk)
         vectors[spec.multivector_field] = tokens(spec.multivector_dim, float16, tokens_on_disk)
+    if spec.muvera is not None:
+        vectors[spec.muvera_field] = encoding(spec.muvera.dim, on_disk)
     return vectors
 
 
@@ -106,6 +111,9 @@ def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
             memory=_memory(on_disk),
         )
 
+    def encoding(size: int, on_disk: bool) -> Any:
+        return qe.EdgeVectorParams(size=size, distance=qe.Distance.Dot, memory=_memory(on_disk))
+
     graph = qe.HnswIndexConfig(
         m=tuning.m,
         ef_construct=tuning.ef_construct,
@@ -113,7 +121,7 @@ def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
         memory=_memory(spec.dense_on_disk),
     )
     optimizers = qe.EdgeOptimizersConfig(max_segment_size=tuning.max_segment_kb)
-    vectors = _named_vectors(spec, dense, tokens)
+    vectors = _named_vectors(spec, dense, tokens, encoding)
     return qe.EdgeConfig(vectors=vectors, hnsw_config=graph, optimizers=optimizers)
 
 
@@ -145,7 +153,15 @@ def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
             on_disk=True if on_disk else None,
         )
 
-    return _named_vectors(spec, dense, tokens)
+    def encoding(size: int, on_disk: bool) -> Any:
+        return m.VectorParams(
+            size=size,
+            distance=m.Distance.DOT,
+            on_disk=True if on_disk else None,
+            hnsw_config=m.HnswConfigDiff(on_disk=True) if on_disk else None,
+        )
+
+    return _named_vectors(spec, dense, tokens, encoding)
 
 
 def spec_metadata(spec: CollectionSpec) -> dict[str, Any]:

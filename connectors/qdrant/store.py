@@ -22,7 +22,7 @@ from ..clients import QdrantClientHandle
 from ..errors import ConnectorError
 from ..query import Hit
 from ..records import Record, RecordId
-from ..spec import OPTIONAL_FEATURES, CollectionSpec
+from ..spec import OPTIONAL_FEATURES, CollectionSpec, MuveraParams
 from . import convert
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class QdrantStore(VectorStore):
         quantization: str = "none",
         multivector_on_disk: bool | None = None,
         dense_on_disk: bool | None = None,
+        muvera: MuveraParams | bool | None = None,
         shard_number: int | None = None,
         replication_factor: int | None = None,
         prefer_grpc: bool | None = None,
@@ -84,6 +85,8 @@ class QdrantStore(VectorStore):
             multivector_on_disk, dense_on_disk: placement of the token / dense vectors; None
                 (the default): tokens memory-mapped from disk, dense vectors in RAM, on
                 qdrant-edge and servers; everything in RAM in local mode, which refuses True.
+            muvera: store a MUVERA encoding of the token vectors for ``mode="muvera"``
+                (``MuveraParams``, or True for the defaults).
             shard_number, replication_factor: passed to the server at creation.
             prefer_grpc: True for gRPC, False for REST, None (default) as described at url.
             grpc_port: the server's gRPC port (implies gRPC).
@@ -104,6 +107,7 @@ class QdrantStore(VectorStore):
             quantization=quantization,
             multivector_on_disk=multivector_on_disk,
             dense_on_disk=dense_on_disk,
+            muvera=muvera,
         )
         where = _where(path=path, local=local, url=url, client=client)
         _check_name(name)

@@ -27,7 +27,8 @@ class Backend:
     spec_features: frozenset[str] = frozenset()
     #: Removes the collection's data behind the open store's back (another client, a user).
     lose_collection: Callable[[Any], None] | None = None
-    #: Matryoshka prefix fields (``dense_<k>``, funnel mode): not on Milvus 2.3 (one vector field).
+    #: Several vector fields: Matryoshka prefixes (``dense_<k>``, funnel mode) and the MUVERA
+    #: encoding (muvera mode); not on Milvus 2.3 (one vector field per collection).
     prefix_fields: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -68,7 +69,7 @@ def _milvus_lite_open(tmp: Path, name: str) -> VectorStore:
     return MilvusStore.open(name, uri=str(tmp / "milvus.db"))
 
 
-QDRANT_FEATURES = frozenset({"quantization"})
+QDRANT_FEATURES = frozenset({"quantization", "muvera"})
 BACKENDS = {
     "qdrant-edge": Backend(
         "qdrant-edge",
@@ -88,6 +89,7 @@ BACKENDS = {
         "milvus-lite",
         _milvus_lite_create,
         _milvus_lite_open,
+        spec_features=frozenset({"muvera"}),
         lose_collection=lambda store: store.client.drop_collection(store.name),
     ),
 }

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from connectors import CollectionSpec, Query, Record
+from connectors import CollectionSpec, MuveraParams, Query, Record
 from connectors.filters import Filter
+from connectors.muvera import encode_document, encode_query
 from connectors.vectors import l2_normalize, maxsim_many, rrf
 
 LANGS = ("en", "de", "fr")
+#: A narrow MUVERA encoding (8 x 8 buckets x 16 = 1024 dims) for the contract corpus.
+CONTRACT_MUVERA = MuveraParams(k_sim=3, dim_proj=16, r_reps=8, seed=3)
 
 
 @dataclass
@@ -47,6 +50,16 @@ class Corpus:
         order = np.argsort(-scores, kind="stable")
         return [(docs[i].id, float(scores[i])) for i in order]
 
+    def muvera_ranking(self, query: Query) -> list[tuple[int | str, float]]:
+        """Documents by the dot product of their MUVERA encoding with the query's."""
+        params = self.spec.muvera
+        assert params is not None, "the corpus has no MUVERA encoding"
+        q = encode_query(l2_normalize(query.multivector), params)
+        docs = [encode_document(l2_normalize(r.multivector), params) for r in self.records]
+        scores = np.stack(docs) @ q
+        order = np.argsort(-scores, kind="stable")
+        return [(self.records[i].id, float(scores[i])) for i in order]
+
     def rrf_ranking(self, query: Query, k: int = 60) -> list[tuple[int | str, float]]:
         dense = [i for i, _ in self.dense_ranking(query)]
         multi = [i for i, _ in self.maxsim_ranking(query)]
@@ -59,11 +72,14 @@ def make_corpus(
     dim: int = 256,
     prefetch_dims: tuple[int, ...] = (32,),
     multivector_dtype: str = "float16",
+    muvera: MuveraParams | None = None,
     seed: int = 0,
 ) -> Corpus:
     """``n`` random documents: half int ids, half string ids, payloads to filter on."""
     rng = np.random.default_rng(seed)
-    spec = CollectionSpec(dim=dim, prefetch_dims=prefetch_dims, multivector_dtype=multivector_dtype)
+    spec = CollectionSpec(
+        dim=dim, prefetch_dims=prefetch_dims, multivector_dtype=multivector_dtype, muvera=muvera
+    )
     records = []
     for i in range(n):
         t = int(rng.integers(4, 25))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from backends import BACKENDS, Backend
-from corpus import Corpus, make_corpus, planted_query, random_query
+from corpus import CONTRACT_MUVERA, Corpus, make_corpus, planted_query, random_query
 
 from connectors import (
     AnyOf,
@@ -23,6 +23,7 @@ from connectors import (
     CollectionSpec,
     ConnectorError,
     Eq,
+    MuveraParams,
     Not,
     Query,
     QueryError,
@@ -45,24 +46,30 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 @pytest.fixture(scope="module")
 def corpus(backend: Backend) -> Corpus:
-    return make_corpus() if backend.prefix_fields else make_corpus(prefetch_dims=())
+    if backend.prefix_fields:
+        return make_corpus(muvera=CONTRACT_MUVERA)
+    return make_corpus(prefetch_dims=())
+
+
+#: Modes whose first stage is a vector field of its own (dense_<k>, muvera).
+EXTRA_FIELD_MODES = (SearchMode.FUNNEL, SearchMode.MUVERA)
 
 
 def modes(backend: Backend) -> list[SearchMode]:
-    """The modes a backend's collections can run (funnel needs a Matryoshka prefix field)."""
-    return [m for m in ALL_MODES if backend.prefix_fields or m is not SearchMode.FUNNEL]
+    """The modes a backend's collections can run (funnel and muvera need one more field)."""
+    return [m for m in ALL_MODES if backend.prefix_fields or m not in EXTRA_FIELD_MODES]
 
 
 @pytest.fixture(autouse=True)
 def mode_supported(request: pytest.FixtureRequest) -> None:
-    """A funnel-mode case on a backend without prefix fields is skipped, saying why."""
+    """A funnel / muvera case on a backend with one vector field is skipped, saying why."""
     callspec = getattr(request.node, "callspec", None)
     mode = callspec.params.get("mode") if callspec is not None else None
     if mode is None or "backend" not in request.fixturenames:
         return
     backend = request.getfixturevalue("backend")
     if SearchMode(mode) not in modes(backend):
-        pytest.skip(f"{backend.name}: one vector field per collection, no funnel mode")
+        pytest.skip(f"{backend.name}: one vector field per collection, no {mode} mode")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +117,7 @@ def test_maxsim_scores_equal_numpy(filled, corpus):
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-@pytest.mark.parametrize("mode", ["hybrid", "funnel"])
+@pytest.mark.parametrize("mode", ["hybrid", "funnel", "muvera"])
 def test_cascades_equal_exhaustive_maxsim_when_prefetch_covers_all(filled, corpus, mode):
     query = random_query(seed=5)
     hits = filled.search(query, mode=mode, limit=8, prefetch_limit=len(corpus.records))
@@ -128,6 +135,19 @@ def test_hybrid_reranks_only_the_dense_candidates(filled, corpus):
     assert set(ids(hits)) <= set(dense_top)
     expected = [i for i, _ in corpus.maxsim_ranking(query) if i in dense_top][:5]
     assert ids(hits) == expected
+
+
+@pytest.mark.parametrize("mode", ["muvera"])
+def test_muvera_reranks_only_the_encoding_candidates(filled, corpus, mode):
+    """The first stage is the MUVERA dot product (numpy reference), the second exact MaxSim."""
+    query = random_query(seed=9)
+    first = [i for i, _ in corpus.muvera_ranking(query)[:10]]
+    hits = filled.search(query, mode=mode, limit=5, prefetch_limit=10)
+    expected = [(i, s) for i, s in corpus.maxsim_ranking(query) if i in first][:5]
+    assert ids(hits) == [i for i, _ in expected]
+    np.testing.assert_allclose(
+        [h.score for h in hits], [s for _, s in expected], rtol=1e-3, atol=1e-3
+    )
 
 
 def test_fusion_equals_rrf_of_dense_and_maxsim(filled, corpus):
@@ -153,7 +173,7 @@ FILTERS = {
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))
-@pytest.mark.parametrize("mode", ["dense", "hybrid", "funnel"])
+@pytest.mark.parametrize("mode", ["dense", "hybrid", "funnel", "muvera"])
 def test_filters_match_python_reference(filled, corpus, name, mode):
     flt = FILTERS[name]
     query = random_query(seed=3)
@@ -336,13 +356,20 @@ def test_create_same_spec_is_noop_and_different_spec_refused(backend, corpus, tm
     reopened.close()
 
 
-@pytest.mark.parametrize("field", ["quantization"])  # placements: test_storage.py
+OPTION_VALUES = {"quantization": "int8", "muvera": MuveraParams(k_sim=2, dim_proj=8, r_reps=3)}
+
+
+@pytest.mark.parametrize("field", sorted(OPTION_VALUES))  # placements: test_storage.py
 def test_optional_spec_fields_are_implemented_or_refused(backend, corpus, tmp_path, field):
     """A storage option is honoured (and read back) or refused: never accepted and ignored."""
-    value = {"quantization": "int8"}[field]
-    spec = CollectionSpec(dim=256, prefetch_dims=(32,), **{field: value})
-    if field not in backend.spec_features:
-        with pytest.raises(UnsupportedSpecError, match=f"does not implement {field}="):
+    spec = CollectionSpec(dim=256, prefetch_dims=(32,), **{field: OPTION_VALUES[field]})
+    if not backend.prefix_fields:  # the option's test, not the prefix field's refusal
+        spec = CollectionSpec(dim=256, prefetch_dims=(), **{field: OPTION_VALUES[field]})
+    refusal = f"does not implement {field}="
+    if field == "muvera" and not backend.prefix_fields:
+        refusal = "allows one per collection.*muvera=None"
+    if field not in backend.spec_features or not backend.prefix_fields and field == "muvera":
+        with pytest.raises(UnsupportedSpecError, match=refusal):
             backend.create(tmp_path, "option", spec)
         with pytest.raises(CollectionNotFoundError):  # nothing was created
             backend.open(tmp_path, "option")
@@ -352,7 +379,8 @@ def test_optional_spec_fields_are_implemented_or_refused(backend, corpus, tmp_pa
     store.close()
     reopened = backend.open(tmp_path, "option")
     assert not spec.differences(reopened.spec)
-    hits = reopened.search(planted_query(corpus, 2), mode="hybrid", limit=1, prefetch_limit=4)
+    mode = "muvera" if field == "muvera" else "hybrid"
+    hits = reopened.search(planted_query(corpus, 2), mode=mode, limit=1, prefetch_limit=4)
     assert hits[0].id == corpus.records[2].id
     reopened.close()
 
@@ -399,6 +427,16 @@ def test_reopen_gives_identical_results(backend, corpus, tmp_path):
             [h.score for h in after], [h.score for h in before[m]], rtol=1e-5
         )
     reopened.close()
+
+
+def test_muvera_mode_refused_without_the_field(backend, corpus, tmp_path):
+    spec = CollectionSpec(dim=256, prefetch_dims=())
+    store = backend.create(tmp_path, "no_muvera", spec)
+    store.upsert(corpus.records[:3])
+    with pytest.raises(QueryError, match="mode 'muvera' needs the collection's MUVERA field"):
+        store.search(planted_query(corpus, 1), mode="muvera")
+    assert spec.muvera_field not in store.get([corpus.records[0].id], with_vectors=True)[0].payload
+    store.close()
 
 
 def test_dense_only_collection(backend, corpus, tmp_path):

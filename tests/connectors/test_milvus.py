@@ -184,6 +184,9 @@ def test_specs_a_server_cannot_hold_are_refused_naming_versions():
     with pytest.raises(UnsupportedSpecError, match=r"v2\.3\.5-lite.*Milvus >= 2\.4\.0") as err:
         old.check_supported(CollectionSpec(dim=8, prefetch_dims=(4,)), "docs")
     assert "dense, dense_4" in str(err.value) and "'docs'" in str(err.value)
+    with pytest.raises(UnsupportedSpecError, match=r"v2\.3\.5-lite.*Milvus >= 2\.4\.0") as err:
+        old.check_supported(CollectionSpec(dim=8, prefetch_dims=(), muvera=True), "docs")
+    assert "(dense, muvera)" in str(err.value) and "muvera=None (no muvera mode)" in str(err.value)
     with pytest.raises(UnsupportedSpecError, match=r"v2\.2\.16.*Milvus >= 2\.3\.0"):
         ServerInfo.detect("v2.2.16", lite_uri=False).check_supported(
             CollectionSpec(dim=8, prefetch_dims=()), "docs"

@@ -71,6 +71,7 @@ def backend(server_uri: str):
         open_,
         embedded=False,
         prefix_fields=multi,
+        spec_features=frozenset({"muvera"}) if multi else frozenset(),
         lose_collection=lambda store: store.client.drop_collection(store.name),
     )
     for name in [*created, cleanup.name]:

@@ -52,6 +52,16 @@ def test_prefix_fields_need_2_4_and_nothing_is_created(milvus_server):
     assert _left(milvus_server, name) == []
 
 
+def test_muvera_field_needs_2_4_and_nothing_is_created(milvus_server):
+    name = _name("muvera")
+    with pytest.raises(UnsupportedSpecError) as err:
+        MilvusStore.create(name, uri=milvus_server.uri, dim=32, prefetch_dims=(), muvera=True)
+    message = str(err.value)
+    assert "v2.3.5-lite" in message and "Milvus >= 2.4.0" in message
+    assert "(dense, muvera)" in message and "muvera=None" in message
+    assert _left(milvus_server, name) == []
+
+
 def test_struct_layout_needs_2_6_4(milvus_server):
     name = _name("struct")
     with pytest.raises(UnsupportedSpecError, match=r"Milvus >= 2\.6\.4.*v2\.3\.5-lite"):
