@@ -124,6 +124,22 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    muvera: Annotated[
+        bool,
+        typer.Option(
+            "--muvera",
+            help="New collection: also store a MUVERA encoding of the token vectors, for "
+            "--mode muvera searches (one more dense vector per document).",
+        ),
+    ] = False,
+    muvera_params: Annotated[
+        str | None,
+        typer.Option(
+            help="MUVERA parameters (implies --muvera), e.g. k_sim=4,dim_proj=16,r_reps=10,seed=1 "
+            "(defaults: k_sim=5,dim_proj=16,r_reps=20,seed=42).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = cs.DEFAULT_MODEL,
     max_pixels: Annotated[
         int | None,
@@ -222,6 +238,7 @@ def ingest(
         if ingest_opts.log_every is not None:
             cs.show_progress_logs()
         where = parse_store_url(store)  # a bad URL fails before the model loads
+        muvera_spec = cs.parse_muvera(muvera, muvera_params)  # so does a bad --muvera-params
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
         encoder = cs.load_encoder(model, device=device)
@@ -231,6 +248,7 @@ def ingest(
             prefetch_dims=prefetch_dims,
             multivector=multivector,
             placement=(tokens_on_disk, dense_on_disk),
+            muvera=muvera_spec,
         )
         tasks = (Task.RETRIEVAL.value, Task.CODE.value) if task == "auto" else (task,)
         record = model_record(encoder, tasks)

@@ -21,7 +21,7 @@ from typing import Any
 
 import typer
 
-from connectors.spec import CollectionSpec
+from connectors.spec import CollectionSpec, MuveraParams
 
 logger = logging.getLogger(__name__)
 
@@ -197,11 +197,13 @@ def build_spec(
     prefetch_dims: str | None,
     multivector: bool,
     placement: tuple[bool | None, bool | None] = (None, None),
+    muvera: MuveraParams | None = None,
 ) -> tuple[CollectionSpec, bool]:
     """The spec for ``ingest`` (defaults follow the model), and whether any option was given.
 
     ``placement``: (tokens on disk, dense on disk) from the flags; None leaves a new
-    collection to the backend's default and an existing one as it is.
+    collection to the backend's default and an existing one as it is. ``muvera``: the
+    MUVERA encoding to store (``parse_muvera``), None for none.
     """
     dims = model_dims(encoder)
     full = dims[-1]
@@ -210,7 +212,10 @@ def build_spec(
         or prefetch_dims is not None
         or not multivector
         or any(p is not None for p in placement)
+        or muvera is not None
     )
+    if muvera is not None and not multivector:
+        raise ValueError("--muvera encodes the token vectors: it cannot go with --no-multivector")
     dim = full if dim is None else dim
     if dim > full:
         raise ValueError(
@@ -230,8 +235,32 @@ def build_spec(
         multivector=multivector,
         multivector_on_disk=tokens_on_disk,
         dense_on_disk=dense_on_disk,
+        muvera=muvera,
     )
     return spec, explicit
+
+
+def parse_muvera(enabled: bool, params: str | None) -> MuveraParams | None:
+    """``--muvera`` / ``--muvera-params k_sim=4,dim_proj=16,r_reps=10,seed=1`` (which implies
+    ``--muvera``; unset keys keep their defaults) as the spec's MuveraParams, or None."""
+    if params is None:
+        return MuveraParams() if enabled else None
+    fields: dict[str, Any] = {}
+    for part in params.split(","):
+        key, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            fields[key.strip()] = int(value)
+        except ValueError:
+            valid = ", ".join(MuveraParams.__dataclass_fields__)
+            raise ValueError(
+                f"--muvera-params takes comma-separated key=int pairs ({valid}), got {part!r}"
+            ) from None
+    try:
+        return MuveraParams.from_value(fields)
+    except ValueError as e:
+        raise ValueError(f"--muvera-params {params!r}: {e}") from None
 
 
 def parse_dims(text: str) -> tuple[int, ...]:
