@@ -503,6 +503,11 @@ def serve(
         typer.Option(help="Fetch image URLs on private, loopback or link-local addresses."),
     ] = False,
     max_items: Annotated[int, typer.Option(help="Most inputs per request.")] = 512,
+    max_image_bytes: Annotated[int, typer.Option(help="Largest image (downloaded or base64).")] = 20
+    * 2**20,
+    url_timeout_s: Annotated[
+        float, typer.Option(help="Seconds for a whole image-URL download.")
+    ] = 10.0,
     max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 32 * 2**20,
     max_tokens_per_text: Annotated[
         int, typer.Option(help="Longest text in tokens (prompt prefix included).")
@@ -514,6 +519,12 @@ def serve(
         float, typer.Option(help="Milliseconds the model worker waits to batch requests.")
     ] = 5.0,
     batch_tokens: Annotated[int, typer.Option(help="Token budget of one batched call.")] = 8192,
+    task_patience_ms: Annotated[
+        float,
+        typer.Option(
+            help="Least wait of a request for another LoRA task while the loaded one has work."
+        ),
+    ] = 200.0,
     device: DeviceOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -530,11 +541,14 @@ def serve(
             api_key=api_key or None,
             allow_private_urls=allow_private_urls,
             max_items=max_items,
+            max_image_bytes=max_image_bytes,
+            url_timeout_s=url_timeout_s,
             max_body_bytes=max_body_bytes,
             max_tokens_per_text=max_tokens_per_text,
             max_queue=max_queue,
             max_wait_ms=max_wait_ms,
             batch_tokens=batch_tokens,
+            task_patience_ms=task_patience_ms,
         )
         encoder = cs.load_encoder(model, device=device)
         run_server(encoder, settings, model_name=model, host=host, port=port)

@@ -103,6 +103,7 @@ def create_app(encoder: Any, settings: ServeSettings, *, model_name: str) -> Fas
         encoder,
         max_queue=settings.max_queue,
         max_wait_s=settings.max_wait_ms / 1000,
+        task_patience_s=settings.task_patience_ms / 1000,
         batch_tokens=settings.batch_tokens,
         max_items=max(settings.max_items, 1),
         max_length=settings.max_tokens_per_text,

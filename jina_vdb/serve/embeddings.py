@@ -141,20 +141,26 @@ class Runtime:
         return await self.batcher.submit(key, data, cost)
 
 
-def _b64(vec: np.ndarray) -> str:
-    """Little-endian float32 bytes, base64 (numpy: ``np.frombuffer(b64decode(s), "<f4")``)."""
-    return base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode()
+#: ``embedding_type`` -> the little-endian dtype of its base64 bytes (None: JSON floats).
+_WIRE_DTYPES: dict[str, str | None] = {"float": None, "base64": "<f4", "base64_float16": "<f2"}
 
 
-def _item(index: int, rows: Rows, row: int, *, multivector: bool, b64: bool) -> EmbeddingItem:
+def _b64(vec: np.ndarray, dtype: str) -> str:
+    """Little-endian bytes, base64 (numpy: ``np.frombuffer(b64decode(s), dtype)``)."""
+    return base64.b64encode(np.ascontiguousarray(vec, dtype=dtype).tobytes()).decode()
+
+
+def _item(
+    index: int, rows: Rows, row: int, *, multivector: bool, wire: str | None
+) -> EmbeddingItem:
     if not multivector:
         vec = rows.dense[row]  # (d,)
-        return EmbeddingItem(index=index, embedding=_b64(vec) if b64 else vec.tolist())
+        return EmbeddingItem(index=index, embedding=_b64(vec, wire) if wire else vec.tolist())
     if rows.multivectors is None:
         raise RuntimeError("internal error: multi-vectors were asked for but not computed")
     tokens = rows.multivectors[row]  # (t, 128)
-    if b64:
-        return EmbeddingItem(index=index, embeddings=[_b64(t) for t in tokens])
+    if wire:
+        return EmbeddingItem(index=index, embeddings=[_b64(t, wire) for t in tokens])
     return EmbeddingItem(index=index, embeddings=tokens.astype(np.float32).tolist())
 
 
@@ -208,11 +214,11 @@ async def create_embeddings(rt: Runtime, req: EmbeddingsRequest) -> EmbeddingsRe
     results = await asyncio.gather(*jobs)
     data: list[EmbeddingItem] = []
     tokens = 0
-    b64 = req.embedding_type == "base64"
+    wire = _WIRE_DTYPES[req.embedding_type]
     for group, rows in zip([g for g in (texts, images) if g], results, strict=True):
         tokens += int(rows.token_counts.sum())
         for row, (index, _) in enumerate(group):
-            data.append(_item(index, rows, row, multivector=multivector, b64=b64))
+            data.append(_item(index, rows, row, multivector=multivector, wire=wire))
     data.sort(key=lambda d: d.index)
     return EmbeddingsResponse(
         model=req.model or rt.model_name,

@@ -2,13 +2,16 @@
 
 The encoder accepts local paths too; a server must not (a client could read any file the
 server can), so a request's image string becomes bytes before it reaches the model: only
-http(s) URLs, data URIs and base64 are taken. A URL whose host resolves to a private,
-loopback, link-local, reserved or multicast address is refused unless the server was
-started with ``--allow-private-urls``; redirects are not followed (each hop would need the
-same check). The download has a size cap and an overall timeout.
+http(s) URLs, data URIs and base64 are taken.
 
-Known gap: the address is checked at resolution, and the HTTP client resolves the name
-again when it connects (a DNS-rebinding server could answer differently the second time).
+A URL's host is resolved once; every address it resolves to must be public (not private,
+loopback, link-local, reserved, multicast or unspecified) unless the server was started
+with ``--allow-private-urls``; the connection then goes to the first checked address
+itself, with the original ``Host`` header and TLS server name (SNI, and the certificate
+is checked against that name), so no second resolution happens that a DNS-rebinding
+server could answer with a private address. Redirects are not followed (each hop would
+need the same check). The download has a size cap (a larger declared Content-Length is
+refused before the body is read) and one deadline for the whole download.
 """
 
 from __future__ import annotations
@@ -48,61 +51,83 @@ def _is_public(address: str) -> bool:
     )
 
 
-async def check_url_host(url: str, where: str) -> None:
-    """Refuse a URL whose host resolves to any non-public address."""
-    host = urlsplit(url).hostname
+async def resolve_checked(url: str, where: str, *, allow_private: bool) -> str:
+    """The address to connect to for ``url``: resolved once, every answer checked."""
+    parts = httpx.URL(url)
+    host = parts.host
     if not host:
         raise ImageFetchError(f"{where}: URL has no host: {redact_url(url)}")
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host, parts.port, type=socket.SOCK_STREAM)
     except OSError as e:
         raise ImageFetchError(f"{where}: cannot resolve {host!r}: {e}") from None
-    addresses = {str(info[4][0]) for info in infos}
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))  # resolver's order
+    if not addresses:
+        raise ImageFetchError(f"{where}: {host!r} resolves to no address")
     private = sorted(a for a in addresses if not _is_public(a))
-    if private:
+    if private and not allow_private:
         raise ImageFetchError(
             f"{where}: {redact_url(url)} resolves to a private, loopback or link-local "
             f"address ({', '.join(private)}); refused (start the server with "
             "--allow-private-urls to allow it)",
             status=403,
         )
+    return addresses[0]
 
 
 async def fetch_image(
     url: str, where: str, *, max_bytes: int, timeout_s: float, allow_private: bool
 ) -> bytes:
     """Download an http(s) image: refused hosts, size cap, one overall deadline."""
-    if not allow_private:
-        await check_url_host(url, where)
     shown = redact_url(url)
+
+    async def fetch() -> bytes:
+        address = await resolve_checked(url, where, allow_private=allow_private)
+        return await _download(url, address, where, max_bytes, timeout_s)
+
     try:
-        return await asyncio.wait_for(_download(url, where, max_bytes, timeout_s), timeout_s)
+        return await asyncio.wait_for(fetch(), timeout_s)
     except asyncio.TimeoutError:
         raise ImageFetchError(f"{where}: {shown} took longer than {timeout_s} s") from None
     except httpx.HTTPError as e:
         raise ImageFetchError(f"{where}: cannot download {shown}: {type(e).__name__}") from None
 
 
-async def _download(url: str, where: str, max_bytes: int, timeout_s: float) -> bytes:
+async def _download(url: str, address: str, where: str, max_bytes: int, timeout_s: float) -> bytes:
+    """GET ``url`` from ``address`` (an IP): Host header and SNI keep the URL's own name."""
     shown = redact_url(url)
+    parts = httpx.URL(url)
+    pinned = parts.copy_with(host=address.split("%", 1)[0])
+    headers = {"Host": parts.netloc.decode("ascii")}
+    extensions = {"sni_hostname": parts.host} if parts.scheme == "https" else {}
     async with httpx.AsyncClient(follow_redirects=False, timeout=timeout_s) as client:
-        async with client.stream("GET", url) as response:
+        request = client.build_request("GET", pinned, headers=headers, extensions=extensions)
+        response = await client.send(request, stream=True)
+        try:
             if response.is_redirect:
                 raise ImageFetchError(
                     f"{where}: {shown} redirects; redirects are not followed (give the final URL)"
                 )
             if response.status_code != 200:
                 raise ImageFetchError(f"{where}: {shown} answered HTTP {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_big(where, shown, max_bytes)
             body = bytearray()
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.aiter_bytes():  # decoded: a gzip bomb is capped too
                 body.extend(chunk)
                 if len(body) > max_bytes:
-                    raise ImageFetchError(
-                        f"{where}: {shown} is larger than the {max_bytes}-byte image limit",
-                        status=413,
-                    )
+                    raise _too_big(where, shown, max_bytes)
             return bytes(body)
+        finally:
+            await response.aclose()
+
+
+def _too_big(where: str, shown: str, max_bytes: int) -> ImageFetchError:
+    return ImageFetchError(
+        f"{where}: {shown} is larger than the {max_bytes}-byte image limit", status=413
+    )
 
 
 def decode_image_string(text: str, where: str, *, max_bytes: int) -> bytes:

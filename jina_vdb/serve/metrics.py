@@ -49,6 +49,11 @@ class Metrics:
         )
         # tokens/s is rate(jina_vdb_tokens_total[1m]) in PromQL.
         self.tokens = Counter("jina_vdb_tokens", "Tokens embedded.", registry=r)
+        self.task_switches = Counter(
+            "jina_vdb_task_switches",
+            "Batches that switched the model's LoRA task (a re-merge of the weights).",
+            registry=r,
+        )
         self.rejected = Counter(
             "jina_vdb_rejected", "Requests refused because the queue was full.", registry=r
         )
@@ -59,6 +64,8 @@ class Metrics:
         self.batch_seconds.observe(stats.seconds)
         self.queue_wait.observe(stats.queue_wait_s)
         self.tokens.inc(stats.tokens)
+        if stats.task_switch:
+            self.task_switches.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

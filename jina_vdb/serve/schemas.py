@@ -48,7 +48,11 @@ class EmbeddingsRequest(_Strict):
     task: TaskName = "retrieval.passage"
     dimensions: int | None = Field(default=None, description="A Matryoshka dim (truncation).")
     return_multivector: bool = False
-    embedding_type: Literal["float", "base64"] = "float"
+    embedding_type: Literal["float", "base64", "base64_float16"] = Field(
+        default="float",
+        description="float: JSON numbers; base64: little-endian float32 bytes, base64; "
+        "base64_float16: little-endian float16 bytes, base64 (half the size).",
+    )
     late_chunking: bool = Field(default=False, description="Not supported: must be false.")
     truncate: bool = Field(
         default=True, description="false: a text over the token limit is refused (413)."

@@ -24,6 +24,8 @@ class ServeSettings:
         max_queue: Most requests waiting for the model (503 with Retry-After beyond).
         max_wait_ms: How long the model worker waits for company before a forward.
         batch_tokens: Token budget of one gathered batch.
+        task_patience_ms: Least time a request of another LoRA task waits while requests of
+            the loaded task keep coming (task switches re-merge the weights).
     """
 
     store: str | None = None
@@ -38,6 +40,7 @@ class ServeSettings:
     max_queue: int = 256
     max_wait_ms: float = 5.0
     batch_tokens: int = 8192
+    task_patience_ms: float = 200.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -52,10 +55,10 @@ class ServeSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.url_timeout_s <= 0 or self.max_wait_ms < 0:
+        if self.url_timeout_s <= 0 or self.max_wait_ms < 0 or self.task_patience_ms < 0:
             raise ValueError(
-                f"url_timeout_s must be > 0 and max_wait_ms >= 0, got {self.url_timeout_s!r} "
-                f"and {self.max_wait_ms!r}"
+                f"url_timeout_s must be > 0, max_wait_ms and task_patience_ms >= 0, got "
+                f"{self.url_timeout_s!r}, {self.max_wait_ms!r} and {self.task_patience_ms!r}"
             )
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("the API key is empty; leave it out to run without one")

@@ -43,7 +43,7 @@ def png_base64(color: tuple[int, int, int], size: tuple[int, int] = (40, 32)) ->
 
 def same_length_texts(embedder: Any, n: int) -> list[str]:
     """``n`` distinct queries of one token length: batched rows then pad to the same width."""
-    candidates = [f"query number {i} about topic {i * 7 % 13}" for i in range(400)]
+    candidates = [f"query number {i} about topic {i * 7 % 13}" for i in range(1000)]
     fast = embedder.tokenizer.backend_tokenizer
     prefixed = ["Query: " + c for c in candidates]  # as the encoder tokenises them
     lengths = [len(e.ids) for e in fast.encode_batch(prefixed, add_special_tokens=False)]
@@ -108,6 +108,26 @@ def test_embeddings_tasks_dims_base64_multivector(server: Server, tiny_embedder:
     assert "embedding" not in body["data"][0]
     np.testing.assert_array_equal(got, direct.multivectors[0])
 
+    # float16 base64: half the bytes, the float32 rows rounded to half precision
+    body = embed(
+        server, {"input": texts, "task": "code.passage", "embedding_type": "base64_float16"}
+    )
+    full = tiny_embedder.encode_text(texts, task="code", prompt_name="passage", multivector=False)
+    half = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f2")
+    assert half.shape == full.dense[0].shape
+    np.testing.assert_array_equal(half, full.dense[0].astype(np.float16))
+    body = embed(
+        server,
+        {
+            "input": texts,
+            "task": "text-matching",
+            "return_multivector": True,
+            "embedding_type": "base64_float16",
+        },
+    )
+    rows = [np.frombuffer(base64.b64decode(t), dtype="<f2") for t in body["data"][0]["embeddings"]]
+    np.testing.assert_array_equal(np.stack(rows), direct.multivectors[0].astype(np.float16))
+
 
 def test_embeddings_images_and_mixed_inputs(server: Server, tiny_embedder: Any) -> None:
     red, blue = png_base64((200, 20, 20)), png_base64((10, 10, 220), (28, 56))
@@ -131,12 +151,16 @@ def test_embeddings_images_and_mixed_inputs(server: Server, tiny_embedder: Any) 
 
 
 def test_concurrent_clients_are_batched_and_ordered(server: Server, tiny_embedder: Any) -> None:
-    """32 clients at once: each gets its own rows, in order; the worker merged requests."""
-    texts = same_length_texts(tiny_embedder, 64)
-    requests = [texts[2 * k : 2 * k + 2] for k in range(32)]  # two texts per client
+    """64 clients at once: each gets its own rows, in order; the worker merged requests."""
+    clients = 64
+    texts = same_length_texts(tiny_embedder, 2 * clients)
+    requests = [texts[2 * k : 2 * k + 2] for k in range(clients)]  # two texts per client
 
     async def run_all() -> list[dict[str, Any]]:
-        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=120) as client:
+        limits = httpx.Limits(max_connections=clients)  # one connection per client
+        async with httpx.AsyncClient(
+            base_url=server.url, headers=AUTH, timeout=120, limits=limits
+        ) as client:
             responses = await asyncio.gather(
                 *(
                     client.post("/v1/embeddings", json={"input": pair, "task": "retrieval.query"})
@@ -158,8 +182,8 @@ def test_concurrent_clients_are_batched_and_ordered(server: Server, tiny_embedde
     after = batch_counts(server)
     batches = after["count"] - before["count"]
     merged = batches - (after["le1"] - before["le1"])
-    assert after["sum"] - before["sum"] == 32  # every request counted once
-    assert merged >= 1, f"no batch held more than one request ({batches} batches for 32)"
+    assert after["sum"] - before["sum"] == clients  # every request counted once
+    assert merged >= 1, f"no batch held more than one request ({batches} batches, {clients})"
 
 
 def batch_counts(server: Server) -> dict[str, float]:
@@ -183,6 +207,7 @@ def test_metrics_show_routes_and_queue(server: Server) -> None:
         text
     )
     assert "jina_vdb_queue_depth" in text and "jina_vdb_tokens_total" in text
+    assert "jina_vdb_task_switches_total" in text
 
 
 # ---------------------------------------------------------------- errors, limits, security
