@@ -12,6 +12,7 @@ import numpy as np
 from .errors import RecordError
 from .muvera import encode_document
 from .payload import MAX_PAYLOAD_BYTES, PayloadError, check_payload_values, payload_nbytes
+from .pooling import pool_tokens
 from .spec import CollectionSpec, VectorDtype
 from .vectors import l2_normalize, matryoshka_prefix
 
@@ -153,7 +154,8 @@ def prepare_record(
     """Validate a record against a spec and compute every stored vector.
 
     A dense vector longer than ``spec.dim`` is Matryoshka-truncated (and renormalised);
-    a shorter one is an error. Raises RecordError naming the record.
+    a shorter one is an error. Token vectors are pooled when the spec sets
+    ``token_pooling`` (``connectors.pooling``). Raises RecordError naming the record.
     """
     record_id = check_id(record.id, index=index)
     where: dict[str, Any] = {"index": index, "record_id": record_id}
@@ -174,6 +176,8 @@ def prepare_record(
         multi = _check_vector(
             "multivector", record.multivector, (None, spec.multivector_dim), **where
         )
+        if spec.token_pooling is not None:  # documents only: queries never pass here
+            multi = pool_tokens(multi, spec.token_pooling)
         dtype = np.float16 if spec.multivector_dtype is VectorDtype.FLOAT16 else np.float32
         unit = l2_normalize(multi)
         multi = unit.astype(dtype)

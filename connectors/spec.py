@@ -23,8 +23,15 @@ class VectorDtype(str, enum.Enum):
 
 
 class Quantization(str, enum.Enum):
+    """How a vector field is also kept compressed, for faster scoring (originals are kept)."""
+
     NONE = "none"
-    INT8 = "int8"
+    INT8 = "int8"  # scalar: one byte per dimension (4x smaller than float32)
+    BINARY = "binary"  # one bit per dimension (32x smaller); needs rescoring with originals
+
+
+#: Token pooling factors a spec accepts: about 1/factor of a document's token vectors is kept.
+POOLING_FACTORS = (2, 3, 4, 5, 6, 7, 8)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
@@ -97,7 +104,14 @@ class CollectionSpec:
         multivector_dtype: storage dtype of the token vectors.
         multivector_dim: width of one token vector.
         distance: similarity of every vector field.
-        quantization: optional scalar quantization of the full dense vector.
+        quantization: optional quantization of the full dense vector (int8 scalar or
+            binary); searches score with the quantized copy and rescore with the originals.
+        multivector_quantization: the same for the token vectors (the MaxSim field); the
+            originals (``multivector_dtype``) are kept for the rescoring.
+        token_pooling: pool factor of documents' token vectors at write time (None: off).
+            Each document's tokens are clustered hierarchically (Ward, as colpali-engine's
+            HierarchicalTokenPooler) into ``t // token_pooling`` clusters, each stored as its
+            renormalised mean: ~1/factor of the token bytes. Queries are never pooled.
         multivector_on_disk: token vectors (the bulk of the bytes: ~77 KB per 300-token
             document in float16) memory-mapped from disk instead of held in RAM; a query reads
             only its candidates' pages. None: the backend's default, fixed at creation (on
@@ -124,6 +138,8 @@ class CollectionSpec:
     multivector_dim: int = MULTIVECTOR_DIM
     distance: Distance = Distance.COSINE
     quantization: Quantization = Quantization.NONE
+    multivector_quantization: Quantization = Quantization.NONE
+    token_pooling: int | None = None
     multivector_on_disk: bool | None = None
     dense_on_disk: bool | None = None
     muvera: MuveraParams | None = None
@@ -152,6 +168,7 @@ class CollectionSpec:
             ("multivector_dtype", VectorDtype),
             ("distance", Distance),
             ("quantization", Quantization),
+            ("multivector_quantization", Quantization),
         ):
             value = getattr(self, name)
             try:
@@ -168,6 +185,22 @@ class CollectionSpec:
                     f"muvera dim_proj ({self.muvera.dim_proj}) must be at most the token "
                     f"width multivector_dim ({self.multivector_dim})"
                 )
+        pool = self.token_pooling
+        if pool is not None and (isinstance(pool, bool) or pool not in POOLING_FACTORS):
+            raise ValueError(
+                f"token_pooling must be None (off) or a pool factor in {POOLING_FACTORS}, "
+                f"got {pool!r}"
+            )
+        if not self.multivector:
+            tokens_only = {
+                "token_pooling": (pool, None),
+                "multivector_quantization": (self.multivector_quantization, Quantization.NONE),
+            }
+            for name, (value, default) in tokens_only.items():
+                if value != default:
+                    raise ValueError(
+                        f"{name}={_plain(value)!r} needs token vectors, but multivector=False"
+                    )
 
     # -- field names shared by every backend --------------------------------------------
     @property
@@ -192,7 +225,7 @@ class CollectionSpec:
         if not data["extra"]:
             data.pop("extra")
         data["prefetch_dims"] = list(self.prefetch_dims)
-        for key in ("multivector_dtype", "distance", "quantization"):
+        for key in ("multivector_dtype", "distance", "quantization", "multivector_quantization"):
             data[key] = getattr(self, key).value
         return data
 
@@ -244,6 +277,8 @@ SPEC_ARG_DEFAULTS: dict[str, Any] = {
     "multivector": True,
     "multivector_dtype": "float16",
     "quantization": "none",
+    "multivector_quantization": "none",
+    "token_pooling": None,
     "multivector_on_disk": None,
     "dense_on_disk": None,
     "muvera": None,
@@ -265,24 +300,32 @@ def resolve_spec(spec: CollectionSpec | None, **fields: Any) -> CollectionSpec:
 
 
 #: Spec fields that are storage options a backend may not have: it declares the ones it
-#: implements (``VectorStore.spec_features``); a value other than the default is refused by
-#: the others instead of being accepted and ignored.
-#: (Placements are checked by each backend's StoragePolicy, below.)
-OPTIONAL_FEATURES: dict[str, Any] = {"quantization": Quantization.NONE, "muvera": None}
+#: implements (``VectorStore.spec_features``), a field name for every value or
+#: ``"field=value"`` for one; a value other than the default is refused by the others
+#: instead of being accepted and ignored. (Placements are checked by each backend's
+#: StoragePolicy, below; token_pooling is done before any backend sees the vectors.)
+OPTIONAL_FEATURES: dict[str, Any] = {
+    "quantization": Quantization.NONE,
+    "multivector_quantization": Quantization.NONE,
+    "muvera": None,
+}
 
 
-def check_supported(spec: CollectionSpec, features: Collection[str], backend: str) -> None:
+def check_supported(
+    spec: CollectionSpec, features: Collection[str], backend: str, reason: str = ""
+) -> None:
     """Raise UnsupportedSpecError when ``spec`` uses an optional field ``backend`` lacks."""
-    refused = [
-        f"{key}={_plain(getattr(spec, key))!r}"
-        for key, default in OPTIONAL_FEATURES.items()
-        if key not in features and getattr(spec, key) != default
-    ]
+    refused = []
+    for key, default in OPTIONAL_FEATURES.items():
+        value = _plain(getattr(spec, key))
+        if value != _plain(default) and key not in features and f"{key}={value}" not in features:
+            refused.append(f"{key}={value!r}")
     if refused:
         defaults = ", ".join(f"{k}={_plain(v)!r}" for k, v in OPTIONAL_FEATURES.items())
         raise UnsupportedSpecError(
-            f"{backend} does not implement {', '.join(refused)}; create the collection with "
-            f"the defaults ({defaults}) or on a backend that implements it"
+            f"{backend} does not implement {', '.join(refused)}"
+            f"{': ' + reason if reason else ''}; create the collection with the defaults "
+            f"({defaults}) or on a backend that implements it"
         )
 
 

@@ -31,6 +31,7 @@ OPTIONAL = (
     "pypdfium2",
     "typer",
     "charset_normalizer",
+    "scipy",
 )
 
 
@@ -116,8 +117,17 @@ def test_every_package_imports_with_no_optional_dependency(tmp_path: Path) -> No
             "MilvusStore.create('c', uri='m.db', dim=8, prefetch_dims=(), multivector=False)",
             "milvus",
         ),
+        (
+            ("scipy",),
+            "import numpy as np\n"
+            "from connectors import CollectionSpec, Record\n"
+            "from connectors.records import prepare_record\n"
+            "spec = CollectionSpec(dim=8, prefetch_dims=(), token_pooling=2)\n"
+            "prepare_record(Record(1, np.ones(8), np.eye(4, 128)), spec)",
+            "pooling",
+        ),
     ],
-    ids=["torch", "qdrant-edge", "qdrant-client", "pymilvus", "milvus-lite"],
+    ids=["torch", "qdrant-edge", "qdrant-client", "pymilvus", "milvus-lite", "scipy"],
 )
 def test_first_use_names_the_extra(
     blocked: tuple[str, ...], body: str, extra: str, tmp_path: Path

@@ -25,7 +25,7 @@ from ..filters import Filter
 from ..names import check_collection_name
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
+from ..spec import CollectionSpec, StoragePolicy, check_supported, reconcile_spec
 from . import _deps, convert, schema
 from .store import QdrantStore
 
@@ -51,6 +51,13 @@ LOCAL_STORAGE = StoragePolicy(
     defaults=(False, False),
     reason="it holds every point in RAM (pure Python) and ignores on_disk; use qdrant-edge "
     "(path=) or a server",
+)
+#: The optional spec fields local mode honours (quantization is not one: see below).
+LOCAL_FEATURES = frozenset({"muvera"})
+#: Why local mode refuses quantization (its searches are exact: it never builds the copy).
+LOCAL_QUANTIZATION = (
+    "it keeps no quantized copy (its searches are brute force on the originals) and would "
+    "ignore the option; use qdrant-edge (path=) or a server"
 )
 
 
@@ -112,6 +119,9 @@ class ClientQdrantStore(QdrantStore):
                     f"no collection {name!r} at {store.where}; create it with QdrantStore.create"
                 )
             check_collection_name(name, "qdrant")
+            if store.where.startswith("local mode"):
+                local = "qdrant-client local mode"
+                check_supported(spec, LOCAL_FEATURES, local, LOCAL_QUANTIZATION)
             spec = store.storage_policy().apply(spec)
             store.spec = spec
             logger.info("creating Qdrant collection %r at %s", name, store.where)
@@ -227,7 +237,9 @@ class ClientQdrantStore(QdrantStore):
 
     # -- reads --------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
-        kwargs = convert.client_query(plan, vectors, hnsw_ef=self.hnsw_ef)
+        kwargs = convert.client_query(
+            plan, vectors, hnsw_ef=self.hnsw_ef, rescoring=self._rescoring()
+        )
         return self._hits(self._call(lambda c: c.query_points(self.name, **kwargs)).points)
 
     def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:

@@ -171,6 +171,15 @@ def _hnsw_ef(stage: Stage, hnsw_ef: int | None) -> int | None:
 
 
 @dataclass(frozen=True)
+class Rescoring:
+    """How stages on quantized fields search: score with the quantized copy, keep
+    ``oversampling`` x the stage's limit, rescore those with the original vectors."""
+
+    fields: frozenset[str] = frozenset()  # the quantized named vectors (schema.quantized_fields)
+    oversampling: float = 2.0
+
+
+@dataclass(frozen=True)
 class _Request:
     """The top of a query, flavour-neutral: nearest to one vector, or RRF of the prefetches."""
 
@@ -188,12 +197,18 @@ class _QueryKit:
 
     #: (vector, field, limit, inner prefetches, params) -> a Prefetch
     prefetch: Callable[[list[Any], str, int, list[Any], Any], Any]
-    search_params: Callable[[int], Any]
+    #: (hnsw_ef or None, oversampling or None: rescore quantized scores) -> SearchParams
+    search_params: Callable[[int | None, float | None], Any]
     request: Callable[[_Request], Any]
 
 
 def _query(
-    plan: SearchPlan, vectors: dict[str, np.ndarray], hnsw_ef: int | None, kit: _QueryKit, flt: Any
+    plan: SearchPlan,
+    vectors: dict[str, np.ndarray],
+    hnsw_ef: int | None,
+    kit: _QueryKit,
+    flt: Any,
+    rescoring: Rescoring,
 ) -> Any:
     """A SearchPlan as nested prefetches (stage i prefetches stage i-1), in one flavour.
 
@@ -204,7 +219,10 @@ def _query(
 
     def params(stage: Stage) -> Any:
         ef = _hnsw_ef(stage, hnsw_ef)
-        return None if ef is None else kit.search_params(ef)
+        quantized = stage.field in rescoring.fields
+        if ef is None and not quantized:
+            return None
+        return kit.search_params(ef, rescoring.oversampling if quantized else None)
 
     def nest(stages: Sequence[Stage]) -> list[Any]:
         if not stages:
@@ -224,7 +242,11 @@ def _query(
 
 
 def edge_request(
-    plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
+    plan: SearchPlan,
+    vectors: dict[str, np.ndarray],
+    *,
+    hnsw_ef: int | None = None,
+    rescoring: Rescoring = Rescoring(),
 ) -> Any:
     """A SearchPlan as one ``qdrant_edge.QueryRequest``."""
     qe = _deps.edge()
@@ -247,14 +269,23 @@ def edge_request(
             prefetches=inner or None,
             params=params,
         ),
-        search_params=lambda ef: qe.SearchParams(hnsw_ef=ef),
+        search_params=lambda ef, oversampling: qe.SearchParams(
+            hnsw_ef=ef,
+            quantization=None
+            if oversampling is None
+            else qe.QuantizationSearchParams(rescore=True, oversampling=oversampling),
+        ),
         request=request,
     )
-    return _query(plan, vectors, hnsw_ef, kit, edge_filter(plan.filter))
+    return _query(plan, vectors, hnsw_ef, kit, edge_filter(plan.filter), rescoring)
 
 
 def client_query(
-    plan: SearchPlan, vectors: dict[str, np.ndarray], *, hnsw_ef: int | None = None
+    plan: SearchPlan,
+    vectors: dict[str, np.ndarray],
+    *,
+    hnsw_ef: int | None = None,
+    rescoring: Rescoring = Rescoring(),
 ) -> dict[str, Any]:
     """A SearchPlan as keyword arguments of ``QdrantClient.query_points``."""
     m = _deps.models()
@@ -275,8 +306,15 @@ def client_query(
         prefetch=lambda vector, field, limit, inner, params: m.Prefetch(
             query=vector, using=field, limit=limit, prefetch=inner or None, params=params
         ),
-        search_params=lambda ef: m.SearchParams(hnsw_ef=ef),
+        search_params=lambda ef, oversampling: m.SearchParams(
+            hnsw_ef=ef,
+            quantization=None
+            if oversampling is None
+            else m.QuantizationSearchParams(rescore=True, oversampling=oversampling),
+        ),
         request=request,
     )
-    kwargs: dict[str, Any] = _query(plan, vectors, hnsw_ef, kit, client_filter(plan.filter))
+    kwargs: dict[str, Any] = _query(
+        plan, vectors, hnsw_ef, kit, client_filter(plan.filter), rescoring
+    )
     return kwargs

@@ -210,7 +210,9 @@ class EdgeQdrantStore(QdrantStore):
 
     # -- reads --------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
-        request = convert.edge_request(plan, vectors, hnsw_ef=self.hnsw_ef)
+        request = convert.edge_request(
+            plan, vectors, hnsw_ef=self.hnsw_ef, rescoring=self._rescoring()
+        )
         return self._hits(self._live().query(request))
 
     def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:

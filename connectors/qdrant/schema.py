@@ -1,10 +1,11 @@
 """Collection schemas: a CollectionSpec as qdrant-edge / qdrant-client vector params, and back.
 
-Named vectors: ``dense`` (dim, cosine, optional int8), ``dense_<k>`` per Matryoshka prefix,
-``multi`` (128, cosine, MaxSim, HNSW m=0, float16 by default) and, with ``spec.muvera``,
-``muvera`` (the MUVERA encoding, dot product: its norm is part of the MaxSim estimate).
-The spec itself is stored next to the collection (metadata / a json file) so ``open()``
-reads it back.
+Named vectors: ``dense`` (dim, cosine, optional int8 / binary), ``dense_<k>`` per Matryoshka
+prefix, ``multi`` (128, cosine, MaxSim, HNSW m=0, float16 by default, optional int8 /
+binary) and, with ``spec.muvera``, ``muvera`` (the MUVERA encoding, dot product: its norm is
+part of the MaxSim estimate). A quantized field keeps its originals too (for rescoring): the
+quantized copy is pinned in RAM, the originals follow the field's placement. The spec itself
+is stored next to the collection (metadata / a json file) so ``open()`` reads it back.
 
 Placement (``multivector_on_disk`` / ``dense_on_disk``): on disk is Qdrant's ``on_disk``
 (server) or ``Memory.Cold`` (qdrant-edge): memory-mapped, never read in whole; in RAM is the
@@ -57,51 +58,74 @@ def _memory(on_disk: bool | None) -> Any:
 
 def _named_vectors(
     spec: CollectionSpec,
-    dense: Callable[[int, bool, bool], Any],
-    tokens: Callable[[int, bool, bool], Any],
+    dense: Callable[[int, Quantization, bool], Any],
+    tokens: Callable[[int, bool, bool, Quantization], Any],
     encoding: Callable[[int, bool], Any],
 ) -> dict[str, Any]:
     """The named vectors of a spec in one flavour, written once for both.
 
-    ``dense(size, int8, on_disk)``, ``tokens(size, float16, on_disk)`` and
-    ``encoding(size, on_disk)`` (the MUVERA field: dot product) build one flavour's params.
+    ``dense(size, quantization, on_disk)``, ``tokens(size, float16, on_disk, quantization)``
+    and ``encoding(size, on_disk)`` (the MUVERA field: dot product) build one flavour's
+    params.
     """
     on_disk = bool(spec.dense_on_disk)
-    int8 = spec.quantization is Quantization.INT8
-    vectors = {spec.dense_field: dense(spec.dim, int8, on_disk)}
+    vectors = {spec.dense_field: dense(spec.dim, spec.quantization, on_disk)}
     for k in spec.prefetch_dims:
-        vectors[spec.prefix_field(k)] = dense(k, False, on_disk)
+        vectors[spec.prefix_field(k)] = dense(k, Quantization.NONE, on_disk)
     if spec.multivector:
         float16 = spec.multivector_dtype is VectorDtype.FLOAT16
         tokens_on_disk = bool(spec.multivector_on_disk)
-        vectors[spec.multivector_field] = tokens(spec.multivector_dim, float16, tokens_on_disk)
+        vectors[spec.multivector_field] = tokens(
+            spec.multivector_dim, float16, tokens_on_disk, spec.multivector_quantization
+        )
     if spec.muvera is not None:
         vectors[spec.muvera_field] = encoding(spec.muvera.dim, on_disk)
     return vectors
 
 
+def quantized_fields(spec: CollectionSpec) -> frozenset[str]:
+    """The named vectors that have a quantized copy (searched with rescoring)."""
+    fields = set()
+    if spec.quantization is not Quantization.NONE:
+        fields.add(spec.dense_field)
+    if spec.multivector and spec.multivector_quantization is not Quantization.NONE:
+        fields.add(spec.multivector_field)
+    return frozenset(fields)
+
+
+def _edge_quantization(quantization: Quantization) -> Any:
+    """qdrant-edge quantization config; the quantized copy is pinned in RAM (the originals
+    stay where the placement says: a rescore reads only its candidates' pages)."""
+    qe = _deps.edge()
+    if quantization is Quantization.INT8:
+        return qe.ScalarQuantizationConfig(
+            qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned
+        )
+    if quantization is Quantization.BINARY:
+        return qe.BinaryQuantizationConfig(memory=qe.Memory.Pinned)
+    return None
+
+
 def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
     """The ``qdrant_edge.EdgeConfig`` of a spec: named vectors dense, dense_<k>, multi."""
     qe = _deps.edge()
-    int8 = qe.ScalarQuantizationConfig(
-        qe.ScalarType.Int8, quantile=INT8_QUANTILE, memory=qe.Memory.Pinned
-    )
 
-    def dense(size: int, quantized: bool, on_disk: bool) -> Any:
+    def dense(size: int, quantization: Quantization, on_disk: bool) -> Any:
         return qe.EdgeVectorParams(
             size=size,
             distance=qe.Distance.Cosine,
-            quantization_config=int8 if quantized else None,
+            quantization_config=_edge_quantization(quantization),
             memory=_memory(on_disk),
         )
 
-    def tokens(size: int, float16: bool, on_disk: bool) -> Any:
+    def tokens(size: int, float16: bool, on_disk: bool, quantization: Quantization) -> Any:
         storage = qe.VectorStorageDatatype
         return qe.EdgeVectorParams(
             size=size,
             distance=qe.Distance.Cosine,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
             datatype=storage.Float16 if float16 else storage.Float32,
+            quantization_config=_edge_quantization(quantization),
             # HnswIndexConfig needs all three numbers; only m=0 matters (no graph).
             hnsw_config=qe.HnswIndexConfig(
                 m=MULTI_HNSW_M,
@@ -125,31 +149,41 @@ def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
     return qe.EdgeConfig(vectors=vectors, hnsw_config=graph, optimizers=optimizers)
 
 
+def _client_quantization(quantization: Quantization) -> Any:
+    """qdrant-client quantization config (the quantized copy always in RAM)."""
+    m = _deps.models()
+    if quantization is Quantization.INT8:
+        return m.ScalarQuantization(
+            scalar=m.ScalarQuantizationConfig(
+                type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
+            )
+        )
+    if quantization is Quantization.BINARY:
+        return m.BinaryQuantization(binary=m.BinaryQuantizationConfig(always_ram=True))
+    return None
+
+
 def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
     """``vectors_config`` for ``QdrantClient.create_collection``."""
     m = _deps.models()
-    int8 = m.ScalarQuantization(
-        scalar=m.ScalarQuantizationConfig(
-            type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=True
-        )
-    )
 
-    def dense(size: int, quantized: bool, on_disk: bool) -> Any:
+    def dense(size: int, quantization: Quantization, on_disk: bool) -> Any:
         return m.VectorParams(
             size=size,
             distance=m.Distance.COSINE,
-            quantization_config=int8 if quantized else None,
+            quantization_config=_client_quantization(quantization),
             on_disk=True if on_disk else None,
             hnsw_config=m.HnswConfigDiff(on_disk=True) if on_disk else None,
         )
 
-    def tokens(size: int, float16: bool, on_disk: bool) -> Any:
+    def tokens(size: int, float16: bool, on_disk: bool, quantization: Quantization) -> Any:
         return m.VectorParams(
             size=size,
             distance=m.Distance.COSINE,
             multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
             hnsw_config=m.HnswConfigDiff(m=MULTI_HNSW_M),
             datatype=m.Datatype.FLOAT16 if float16 else m.Datatype.FLOAT32,
+            quantization_config=_client_quantization(quantization),
             on_disk=True if on_disk else None,
         )
 
@@ -197,7 +231,6 @@ def spec_from_client_params(
     multi = vectors.get("multi")
     if multi is not None and multi.multivector_config is None:
         raise SchemaMismatchError(f"collection {name!r}: vector 'multi' is not a multivector")
-    quant = dense.quantization_config or collection_quantization
     tokens: dict[str, Any] = {"multivector": multi is not None}
     if multi is not None:  # a dense-only collection keeps the spec defaults for token fields
         float16 = multi.datatype == m.Datatype.FLOAT16
@@ -205,13 +238,32 @@ def spec_from_client_params(
             multivector_dtype=VectorDtype.FLOAT16 if float16 else VectorDtype.FLOAT32,
             multivector_dim=multi.size,
             multivector_on_disk=bool(multi.on_disk),
+            multivector_quantization=_read_quantization(
+                multi.quantization_config or collection_quantization
+            ),
         )
     return CollectionSpec(
         dense_on_disk=bool(dense.on_disk),
         dim=dense.size,
         prefetch_dims=tuple(int(mt.group(1)) for key in vectors if (mt := _PREFIX.match(key))),
-        quantization=Quantization.INT8
-        if isinstance(quant, m.ScalarQuantization)
-        else Quantization.NONE,
+        quantization=_read_quantization(dense.quantization_config or collection_quantization),
         **tokens,
+    )
+
+
+def _read_quantization(config: Any) -> Quantization:
+    """The Quantization of a qdrant-client quantization config (None: none).
+
+    Product quantization (or a scalar type other than int8) is no option of the spec: the
+    collection was not made by jina-vdb, and reading it as unquantized would misdescribe it.
+    """
+    m = _deps.models()
+    if config is None:
+        return Quantization.NONE
+    if isinstance(config, m.ScalarQuantization) and config.scalar.type == m.ScalarType.INT8:
+        return Quantization.INT8
+    if isinstance(config, m.BinaryQuantization):
+        return Quantization.BINARY
+    raise SchemaMismatchError(
+        f"quantization {type(config).__name__} is not one jina-vdb uses (int8 scalar, binary)"
     )

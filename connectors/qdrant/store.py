@@ -23,7 +23,7 @@ from ..errors import ConnectorError
 from ..query import Hit
 from ..records import Record, RecordId
 from ..spec import OPTIONAL_FEATURES, CollectionSpec, MuveraParams
-from . import convert
+from . import convert, schema
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,12 @@ class QdrantStore(VectorStore):
     payload key ``_jvdb_id``, which results never show.
     """
 
-    spec_features = frozenset(OPTIONAL_FEATURES)  # int8 quantization
+    #: int8 / binary quantization of the dense and token fields (servers and qdrant-edge;
+    #: local mode refuses them: it ignores quantization_config).
+    spec_features = frozenset(OPTIONAL_FEATURES)
+    #: A stage on a quantized field keeps this many times its limit by the quantized scores,
+    #: then rescores them with the original vectors (Qdrant's QuantizationSearchParams).
+    oversampling: float = 2.0
 
     @classmethod
     def create(
@@ -58,6 +63,8 @@ class QdrantStore(VectorStore):
         multivector: bool = True,
         multivector_dtype: str = "float16",
         quantization: str = "none",
+        multivector_quantization: str = "none",
+        token_pooling: int | None = None,
         multivector_on_disk: bool | None = None,
         dense_on_disk: bool | None = None,
         muvera: MuveraParams | bool | None = None,
@@ -80,8 +87,8 @@ class QdrantStore(VectorStore):
             api_key: server API key; defaults to the ``QDRANT_API_KEY`` environment variable.
             client: an existing ``QdrantClient`` (server or local mode); the caller closes it.
             spec: the whole spec at once, instead of dim ... dense_on_disk.
-            dim, prefetch_dims, multivector, multivector_dtype, quantization: the
-                ``CollectionSpec`` fields.
+            dim, prefetch_dims, multivector, multivector_dtype, quantization,
+                multivector_quantization, token_pooling: the ``CollectionSpec`` fields.
             multivector_on_disk, dense_on_disk: placement of the token / dense vectors; None
                 (the default): tokens memory-mapped from disk, dense vectors in RAM, on
                 qdrant-edge and servers; everything in RAM in local mode, which refuses True.
@@ -94,7 +101,8 @@ class QdrantStore(VectorStore):
 
         Raises:
             SchemaMismatchError: the collection exists with another spec (nothing is changed).
-            UnsupportedSpecError: a placement the engine cannot honour (local mode: on disk).
+            UnsupportedSpecError: a placement or quantization the engine cannot honour
+                (local mode: on disk, quantization).
             StoreLockedError: an embedded folder is open in another process.
             StoreUnavailableError: the server cannot be reached (the message names the URL).
         """
@@ -105,6 +113,8 @@ class QdrantStore(VectorStore):
             multivector=multivector,
             multivector_dtype=multivector_dtype,
             quantization=quantization,
+            multivector_quantization=multivector_quantization,
+            token_pooling=token_pooling,
             multivector_on_disk=multivector_on_disk,
             dense_on_disk=dense_on_disk,
             muvera=muvera,
@@ -181,6 +191,9 @@ class QdrantStore(VectorStore):
         return EdgeQdrantStore.describe_at(name, Path(os.fspath(path)))
 
     # -- shared by both engines ---------------------------------------------------------
+    def _rescoring(self) -> convert.Rescoring:
+        return convert.Rescoring(schema.quantized_fields(self.spec), self.oversampling)
+
     def optimize(self) -> None:
         """Build pending indexes now (qdrant-edge); servers and local mode need nothing."""
 

@@ -23,7 +23,8 @@ class Backend:
     open: Callable[[Path, str], VectorStore]
     #: Embedded stores: a second process opening the same folder gets StoreLockedError.
     embedded: bool = True
-    #: The optional CollectionSpec fields (quantization) the backend implements.
+    #: The optional CollectionSpec fields the backend implements (``connectors.spec.
+    #: OPTIONAL_FEATURES``): a field name for every value, ``"field=value"`` for one.
     spec_features: frozenset[str] = frozenset()
     #: Removes the collection's data behind the open store's back (another client, a user).
     lose_collection: Callable[[Any], None] | None = None
@@ -69,7 +70,8 @@ def _milvus_lite_open(tmp: Path, name: str) -> VectorStore:
     return MilvusStore.open(name, uri=str(tmp / "milvus.db"))
 
 
-QDRANT_FEATURES = frozenset({"quantization", "muvera"})
+#: qdrant-edge and servers; local mode keeps no quantized copy and refuses quantization.
+QDRANT_FEATURES = frozenset({"quantization", "multivector_quantization", "muvera"})
 BACKENDS = {
     "qdrant-edge": Backend(
         "qdrant-edge",
@@ -82,7 +84,7 @@ BACKENDS = {
         "qdrant-local",
         _qdrant_local_create,
         _qdrant_local_open,
-        spec_features=QDRANT_FEATURES,
+        spec_features=frozenset({"muvera"}),
         lose_collection=lambda store: store._client.delete_collection(store.name),
     ),
     "milvus-lite": Backend(

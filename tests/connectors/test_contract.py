@@ -34,6 +34,8 @@ from connectors import (
     SearchMode,
     UnsupportedSpecError,
 )
+from connectors.pooling import pool_tokens
+from connectors.vectors import maxsim_many
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_MODES = list(SearchMode)
@@ -356,33 +358,77 @@ def test_create_same_spec_is_noop_and_different_spec_refused(backend, corpus, tm
     reopened.close()
 
 
-OPTION_VALUES = {"quantization": "int8", "muvera": MuveraParams(k_sim=2, dim_proj=8, r_reps=3)}
+OPTION_VALUES: dict[str, tuple[str, object]] = {
+    "quantization=int8": ("quantization", "int8"),
+    "quantization=binary": ("quantization", "binary"),
+    "multivector_quantization=int8": ("multivector_quantization", "int8"),
+    "multivector_quantization=binary": ("multivector_quantization", "binary"),
+    "muvera": ("muvera", MuveraParams(k_sim=2, dim_proj=8, r_reps=3)),
+}
 
 
-@pytest.mark.parametrize("field", sorted(OPTION_VALUES))  # placements: test_storage.py
-def test_optional_spec_fields_are_implemented_or_refused(backend, corpus, tmp_path, field):
+# placements: test_storage.py; token_pooling (every backend): test_token_pooling below
+@pytest.mark.parametrize("option", sorted(OPTION_VALUES))
+def test_optional_spec_fields_are_implemented_or_refused(backend, corpus, tmp_path, option):
     """A storage option is honoured (and read back) or refused: never accepted and ignored."""
-    spec = CollectionSpec(dim=256, prefetch_dims=(32,), **{field: OPTION_VALUES[field]})
-    if not backend.prefix_fields:  # the option's test, not the prefix field's refusal
-        spec = CollectionSpec(dim=256, prefetch_dims=(), **{field: OPTION_VALUES[field]})
+    field, value = OPTION_VALUES[option]
+    prefixes = (32,) if backend.prefix_fields else ()  # the option's test, not the prefix's
+    spec = CollectionSpec(dim=256, prefetch_dims=prefixes, **{field: value})
+    implemented = field in backend.spec_features or option in backend.spec_features
     refusal = f"does not implement {field}="
     if field == "muvera" and not backend.prefix_fields:
-        refusal = "allows one per collection.*muvera=None"
-    if field not in backend.spec_features or not backend.prefix_fields and field == "muvera":
+        implemented, refusal = False, "allows one per collection.*muvera=None"
+    if not implemented:
         with pytest.raises(UnsupportedSpecError, match=refusal):
             backend.create(tmp_path, "option", spec)
         with pytest.raises(CollectionNotFoundError):  # nothing was created
             backend.open(tmp_path, "option")
         return
     store = backend.create(tmp_path, "option", spec)
-    store.upsert(corpus.records[:4])
+    store.upsert(corpus.records[:12])
     store.close()
     reopened = backend.open(tmp_path, "option")
     assert not spec.differences(reopened.spec)
+    assert getattr(reopened.spec, field) == value
+    query = planted_query(corpus, 2)
     mode = "muvera" if field == "muvera" else "hybrid"
-    hits = reopened.search(planted_query(corpus, 2), mode=mode, limit=1, prefetch_limit=4)
+    hits = reopened.search(query, mode=mode, limit=1, prefetch_limit=4)
     assert hits[0].id == corpus.records[2].id
+    if field.endswith("quantization"):
+        # The quantized copy picks candidates; their scores are rescored with the originals.
+        mode = "multivector" if field == "multivector_quantization" else "dense"
+        ranking = corpus.maxsim_ranking if mode == "multivector" else corpus.dense_ranking
+        exact = dict(ranking(query))
+        for hit in reopened.search(query, mode=mode, limit=3):
+            assert hit.score == pytest.approx(exact[hit.id], abs=2e-3), (mode, hit.id)
     reopened.close()
+
+
+def test_token_pooling_pools_documents_never_queries(backend, corpus, tmp_path):
+    """Every backend stores pooled token vectors (connectors.pooling, before the backend sees
+    them); queries are scored unpooled against them; reopening keeps pooling new records."""
+    spec = CollectionSpec(dim=256, prefetch_dims=corpus.spec.prefetch_dims, token_pooling=2)
+    records = corpus.records[:20]
+    pooled = {r.id: pool_tokens(r.multivector, 2).astype(np.float16) for r in records}
+    store = backend.create(tmp_path, "pooled", spec)
+    store.upsert(records[:10])
+    store.close()
+    store = backend.open(tmp_path, "pooled")
+    assert store.spec.token_pooling == 2
+    store.upsert(records[10:])  # the reopened store pools too
+    for got in store.get([r.id for r in records], with_vectors=True):
+        want = pooled[got.id].astype(np.float32)
+        assert got.multivector.shape == want.shape == (len(want), 128)
+        assert len(want) <= len(next(r for r in records if r.id == got.id).multivector) // 2
+        np.testing.assert_allclose(got.multivector, want, atol=2e-3)
+    query = planted_query(corpus, 4)
+    ids_ = list(pooled)
+    exact = maxsim_many(query.multivector, [pooled[i].astype(np.float32) for i in ids_])
+    order = np.argsort(-exact, kind="stable")[:5]
+    hits = store.search(query, mode="multivector", limit=5)
+    assert ids(hits) == [ids_[i] for i in order]
+    np.testing.assert_allclose([h.score for h in hits], exact[order], rtol=1e-3)
+    store.close()
 
 
 def test_database_errors_are_the_projects_errors(backend, corpus, tmp_path):

@@ -46,6 +46,15 @@ def unit(*shape, seed=0):
         ({"prefetch_dims": (64, 64)}, "duplicates"),
         ({"multivector_dtype": "int4"}, "multivector_dtype must be one of"),
         ({"quantization": "pq"}, "quantization must be one of"),
+        ({"multivector_quantization": "pq"}, "multivector_quantization must be one of"),
+        ({"token_pooling": 1}, r"token_pooling must be None \(off\) or a pool factor"),
+        ({"token_pooling": True}, "token_pooling must be None"),
+        ({"token_pooling": "3"}, "token_pooling must be None"),
+        ({"multivector": False, "token_pooling": 2}, "token_pooling=2 needs token vectors"),
+        (
+            {"multivector": False, "multivector_quantization": "int8"},
+            "multivector_quantization='int8' needs token vectors",
+        ),
     ],
 )
 def test_spec_rejects_bad_values_naming_them(kwargs, message):
@@ -57,6 +66,17 @@ def test_spec_roundtrip_and_differences():
     spec = CollectionSpec(dim=1024, prefetch_dims=(256, 128), multivector_dtype="float32")
     assert spec.prefetch_dims == (128, 256)
     assert CollectionSpec.from_dict(spec.to_dict()) == spec
+    options = CollectionSpec(
+        quantization="binary", multivector_quantization="int8", token_pooling=3
+    )
+    data = options.to_dict()
+    assert (data["quantization"], data["multivector_quantization"]) == ("binary", "int8")
+    assert data["token_pooling"] == 3
+    assert CollectionSpec.from_dict(data) == options
+    assert "token_pooling: existing=3, requested=None" in CollectionSpec().differences(options)
+    # a spec written before these options existed reads as the defaults
+    old = {k: v for k, v in CollectionSpec().to_dict().items() if k not in data or k == "dim"}
+    assert CollectionSpec.from_dict(old) == CollectionSpec()
     other = CollectionSpec(dim=1024, prefetch_dims=(128,))
     diffs = spec.differences(other)
     assert any(d.startswith("prefetch_dims") for d in diffs)
@@ -78,6 +98,11 @@ def test_reconcile_and_optional_fields_name_what_differs():
     check_supported(CollectionSpec(), set(), "S")  # defaults need nothing
     with pytest.raises(UnsupportedSpecError, match=r"S does not implement quantization='int8'"):
         check_supported(stored, set(), "S")
+    # A backend may implement some values of a field only ("field=value").
+    check_supported(stored, {"quantization=int8"}, "S")
+    binary = CollectionSpec(multivector_quantization="binary")
+    with pytest.raises(UnsupportedSpecError, match="multivector_quantization='binary': why"):
+        check_supported(binary, {"multivector_quantization=int8"}, "S", "why")
     # Placements are not optional fields: each backend's StoragePolicy checks them.
     check_supported(CollectionSpec(multivector_on_disk=True), set(), "S")
 

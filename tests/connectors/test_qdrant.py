@@ -27,6 +27,7 @@ from connectors import (
     SchemaMismatchError,
     StoreLockedError,
     StoreUnavailableError,
+    UnsupportedSpecError,
 )
 from connectors.qdrant import QdrantStore, convert, schema
 from connectors.records import ID_NAMESPACE, prepare_records
@@ -55,6 +56,7 @@ def test_edge_schema(tmp_path):
         dim=256,
         prefetch_dims=(32, 64),
         quantization="int8",
+        multivector_quantization="binary",
         multivector_on_disk=True,
         dense_on_disk=False,
     )
@@ -70,6 +72,7 @@ def test_edge_schema(tmp_path):
     assert multi["multivector_config"]["comparator"] == "max_sim"
     assert multi["datatype"] == "float16"
     assert multi["hnsw_config"]["m"] == 0
+    assert "binary" in json.dumps(multi["quantization_config"]).lower()
     assert (
         json.loads((tmp_path / "s" / "jina_vdb.json").read_text())["jina_vdb"]["spec"]
         == spec.to_dict()
@@ -78,21 +81,50 @@ def test_edge_schema(tmp_path):
 
 def test_client_schema_and_metadata(memory_client):
     # Local mode keeps everything in RAM: the placements resolve to False (True is refused).
-    spec = CollectionSpec(dim=256, prefetch_dims=(32,), quantization="int8")
+    spec = CollectionSpec(dim=256, prefetch_dims=(32,))
     QdrantStore.create("s", client=memory_client, spec=spec).close()
     config = memory_client.get_collection("s").config
     vectors = config.params.vectors
     assert set(vectors) == {"dense", "dense_32", "multi"}
     assert vectors["dense"].size == 256 and vectors["dense"].distance == models.Distance.COSINE
-    assert isinstance(vectors["dense"].quantization_config, models.ScalarQuantization)
-    assert vectors["dense"].quantization_config.scalar.type == models.ScalarType.INT8
+    assert vectors["dense"].quantization_config is None
     multi = vectors["multi"]
     assert multi.multivector_config.comparator == models.MultiVectorComparator.MAX_SIM
     assert multi.hnsw_config.m == 0
     assert multi.datatype == models.Datatype.FLOAT16
-    assert not multi.on_disk
+    assert not multi.on_disk and multi.quantization_config is None
     stored = spec.with_storage(multivector_on_disk=False, dense_on_disk=False)
     assert config.metadata["jina_vdb"]["spec"] == stored.to_dict()
+
+
+@pytest.mark.parametrize(
+    "dense, tokens", [("int8", "binary"), ("binary", "int8"), ("none", "int8")]
+)
+def test_client_quantization_schema_read_back(memory_client, dense, tokens):
+    """The vector params a server gets, and a spec derived from them (no metadata)."""
+    spec = CollectionSpec(
+        dim=64, prefetch_dims=(16,), quantization=dense, multivector_quantization=tokens
+    )
+    vectors = schema.client_vectors_config(spec)
+    kinds = {"int8": models.ScalarQuantization, "binary": models.BinaryQuantization}
+    for name, value in (("dense", dense), ("multi", tokens)):
+        config = vectors[name].quantization_config
+        assert config is None if value == "none" else isinstance(config, kinds[value]), name
+    assert vectors["dense_16"].quantization_config is None  # prefixes are small: never
+    # local mode stores the params (it ignores them): enough to read a spec back from them
+    memory_client.create_collection("foreign", vectors_config=vectors)
+    derived = QdrantStore.open("foreign", client=memory_client).spec
+    assert (derived.quantization.value, derived.multivector_quantization.value) == (dense, tokens)
+
+
+@pytest.mark.parametrize(
+    "option", [{"quantization": "int8"}, {"multivector_quantization": "binary"}]
+)
+def test_local_mode_refuses_quantization_it_would_ignore(memory_client, tmp_path, option):
+    for where in ({"client": memory_client}, {"local": str(tmp_path / "local")}):
+        with pytest.raises(UnsupportedSpecError, match="local mode does not implement"):
+            QdrantStore.create("q", **where, **option)
+    assert not memory_client.collection_exists("q")
 
 
 def test_float32_multivector_and_dense_only_schema(memory_client):
