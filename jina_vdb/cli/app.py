@@ -1,4 +1,4 @@
-"""The ``jina-vdb`` command line: ingest, search, info, demo, serve.
+"""The ``jina-vdb`` command line: ingest, search, info, demo, eval, serve.
 
 The one place that wires an encoder (``embedder``, imported lazily) to a store. Errors are
 one line on stderr with exit code 1; ``--verbose`` adds the traceback and debug logs.
@@ -479,6 +479,61 @@ def demo(
             limit=limit,
             device=device,
         )
+
+
+@app.command(name="eval")
+def eval_(
+    data: Annotated[
+        Path,
+        typer.Argument(help="A BEIR-layout folder: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv."),
+    ],
+    store: StoreOpt,
+    collection: Annotated[
+        str | None,
+        typer.Option("--collection", "-c", help="Collection name (default: eval_<folder name>)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Which qrels/SPLIT.tsv judges the queries.")] = "test",
+    modes: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated search modes (default: all the collection can run)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate only the first N judged queries.")
+    ] = None,
+    depth: Annotated[int, typer.Option(help="Results retrieved per query.")] = 100,
+    prefetch_limit: Annotated[int, typer.Option(help="Dense candidates reranked by MaxSim.")] = 100,
+    ingest: Annotated[
+        bool,
+        typer.Option(help="Ingest the corpus first (documents already stored are skipped)."),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    model: ModelOpt = cs.DEFAULT_MODEL,
+    task: TaskOpt = Task.RETRIEVAL.value,
+    device: DeviceOpt = None,
+    allow_model_mismatch: AllowMismatchOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Retrieval quality (nDCG@10, recall@10/100, MRR@10) and latency of every search mode."""
+    from .evaluate import EvalOptions, default_collection, print_report, run_eval
+
+    cs.setup_logging(verbose, store)
+    with cs.cli_errors(verbose):
+        opts = EvalOptions(
+            model=model,
+            task=task,
+            modes=None if modes is None else tuple(m for m in modes.split(",") if m.strip()),
+            limit=limit,
+            depth=depth,
+            prefetch_limit=prefetch_limit,
+            ingest=ingest,
+            device=device,
+            allow_model_mismatch=allow_model_mismatch,
+            progress=not quiet and cs.stderr_is_tty(),
+        )
+        name = collection or default_collection(data)
+        report = run_eval(data, store, name, split, opts)
+        print_report(report, as_json=as_json, tiny=model == cs.TINY)
 
 
 @app.command()

@@ -92,6 +92,26 @@ def iter_jsonl(
         yield Ignored(shown, "empty file" if not lineno else "no records (only blank lines)")
 
 
+def item_from_object(
+    obj: dict[str, Any],
+    path: str | os.PathLike[str],
+    lineno: int,
+    *,
+    tokenizer: Any | None = None,
+    options: SourceOptions | None = None,
+) -> Item:
+    """The item of one already-parsed JSONL line (``obj`` as :func:`iter_jsonl` reads it).
+
+    For readers of JSONL files in other layouts (``jina_vdb.evaluation.beir``) that map
+    their lines to this one's keys; a ValueError says what is wrong with the line.
+    """
+    path = Path(path)
+    _check_unicode(obj)
+    return _line_item(
+        obj, path, None, path.resolve().as_posix(), lineno, tokenizer, options or SourceOptions()
+    )
+
+
 def _line_item(
     obj: object,
     path: Path,
