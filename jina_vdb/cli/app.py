@@ -507,6 +507,10 @@ def eval_(
         typer.Option(help="Ingest the corpus first (documents already stored are skipped)."),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    run_file: Annotated[
+        Path | None,
+        typer.Option(help="Write every mode's rankings here (TREC run format, for trec_eval)."),
+    ] = None,
     model: ModelOpt = cs.DEFAULT_MODEL,
     task: TaskOpt = Task.RETRIEVAL.value,
     device: DeviceOpt = None,
@@ -530,6 +534,7 @@ def eval_(
             device=device,
             allow_model_mismatch=allow_model_mismatch,
             progress=not quiet and cs.stderr_is_tty(),
+            run_file=run_file,
         )
         name = collection or default_collection(data)
         report = run_eval(data, store, name, split, opts)

@@ -17,7 +17,13 @@ import typer
 from connectors.stores import open_or_create, open_store, parse_store_url
 from jina_vdb.evaluation.beir import BeirDataset, load_dataset
 from jina_vdb.evaluation.metrics import DEFAULT_METRICS
-from jina_vdb.evaluation.runner import EvalReport, choose_modes, corpus_items, evaluate_collection
+from jina_vdb.evaluation.runner import (
+    EvalReport,
+    choose_modes,
+    corpus_items,
+    evaluate_collection,
+    parse_modes,
+)
 from jina_vdb.ingest_types import IngestOptions
 from jina_vdb.model_record import check_model, model_record, with_model
 
@@ -38,6 +44,7 @@ class EvalOptions:
     device: str | None = None
     allow_model_mismatch: bool = False
     progress: bool = False
+    run_file: Path | None = None  # every mode's rankings, TREC run format
 
 
 def default_collection(data: Path) -> str:
@@ -50,6 +57,12 @@ def run_eval(data: Path, store: str, collection: str, split: str, opts: EvalOpti
     """Load and check the dataset, open (or create and fill) the collection, evaluate."""
     if opts.limit is not None and opts.limit <= 0:
         raise ValueError(f"--limit must be a positive number of queries, got {opts.limit}")
+    if opts.run_file is not None and not opts.run_file.parent.is_dir():
+        raise ValueError(
+            f"--run-file {opts.run_file}: folder {opts.run_file.parent} does not exist"
+        )
+    if opts.modes is not None:
+        parse_modes(opts.modes)  # a typo fails before the model loads
     dataset = load_dataset(data, split).limited(opts.limit)
     where = parse_store_url(store)
     encoder = cs.load_encoder(opts.model, device=opts.device)
@@ -68,7 +81,7 @@ def run_eval(data: Path, store: str, collection: str, split: str, opts: EvalOpti
             prefetch_limit=opts.prefetch_limit,
             task=opts.task,
         )
-    return EvalReport(
+    report = EvalReport(
         dataset=str(data),
         split=split,
         store=store,
@@ -82,6 +95,9 @@ def run_eval(data: Path, store: str, collection: str, split: str, opts: EvalOpti
         results=results,
         skipped_modes=skipped,
     )
+    if opts.run_file is not None:
+        opts.run_file.write_text("".join(line + "\n" for line in report.trec_run_lines()))
+    return report
 
 
 def _open_collection(

@@ -1,7 +1,7 @@
 """Retrieval quality and latency on labelled sets (``jina-vdb eval``).
 
 ``metrics`` (nDCG, recall, MRR as trec_eval computes them) and ``beir`` (the BEIR layout's
-reader) are pure Python: benchmarks import them without numpy or a model. ``runner``
+reader) are pure Python: benchmarks import them without torch or a database client. ``runner``
 ingests a corpus and times searches (it needs ``connectors``; imported on its own).
 """
 

@@ -11,7 +11,7 @@ As BEIR's own loader does: only the queries that appear in the split's qrels are
 title and text joined by a space. Unlike it, every problem is an error naming the file and
 line: a malformed line, a repeated id, a qrels row naming a query or a document that does
 not exist. Documents with neither title nor text cannot be embedded: they are left out with
-a warning (they can then never be retrieved). Pure Python: no numpy, no model.
+a warning (they can then never be retrieved). Pure Python: no model, no database client.
 """
 
 from __future__ import annotations
@@ -109,34 +109,34 @@ def iter_corpus(path: Path) -> Iterator[CorpusDoc]:
 
 
 # -- files -------------------------------------------------------------------------------------
-def _open(path: Path) -> Any:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line, decoded one by one so a bad byte names its line."""
     try:
-        return open(path, encoding="utf-8-sig", newline="")
+        f = open(path, "rb")
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file (a BEIR-layout folder holds it)") from None
     except OSError as e:
         raise DatasetError(f"{path}: cannot read it ({e.strerror or e})") from e
+    with f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DatasetError(f"{path}:{lineno}: not UTF-8 text ({e.reason})") from None
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; a DatasetError naming a bad line."""
-    with _open(path) as f:
-        lineno = 0
+    for lineno, text in _lines(path):
+        if not text.strip():
+            continue
         try:
-            for lineno, text in enumerate(f, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError as e:
-                    raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-                if not isinstance(obj, dict):
-                    raise DatasetError(
-                        f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}"
-                    )
-                yield lineno, obj
-        except UnicodeDecodeError as e:
-            raise DatasetError(f"{path}:{lineno + 1}: not UTF-8 text ({e.reason})") from None
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def _string_id(obj: dict[str, Any], path: Path, line: int) -> str:
@@ -213,30 +213,29 @@ def _queries(path: Path) -> dict[str, str]:
 def _qrels(path: Path, queries: set[str], corpus: dict[str, int]) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     seen: dict[tuple[str, str], int] = {}
-    with _open(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            row = raw.rstrip("\r\n").split("\t")
-            if lineno == 1:
-                if tuple(c.strip().lower() for c in row) != QRELS_HEADER:
-                    raise DatasetError(
-                        f"{path}:1: expected the header {chr(9).join(QRELS_HEADER)!r} "
-                        f"(tab-separated), got {raw.rstrip()!r}"
-                    )
-                continue
-            if not raw.strip():
-                continue
-            qid, doc, grade = _qrels_row(row, path, lineno)
-            if qid not in queries:
-                raise DatasetError(f"{path}:{lineno}: query-id {qid!r} is not in {QUERIES_FILE}")
-            if doc not in corpus:
-                raise DatasetError(f"{path}:{lineno}: corpus-id {doc!r} is not in {CORPUS_FILE}")
-            if (qid, doc) in seen:
+    for lineno, raw in _lines(path):
+        row = raw.rstrip("\r\n").split("\t")
+        if lineno == 1:
+            if tuple(c.strip().lower() for c in row) != QRELS_HEADER:
                 raise DatasetError(
-                    f"{path}:{lineno}: ({qid!r}, {doc!r}) is judged twice (first on line "
-                    f"{seen[qid, doc]})"
+                    f"{path}:1: expected the header {chr(9).join(QRELS_HEADER)!r} "
+                    f"(tab-separated), got {raw.rstrip()!r}"
                 )
-            seen[qid, doc] = lineno
-            qrels.setdefault(qid, {})[doc] = grade
+            continue
+        if not raw.strip():
+            continue
+        qid, doc, grade = _qrels_row(row, path, lineno)
+        if qid not in queries:
+            raise DatasetError(f"{path}:{lineno}: query-id {qid!r} is not in {QUERIES_FILE}")
+        if doc not in corpus:
+            raise DatasetError(f"{path}:{lineno}: corpus-id {doc!r} is not in {CORPUS_FILE}")
+        if (qid, doc) in seen:
+            raise DatasetError(
+                f"{path}:{lineno}: ({qid!r}, {doc!r}) is judged twice (first on line "
+                f"{seen[qid, doc]})"
+            )
+        seen[qid, doc] = lineno
+        qrels.setdefault(qid, {})[doc] = grade
     return qrels
 
 

@@ -1,7 +1,7 @@
 """Ranking metrics as trec_eval (and so pytrec_eval and BEIR) compute them: pure Python.
 
-No numpy, no torch: ``bench/`` scripts and tests import it on their own. The definitions,
-for one query with graded judgements ``qrels`` (doc id -> grade) and a ranking:
+No numpy, no torch: ``bench/`` scripts import it without the model or a database client.
+The definitions, for one query with graded judgements ``qrels`` (doc id -> grade) and a ranking:
 
 - a document is **relevant** when its grade is > 0 (trec_eval's default relevance level
   1); a document missing from the qrels is not relevant;

@@ -39,6 +39,8 @@ class ModeResult:
     p95_ms: float
     queries: int
     foreign_hits: int = 0  # hits whose id is not a corpus id (another corpus' records)
+    # query id -> [(doc id, score)] best first; left out of the JSON report
+    run: dict[str, list[tuple[str, float]]] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,18 @@ class EvalReport:
     skipped_modes: dict[str, str] = field(default_factory=dict)  # mode -> why it cannot run
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for result in out["results"]:
+            del result["run"]
+        return out
+
+    def trec_run_lines(self) -> Iterator[str]:
+        """Every mode's rankings in the TREC run format (``qid Q0 docid rank score mode``),
+        for trec_eval or any tool that reads runs."""
+        for result in self.results:
+            for qid, ranking in result.run.items():
+                for rank, (doc, score) in enumerate(ranking, start=1):
+                    yield f"{qid} Q0 {doc} {rank} {score:.6f} {result.mode}"
 
 
 def plannable_modes(spec: CollectionSpec) -> tuple[list[SearchMode], dict[str, str]]:
@@ -84,22 +97,31 @@ def choose_modes(
     ok, refused = plannable_modes(spec)
     if requested is None:
         return ok, refused
+    chosen = parse_modes(requested)
+    for mode in chosen:
+        if mode.value in refused:
+            raise ValueError(
+                f"mode {mode.value!r} cannot run on this collection: {refused[mode.value]}"
+            )
+    return chosen, {}
+
+
+def parse_modes(names: Sequence[str]) -> list[SearchMode]:
+    """Mode names (``--modes``) as SearchModes, repeats dropped; unknown names refused."""
     chosen: list[SearchMode] = []
-    for name in requested:
+    for name in names:
         try:
             mode = SearchMode(name.strip().lower())
         except ValueError:
             valid = ", ".join(m.value for m in SearchMode)
             raise ValueError(f"unknown search mode {name!r}; valid modes: {valid}") from None
-        if mode.value in refused:
-            raise ValueError(
-                f"mode {mode.value!r} cannot run on this collection: {refused[mode.value]}"
-            )
         if mode not in chosen:
             chosen.append(mode)
     if not chosen:
-        raise ValueError("--modes names no mode")
-    return chosen, {}
+        raise ValueError(
+            f"no search mode named; valid modes: {', '.join(m.value for m in SearchMode)}"
+        )
+    return chosen
 
 
 def corpus_items(dataset: BeirDataset, tokenizer: Any, task: str = "retrieval") -> Iterator[Any]:
@@ -147,7 +169,7 @@ def run_mode(
     metrics: Sequence[Metric] = DEFAULT_METRICS,
 ) -> ModeResult:
     """Search every query in one mode; score the rankings against the qrels."""
-    run: dict[str, list[str]] = {}
+    run: dict[str, list[tuple[str, float]]] = {}
     latencies: list[float] = []
     options = {"mode": mode, "limit": depth, "prefetch_limit": prefetch_limit}
     if queries:
@@ -156,10 +178,11 @@ def run_mode(
         started = time.perf_counter()
         hits = db.search(query, **options)
         latencies.append((time.perf_counter() - started) * 1000)
-        run[qid] = [str(h.id) for h in hits]
-    foreign = sum(doc not in dataset.corpus_ids for ranking in run.values() for doc in ranking)
+        run[qid] = [(str(h.id), float(h.score)) for h in hits]
+    ids = {qid: [doc for doc, _ in ranking] for qid, ranking in run.items()}
+    foreign = sum(doc not in dataset.corpus_ids for ranking in ids.values() for doc in ranking)
     qrels = {q: dataset.qrels[q] for q in query_ids}
-    scores = mean_metrics(evaluate_run(run, qrels, metrics))
+    scores = mean_metrics(evaluate_run(ids, qrels, metrics))
     return ModeResult(
         mode=mode.value,
         scores=scores,
@@ -167,6 +190,7 @@ def run_mode(
         p95_ms=percentile(latencies, 95),
         queries=len(query_ids),
         foreign_hits=foreign,
+        run=run,
     )
 
 
