@@ -17,7 +17,7 @@ from typing import Any
 
 from connectors.base import VectorStore
 from connectors.errors import QueryError
-from connectors.query import Query, SearchMode, build_plan
+from connectors.query import Hit, Query, SearchMode, build_plan
 from connectors.spec import CollectionSpec
 
 from .beir import BeirDataset, iter_corpus
@@ -171,12 +171,14 @@ def run_mode(
     """Search every query in one mode; score the rankings against the qrels."""
     run: dict[str, list[tuple[str, float]]] = {}
     latencies: list[float] = []
-    options = {"mode": mode, "limit": depth, "prefetch_limit": prefetch_limit}
+    def search(query: Query) -> list[Hit]:
+        return db.search(query, mode=mode, limit=depth, prefetch_limit=prefetch_limit)
+
     if queries:
-        db.search(queries[0], **options)  # warm-up (first-use loading), not timed
+        search(queries[0])  # warm-up (first-use loading), not timed
     for qid, query in zip(query_ids, queries, strict=True):
         started = time.perf_counter()
-        hits = db.search(query, **options)
+        hits = search(query)
         latencies.append((time.perf_counter() - started) * 1000)
         run[qid] = [(str(h.id), float(h.score)) for h in hits]
     ids = {qid: [doc for doc, _ in ranking] for qid, ranking in run.items()}
