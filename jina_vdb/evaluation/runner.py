@@ -171,6 +171,7 @@ def run_mode(
     """Search every query in one mode; score the rankings against the qrels."""
     run: dict[str, list[tuple[str, float]]] = {}
     latencies: list[float] = []
+
     def search(query: Query) -> list[Hit]:
         return db.search(query, mode=mode, limit=depth, prefetch_limit=prefetch_limit)
 
@@ -180,7 +181,7 @@ def run_mode(
         started = time.perf_counter()
         hits = search(query)
         latencies.append((time.perf_counter() - started) * 1000)
-        run[qid] = [(str(h.id), float(h.score)) for h in hits]
+        run[qid] = _ranking(hits, dataset.corpus_ids)
     ids = {qid: [doc for doc, _ in ranking] for qid, ranking in run.items()}
     foreign = sum(doc not in dataset.corpus_ids for ranking in ids.values() for doc in ranking)
     qrels = {q: dataset.qrels[q] for q in query_ids}
@@ -194,6 +195,32 @@ def run_mode(
         foreign_hits=foreign,
         run=run,
     )
+
+
+def corpus_id(hit: Hit, corpus_ids: frozenset[str]) -> str:
+    """The BEIR id of a hit: its record id, or the ``_id`` that ``jina-vdb ingest`` of the
+    corpus file keeps in ``payload["meta"]`` (a collection filled that way, with any ingest
+    option); the record id when neither is a corpus id."""
+    rid = str(hit.id)
+    if rid in corpus_ids:
+        return rid
+    meta = hit.payload.get("meta")
+    beir = meta.get("_id") if isinstance(meta, dict) else None
+    return str(beir) if beir is not None and str(beir) in corpus_ids else rid
+
+
+def _ranking(hits: Sequence[Hit], corpus_ids: frozenset[str]) -> list[tuple[str, float]]:
+    """(corpus id, score) best first; a document stored twice (under two ids) counts once."""
+    ranking: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for hit in hits:
+        doc = corpus_id(hit, corpus_ids)
+        if doc in seen:
+            logger.warning("document %r is stored twice in the collection: ranked once", doc)
+            continue
+        seen.add(doc)
+        ranking.append((doc, float(hit.score)))
+    return ranking
 
 
 def evaluate_collection(

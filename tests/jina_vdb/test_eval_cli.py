@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 from ingest_helpers import REPO, cli_command, subprocess_env
+from typer.testing import CliRunner
 
 from connectors.query import SearchMode
 from connectors.spec import CollectionSpec
 from connectors.stores import open_store
+from jina_vdb.cli.app import app
 from jina_vdb.evaluation import evaluate_run, load_dataset, mean_metrics
 from jina_vdb.evaluation.runner import choose_modes, plannable_modes
 
@@ -158,4 +160,28 @@ def test_modes_follow_the_spec() -> None:
         choose_modes(dense_only, ["dense", "hybrid"])
     assert choose_modes(dense_only, ["DENSE", "dense"]) == ([SearchMode.DENSE], {})
     full = CollectionSpec(dim=64, prefetch_dims=(16,), multivector=True)
-    assert plannable_modes(full) == (list(SearchMode), {})
+    ok, refused = plannable_modes(full)
+    assert set(refused) == {"muvera"} and "MUVERA" in refused["muvera"]
+    with_muvera = CollectionSpec(dim=64, prefetch_dims=(16,), multivector=True, muvera=True)
+    assert plannable_modes(with_muvera) == (list(SearchMode), {})
+
+
+def test_eval_a_collection_ingested_from_the_corpus_file(
+    tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    """``jina-vdb ingest corpus.jsonl`` with any option (here MUVERA), then eval --no-ingest:
+    hits map back through the ``_id`` kept in the payload, and the MUVERA mode is scored."""
+    store = ("--store", f"qdrant:{tmp_path / 'qdrant'}", "--collection", "docs")
+    model = ("--model", str(tiny_checkpoint), "--device", "cpu")
+    ingest = CliRunner().invoke(
+        app, ["ingest", str(FIXTURE / "corpus.jsonl"), *store, *model, "--muvera", "-q"]
+    )
+    assert ingest.exit_code == 0, ingest.output
+    result = CliRunner().invoke(
+        app, ["eval", str(FIXTURE), *store, *model, "--no-ingest", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [r["mode"] for r in report["results"]] == [m.value for m in SearchMode]
+    assert all(r["foreign_hits"] == 0 for r in report["results"])
+    assert report["skipped_modes"] == {}
