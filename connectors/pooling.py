@@ -60,14 +60,14 @@ def pool_tokens(tokens: np.ndarray, factor: int) -> np.ndarray:
         return unit
     wanted = pooled_count(t, factor)
     hierarchy = _hierarchy()
-    # float64: the distance rows are the observations Ward clusters (colpali-engine's choice)
-    unit64 = unit.astype(np.float64)
-    distances = 1.0 - unit64 @ unit64.T  # (t, t)
+    # The rows of the cosine distance matrix are the observations Ward clusters (colpali-
+    # engine's choice: a token is described by how far it is from every other token).
+    distances = (1.0 - unit @ unit.T).astype(np.float64)  # (t, t)
     tree = hierarchy.linkage(distances, method="ward", metric="euclidean")
     labels = hierarchy.fcluster(tree, t=wanted, criterion="maxclust")  # (t,) in 1..k
     k = int(labels.max())
     sums = np.zeros((k, unit.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels - 1, unit64)  # (k, d): per-cluster sums of the unit tokens
+    np.add.at(sums, labels - 1, unit)  # (k, d): per-cluster sums of the unit tokens
     # A mean's direction is its sum's (renormalising drops the count). Tokens that cancel out
     # (a sum of ~0, e.g. v and -v) have no direction: the cluster keeps its first token.
     cancelled = np.linalg.norm(sums, axis=1) < 1e-6
@@ -75,6 +75,6 @@ def pool_tokens(tokens: np.ndarray, factor: int) -> np.ndarray:
         first = np.full(k, t, dtype=np.int64)
         np.minimum.at(first, labels - 1, np.arange(t))
         for c in np.flatnonzero(cancelled & (first < t)):
-            sums[c] = unit64[first[c]]
+            sums[c] = unit[first[c]]
     present = np.bincount(labels - 1, minlength=k) > 0  # fcluster may leave labels unused
     return l2_normalize(sums[present].astype(np.float32))

@@ -16,7 +16,7 @@ import typer
 
 from connectors.filters import parse_filter_args
 from connectors.query import Query, SearchMode
-from connectors.spec import CollectionSpec
+from connectors.spec import CollectionSpec, Quantization
 from connectors.stores import (
     STORE_URL_FORMS,
     StoreURL,
@@ -140,6 +140,33 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    token_pooling: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            max=8,
+            help="New collection: pool each document's token vectors by this factor at write "
+            "time (hierarchical clustering; ~1/factor of the token bytes; queries unpooled).",
+            show_default=False,
+        ),
+    ] = None,
+    token_quantization: Annotated[
+        Quantization | None,
+        typer.Option(
+            case_sensitive=False,
+            help="New collection: an int8 or binary copy of the token vectors scores MaxSim, "
+            "rescored with the originals (qdrant-edge and Qdrant servers).",
+            show_default=False,
+        ),
+    ] = None,
+    dense_quantization: Annotated[
+        Quantization | None,
+        typer.Option(
+            case_sensitive=False,
+            help="New collection: the same for the dense vector (qdrant-edge, Qdrant servers).",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = cs.DEFAULT_MODEL,
     max_pixels: Annotated[
         int | None,
@@ -239,6 +266,8 @@ def ingest(
             cs.show_progress_logs()
         where = parse_store_url(store)  # a bad URL fails before the model loads
         muvera_spec = cs.parse_muvera(muvera, muvera_params)  # so does a bad --muvera-params
+        storage = cs.TokenStorage(token_pooling, token_quantization, dense_quantization)
+        storage.check(multivector)  # and token options without token vectors
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
         encoder = cs.load_encoder(model, device=device)
@@ -249,6 +278,7 @@ def ingest(
             multivector=multivector,
             placement=(tokens_on_disk, dense_on_disk),
             muvera=muvera_spec,
+            storage=storage,
         )
         tasks = (Task.RETRIEVAL.value, Task.CODE.value) if task == "auto" else (task,)
         record = model_record(encoder, tasks)

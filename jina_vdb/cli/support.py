@@ -16,12 +16,13 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Iterator, Sequence
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from connectors.spec import CollectionSpec, MuveraParams
+from connectors.spec import CollectionSpec, MuveraParams, Quantization
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,34 @@ def model_dims(encoder: Any) -> tuple[int, ...]:
     return tuple(sorted(int(d) for d in encoder.matryoshka_dims))
 
 
+@dataclass(frozen=True)
+class TokenStorage:
+    """``ingest``'s pooling / quantization options for a new collection (None: not given)."""
+
+    token_pooling: int | None = None
+    token_quantization: Quantization | None = None
+    dense_quantization: Quantization | None = None
+
+    def given(self) -> bool:
+        return any(v is not None for v in astuple(self))
+
+    def check(self, multivector: bool) -> None:
+        """Refuse token options without token vectors (before the model loads)."""
+        if not multivector and (self.token_pooling or self.token_quantization):
+            raise ValueError(
+                "--token-pooling and --token-quantization apply to token vectors: they "
+                "cannot go with --no-multivector"
+            )
+
+    def spec_fields(self) -> dict[str, Any]:
+        none = Quantization.NONE
+        return {
+            "token_pooling": self.token_pooling,
+            "multivector_quantization": self.token_quantization or none,
+            "quantization": self.dense_quantization or none,
+        }
+
+
 def build_spec(
     encoder: Any,
     *,
@@ -198,12 +227,14 @@ def build_spec(
     multivector: bool,
     placement: tuple[bool | None, bool | None] = (None, None),
     muvera: MuveraParams | None = None,
+    storage: TokenStorage = TokenStorage(),
 ) -> tuple[CollectionSpec, bool]:
     """The spec for ``ingest`` (defaults follow the model), and whether any option was given.
 
     ``placement``: (tokens on disk, dense on disk) from the flags; None leaves a new
     collection to the backend's default and an existing one as it is. ``muvera``: the
-    MUVERA encoding to store (``parse_muvera``), None for none.
+    MUVERA encoding to store (``parse_muvera``), None for none. ``storage``: token pooling
+    and quantization (any of them given makes the spec explicit, like the other options).
     """
     dims = model_dims(encoder)
     full = dims[-1]
@@ -213,6 +244,7 @@ def build_spec(
         or not multivector
         or any(p is not None for p in placement)
         or muvera is not None
+        or storage.given()
     )
     if muvera is not None and not multivector:
         raise ValueError("--muvera encodes the token vectors: it cannot go with --no-multivector")
@@ -236,6 +268,7 @@ def build_spec(
         multivector_on_disk=tokens_on_disk,
         dense_on_disk=dense_on_disk,
         muvera=muvera,
+        **storage.spec_fields(),
     )
     return spec, explicit
 
