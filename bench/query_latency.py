@@ -206,6 +206,8 @@ def run(name: str, backend: BenchBackend, n: int, args: argparse.Namespace, work
         prefetch_dims=tuple(args.prefetch_dims),
         multivector_dtype=args.dtype,
         quantization=args.quantization,
+        multivector_quantization=args.token_quantization,
+        token_pooling=args.token_pooling,
     )
     folder = workdir / f"{name}-{n}"
     upserted = ingest = None
@@ -344,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefetch-dims", type=int, nargs="*", default=[128])
     p.add_argument("--prefetch-limit", type=int, default=100)
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
-    p.add_argument("--quantization", default="none", choices=["none", "int8"])
+    p.add_argument("--quantization", default="none", choices=["none", "int8", "binary"])
+    p.add_argument("--token-quantization", default="none", choices=["none", "int8", "binary"])
+    p.add_argument("--token-pooling", type=int, default=None, choices=[2, 3, 4])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--reuse", action="store_true", help="time stores already in --workdir instead of ingesting"

@@ -8,7 +8,8 @@ quantization of the token vectors, combinations) a qdrant-edge collection is fil
 same synthetic corpus and measured: bytes on disk per document (the collection folder after
 a clean close, and its segments alone), write rate, and recall@10 of the multivector
 (full-scan MaxSim) and hybrid (dense prefetch -> MaxSim) modes against exact float32 MaxSim
-over the whole corpus, unpooled.
+over the whole corpus, unpooled (and how often the document a query was drawn from is in
+its top 10: ``source@10``).
 
 The corpus has topic structure, so approximations can fail as on real data: a few hundred
 "concepts" (token directions), topics that each draw on a handful of concepts, documents
@@ -58,6 +59,7 @@ class Corpus:
     docs: list[np.ndarray]  # (t, 128) float32 unit token vectors per document
     dense: np.ndarray  # (n, dim) float32
     queries: list[Query]
+    sources: list[int]  # the document each query was drawn from
 
 
 def make_corpus(
@@ -69,7 +71,7 @@ def make_corpus(
     topics = max(n // 20, 2)
     topic_concepts = [rng.choice(concepts, size=12, replace=False) for _ in range(topics)]
     project = rng.standard_normal((128, dim)).astype(np.float32) / np.sqrt(128)
-    docs, dense, doc_topic = [], [], []
+    docs, dense = [], []
     for _ in range(n):
         topic = int(rng.integers(topics))
         # mostly the topic's concepts, some from anywhere: the rare ones tell documents apart
@@ -80,16 +82,16 @@ def make_corpus(
         doc = l2_normalize(centres[pick] + 0.6 * noise).astype(np.float32)  # (t, 128)
         docs.append(doc)
         dense.append(l2_normalize(doc.mean(axis=0) @ project + 0.3 * rng.standard_normal(dim)))
-        doc_topic.append(topic)
-    out = []
+    out, sources = [], []
     for _ in range(queries):
-        doc = docs[int(rng.integers(n))]
+        sources.append(int(rng.integers(n)))
+        doc = docs[sources[-1]]
         rows = doc[rng.choice(len(doc), size=20, replace=False)]  # (20, 128)
         noise = rng.standard_normal(rows.shape) / np.sqrt(128)
         q_tokens = l2_normalize(rows + 0.5 * noise)
         q_dense = l2_normalize(q_tokens.mean(axis=0) @ project + 0.3 * rng.standard_normal(dim))
         out.append(Query(dense=q_dense, multivector=q_tokens))
-    return Corpus(docs=docs, dense=np.stack(dense).astype(np.float32), queries=out)
+    return Corpus(docs, np.stack(dense).astype(np.float32), out, sources)
 
 
 def exact_top(corpus: Corpus, k: int) -> list[set[int]]:
@@ -144,6 +146,8 @@ def run_option(
             ]
             recall = np.mean([len(f & t) / k for f, t in zip(found, truth, strict=True)])
             result[f"recall@{k}_{mode}"] = round(float(recall), 3)
+            source = np.mean([s in f for s, f in zip(corpus.sources, found, strict=True)])
+            result[f"source@{k}_{mode}"] = round(float(source), 3)
     shutil.rmtree(folder)
     return result
 

@@ -30,6 +30,7 @@ from connectors import (
     UnsupportedSpecError,
 )
 from connectors.qdrant import QdrantStore, convert, schema
+from connectors.query import Query, build_plan, query_vectors
 from connectors.records import ID_NAMESPACE, prepare_records
 
 qdrant_client = pytest.importorskip("qdrant_client")
@@ -470,3 +471,38 @@ def test_request_filter_reaches_the_prefetch(where, tmp_path, memory_client, cor
     assert len(hits) == min(6, matching)
     assert all(h.payload["lang"] == "de" for h in hits)
     store.close()
+
+
+@pytest.mark.parametrize("flavour", ["edge", "client"])
+def test_quantized_stages_rescore_with_oversampling(flavour):
+    """A stage on a quantized field asks for rescoring with the originals (servers get the
+    same request as qdrant-edge: local mode, the only engine the suite has, refuses it)."""
+    spec = CollectionSpec(
+        dim=64, prefetch_dims=(16,), quantization="binary", multivector_quantization="int8"
+    )
+    plan = build_plan(spec, "funnel", limit=5, prefetch_limit=20, filter=None)
+    query = Query(dense=np.ones(64, np.float32), multivector=np.ones((3, 128), np.float32))
+    vectors = query_vectors(query, spec, plan)
+    rescoring = convert.Rescoring(schema.quantized_fields(spec), oversampling=3.0)
+    assert rescoring.fields == {"dense", "multi"}
+    if flavour == "edge":
+        request = convert.edge_request(plan, vectors, hnsw_ef=64, rescoring=rescoring)
+        top, (dense,) = request.params, request.prefetches
+        (prefix,) = dense.prefetches
+        params = {"multi": top, "dense": dense.params, "dense_16": prefix.params}
+    else:
+        kwargs = convert.client_query(plan, vectors, hnsw_ef=64, rescoring=rescoring)
+        (dense,) = kwargs["prefetch"]
+        (prefix,) = dense.prefetch
+        params = {
+            "multi": kwargs["search_params"],
+            "dense": dense.params,
+            "dense_16": prefix.params,
+        }
+    for field in ("multi", "dense"):
+        quant = params[field].quantization
+        assert quant.rescore is True and quant.oversampling == 3.0, field
+    assert params["dense_16"].quantization is None  # Matryoshka prefixes are never quantized
+    assert params["dense_16"].hnsw_ef >= 64  # the beam, raised to the stage limit
+    plain = convert.client_query(plan, vectors, hnsw_ef=None)
+    assert plain["search_params"] is None  # no quantization, no graph: nothing to ask
