@@ -7,6 +7,7 @@ each document's BEIR ``_id`` as its record id, so a hit maps back to the qrels.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,19 +56,16 @@ def default_collection(data: Path) -> str:
 
 def run_eval(data: Path, store: str, collection: str, split: str, opts: EvalOptions) -> EvalReport:
     """Load and check the dataset, open (or create and fill) the collection, evaluate."""
-    if opts.limit is not None and opts.limit <= 0:
-        raise ValueError(f"--limit must be a positive number of queries, got {opts.limit}")
-    if opts.run_file is not None and not opts.run_file.parent.is_dir():
-        raise ValueError(
-            f"--run-file {opts.run_file}: folder {opts.run_file.parent} does not exist"
-        )
-    if opts.modes is not None:
-        parse_modes(opts.modes)  # a typo fails before the model loads
+    _check_options(opts)
     dataset = load_dataset(data, split).limited(opts.limit)
     where = parse_store_url(store)
-    encoder = cs.load_encoder(opts.model, device=opts.device)
-    record = model_record(encoder, [opts.task])
-    with _open_collection(where, collection, encoder, record, opts) as db:
+    with contextlib.ExitStack() as stack:
+        # --no-ingest: a missing collection fails before the model loads.
+        db = None if opts.ingest else stack.enter_context(_open_existing(where, collection))
+        encoder = cs.load_encoder(opts.model, device=opts.device)
+        record = model_record(encoder, [opts.task])
+        if db is None:
+            db = stack.enter_context(_open_or_create(where, collection, encoder, record))
         check_model(db, record, action="eval", allow_mismatch=opts.allow_model_mismatch)
         modes, skipped = choose_modes(db.spec, opts.modes)
         if opts.ingest:
@@ -100,13 +98,37 @@ def run_eval(data: Path, store: str, collection: str, split: str, opts: EvalOpti
     return report
 
 
-def _open_collection(
-    where: Any, collection: str, encoder: Any, record: dict[str, Any] | None, opts: EvalOptions
+def _check_options(opts: EvalOptions) -> None:
+    """Options that are wrong whatever the data: refused before anything is read or loaded."""
+    if opts.limit is not None and opts.limit <= 0:
+        raise ValueError(f"--limit must be a positive number of queries, got {opts.limit}")
+    deepest = max(m.k for m in DEFAULT_METRICS)
+    if opts.depth < deepest:
+        raise ValueError(f"--depth {opts.depth} is below the largest metric cutoff ({deepest})")
+    if opts.run_file is not None and not opts.run_file.parent.is_dir():
+        raise ValueError(
+            f"--run-file {opts.run_file}: folder {opts.run_file.parent} does not exist"
+        )
+    if opts.modes is not None:
+        parse_modes(opts.modes)  # a typo fails before the model loads
+
+
+def _open_existing(where: Any, collection: str) -> Any:
+    from connectors.errors import CollectionNotFoundError
+
+    try:
+        return open_store(where, collection)
+    except CollectionNotFoundError:
+        raise cs.CliError(
+            f"no collection {collection!r} in {where}: leave out --no-ingest to create it "
+            "from the corpus, or name another --collection"
+        ) from None
+
+
+def _open_or_create(
+    where: Any, collection: str, encoder: Any, record: dict[str, Any] | None
 ) -> Any:
-    """The collection as it is; a missing one is created (with ``--ingest``) as ingest would."""
-    if not opts.ingest:
-        with cs.store_errors(str(where), collection):
-            return open_store(where, collection)
+    """The collection as it is; a missing one is created as ``jina-vdb ingest`` would."""
     from jina_vdb.sizing import milvus_max_tokens
 
     spec, _ = cs.build_spec(encoder, dim=None, prefetch_dims=None, multivector=True)

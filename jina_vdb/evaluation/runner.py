@@ -237,7 +237,7 @@ def evaluate_collection(
     """Each mode's result on the dataset's queries, and the encode time per query (ms)."""
     needed = max((m.k for m in metrics), default=depth)
     if depth < needed:
-        raise ValueError(f"--depth {depth} is below the largest metric cutoff ({needed})")
+        raise ValueError(f"depth {depth} is below the largest metric cutoff ({needed})")
     multivector = db.spec.multivector and any(m is not SearchMode.DENSE for m in modes)
     query_ids = list(dataset.queries)
     texts = [dataset.queries[q] for q in query_ids]

@@ -145,6 +145,12 @@ def test_eval_missing_file_unknown_mode_and_verbose(tmp_path: Path) -> None:
     mode = _eval(str(FIXTURE), *store, "--modes", "dense,bm25")
     assert mode.returncode == 1
     assert "unknown search mode 'bm25'; valid modes: dense, multivector" in mode.stderr
+    absent = _eval(str(FIXTURE), *store, "--no-ingest", "--collection", "nope")
+    assert absent.returncode == 1
+    assert "no collection 'nope' in" in absent.stderr and "leave out --no-ingest" in absent.stderr
+    shallow = _eval(str(FIXTURE), *store, "--depth", "50")
+    assert shallow.returncode == 1
+    assert "--depth 50 is below the largest metric cutoff (100)" in shallow.stderr
     verbose = _eval(str(data), *store, "--verbose")
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
     assert "DatasetError" in verbose.stderr
