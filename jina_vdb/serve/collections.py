@@ -18,9 +18,9 @@ from fastapi import Query as Param
 from starlette.concurrency import run_in_threadpool
 
 from connectors.base import VectorStore
-from connectors.errors import CollectionNotFoundError
+from connectors.errors import CollectionNotFoundError, QueryError
 from connectors.filters import And, Eq
-from connectors.query import Query, SearchMode
+from connectors.query import Query, SearchMode, build_plan
 from connectors.records import Record
 from connectors.stores import list_collections, open_store
 from embedder.options import PromptName, Task
@@ -118,6 +118,10 @@ def collection_router(rt: Runtime, cols: Collections, dependencies: list[Any]) -
             raise invalid(str(e)) from None
         task = Task.parse(req.task)
         spec = await cols.call(name, lambda db: db.spec)
+        try:  # a mode the collection cannot run (muvera without the field) before embedding
+            build_plan(spec, req.mode, limit=req.limit, prefetch_limit=req.prefetch_limit)
+        except QueryError as e:
+            raise invalid(str(e)) from None
         multivector = spec.multivector and req.mode is not SearchMode.DENSE
         record = model_record(rt.encoder, [task.value])
         await cols.call(name, lambda db: _check(db, record, "search", req.allow_model_mismatch))

@@ -81,6 +81,9 @@ def test_collection_errors(server: Server) -> None:
     assert r.status_code == 422 and "points[0]" in r.json()["detail"]
     r = post(server, "/v1/collections/docs/search", {"query": "x", "image": "abc"})
     assert r.status_code == 422
+    r = post(server, "/v1/collections/docs/search", {"query": "x", "mode": "muvera"})
+    assert r.status_code == 422
+    assert "mode 'muvera' needs the collection's MUVERA field" in r.json()["detail"]
     assert httpx.get(f"{server.url}/v1/collections").status_code == 401  # no key
 
 
@@ -119,3 +122,33 @@ def test_cli_search_with_server(server: Server) -> None:
     env = subprocess_env(JINA_VDB_API_KEY="wrong")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "401" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_muvera_mode_through_the_server(
+    server: Server, serve_store_url: str, tiny_embedder: Any
+) -> None:
+    """A collection with a MUVERA field: points embedded by the server get their encoding,
+    and muvera search with candidates covering the collection equals exact MaxSim."""
+    from connectors import MuveraParams
+    from connectors.stores import open_store
+    from jina_vdb.cli.support import build_spec
+    from jina_vdb.model_record import model_record, with_model
+
+    spec, _ = build_spec(
+        tiny_embedder,
+        dim=None,
+        prefetch_dims=None,
+        multivector=True,
+        muvera=MuveraParams(k_sim=3, dim_proj=8, r_reps=4),
+    )
+    record = model_record(tiny_embedder, ["retrieval"])
+    open_store(serve_store_url, "mv", spec=with_model(spec, record)).close()
+    points = [{"id": i, "text": t, "payload": p} for i, t, p in DOCS]
+    assert post(server, "/v1/collections/mv/points", {"points": points}).status_code == 200
+    assert get(server, "/v1/collections/mv").json()["spec"]["muvera"]["k_sim"] == 3
+    body = {"query": "a rice dish", "limit": 3, "prefetch_limit": 4}
+    muvera = post(server, "/v1/collections/mv/search", {**body, "mode": "muvera"})
+    exact = post(server, "/v1/collections/mv/search", {**body, "mode": "multivector"})
+    assert muvera.status_code == 200, muvera.text
+    assert [h["id"] for h in muvera.json()["hits"]] == [h["id"] for h in exact.json()["hits"]]
+    assert muvera.json()["mode"] == "muvera" and len(muvera.json()["hits"]) == 3
