@@ -183,7 +183,7 @@ def prepare_record(
         multi = unit.astype(dtype)
         vectors[spec.multivector_field] = multi
         nbytes += multi.nbytes
-        if spec.muvera is not None:  # from the full-precision unit tokens, like the query's
+        if spec.muvera is not None:  # the stored (pooled) tokens in float32, like the query
             fde = encode_document(unit, spec.muvera)
             vectors[spec.muvera_field] = fde
             nbytes += fde.nbytes
