@@ -43,7 +43,8 @@ _MANTISSA = 2.0**-53
 
 def _uniform(raw: np.ndarray) -> np.ndarray:
     """Uniform floats in (0, 1] from raw uint64 draws (53 high bits: exact in float64)."""
-    return ((raw >> np.uint64(11)).astype(np.float64) + 1.0) * _MANTISSA
+    uniform: np.ndarray = ((raw >> np.uint64(11)).astype(np.float64) + 1.0) * _MANTISSA
+    return uniform
 
 
 def _stream(seed: int, n: int) -> np.ndarray:

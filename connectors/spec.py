@@ -70,7 +70,7 @@ class MuveraParams:
     @property
     def dim(self) -> int:
         """Width of the encoding."""
-        return self.r_reps * 2**self.k_sim * self.dim_proj
+        return self.r_reps * (1 << self.k_sim) * self.dim_proj  # 1 << k: an int (2**k is Any)
 
     @classmethod
     def from_value(cls, value: MuveraParams | dict[str, Any] | bool | None) -> MuveraParams | None:
