@@ -23,11 +23,12 @@ string, an image's is decoded by ``Item.load()``), and the encoder is a protocol
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,10 @@ __all__ = [
     "IngestError",
     "IngestOptions",
     "IngestSummary",
+    "call_encoder",
     "failure_of",
     "ingest",
+    "upsert_or_isolate",
 ]
 
 logger = logging.getLogger(__name__)
@@ -395,17 +398,14 @@ class _Pipeline:
             self._fail(failure, file_no)
 
     def _call_encoder(self, batch: list[_Loaded], *, text: bool) -> Any:
-        tasks = [m.item.task for m in batch]
-        task: Any = tasks[0] if len(set(tasks)) == 1 else tasks
-        contents = [m.content for m in batch]
-        common = {"task": task, "multivector": self.store.spec.multivector, "show_progress": False}
-        if text:
-            return self.encoder.encode_text(
-                contents, prompt_name="passage", max_length=self.opts.max_length, **common
-            )
-        if self.opts.max_pixels is not None:
-            common["max_pixels"] = self.opts.max_pixels
-        return self.encoder.encode_image(contents, **common)
+        return call_encoder(
+            self.encoder,
+            [m.item for m in batch],
+            [m.content for m in batch],
+            text=text,
+            multivector=self.store.spec.multivector,
+            options=self.opts,
+        )
 
     # -- writer thread ---------------------------------------------------------------------
     def _write(self) -> None:
@@ -430,28 +430,68 @@ class _Pipeline:
     def _write_slice(self, loaded: Sequence[_Loaded], records: Sequence[Record]) -> None:
         # Small upsert calls: a DB binding may hold the GIL for a whole call, stalling the encoder.
         with self.tally.clock("write"):
-            try:
-                with self.store_lock:
-                    written = self.store.upsert(records)
-                done = [m.file_no for m in loaded]
-            except (RecordError, ValueError, TypeError) as e:
-                logger.info(
-                    "a write of %d records failed (%s); retrying one by one", len(loaded), e
-                )
-                done = self._write_one_by_one(loaded, records)
-                written = len(done)
-        total = self.tally.add("added", written, done=done)
-        logger.debug("upserted %d records (%d so far)", written, total)
+            written = upsert_or_isolate(
+                self.store,
+                records,
+                self.store_lock,
+                lambda i, e: self._fail(failure_of(loaded[i].item, e), loaded[i].file_no),
+            )
+            done = [loaded[i].file_no for i in written]
+        total = self.tally.add("added", len(written), done=done)
+        logger.debug("upserted %d records (%d so far)", len(written), total)
 
-    def _write_one_by_one(self, loaded: Sequence[_Loaded], records: Sequence[Record]) -> list[int]:
-        """Upsert record by record; the file numbers of those written (failures reported)."""
-        done = []
-        for m, record in zip(loaded, records, strict=True):
-            try:
-                with self.store_lock:
-                    self.store.upsert([record])
-            except (RecordError, ValueError, TypeError) as e:
-                self._fail(failure_of(m.item, e), m.file_no)
-            else:
-                done.append(m.file_no)
-        return done
+
+def call_encoder(
+    encoder: Encoder,
+    items: Sequence[Item],
+    contents: list[Any],
+    *,
+    text: bool,
+    multivector: bool,
+    options: IngestOptions,
+) -> Any:
+    """One encode call for ``items`` (all texts or all images) whose loaded ``contents`` are given.
+
+    The items' tasks are passed as one task when they agree, else one per item.
+    """
+    tasks = [it.task for it in items]
+    task: Any = tasks[0] if len(set(tasks)) == 1 else tasks
+    common = {"task": task, "multivector": multivector, "show_progress": False}
+    if text:
+        return encoder.encode_text(
+            contents, prompt_name="passage", max_length=options.max_length, **common
+        )
+    if options.max_pixels is not None:
+        common["max_pixels"] = options.max_pixels
+    return encoder.encode_image(contents, **common)
+
+
+def upsert_or_isolate(
+    store: VectorStore,
+    records: Sequence[Record],
+    lock: threading.Lock | contextlib.nullcontext[None],
+    on_fail: Callable[[int, Exception], None],
+) -> list[int]:
+    """Upsert ``records`` in one call; if a record is refused, retry them one by one.
+
+    Returns:
+        The positions of the records written. Each refused record (RecordError, ValueError,
+        TypeError) is passed to ``on_fail(position, error)`` as it is met; other errors
+        (the store itself failing) propagate.
+    """
+    try:
+        with lock:
+            store.upsert(records)
+        return list(range(len(records)))
+    except (RecordError, ValueError, TypeError) as e:
+        logger.info("a write of %d records failed (%s); retrying one by one", len(records), e)
+    written = []
+    for i, record in enumerate(records):
+        try:
+            with lock:
+                store.upsert([record])
+        except (RecordError, ValueError, TypeError) as e:
+            on_fail(i, e)
+        else:
+            written.append(i)
+    return written

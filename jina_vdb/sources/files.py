@@ -230,28 +230,49 @@ def iter_items(
         or that holds no content (files named directly with an unsupported type are
         Failures).
     """
+    opts = options or SourceOptions()
+    for path, root in walk_files(paths, opts):
+        yield from file_entries(path, root, tokenizer=tokenizer, options=opts)
+
+
+def file_entries(
+    path: Path,
+    root: Path | None,
+    *,
+    tokenizer: Any | None = None,
+    options: SourceOptions | None = None,
+) -> Iterator[Item | Failure | Ignored]:
+    """The entries of one file that ``walk_files`` found (``iter_items`` for one file).
+
+    Args:
+        path: the file.
+        root: the folder it was found in, or None for a file named directly (an unsupported
+            type is then a Failure, not Ignored, and JSONL image paths are checked against
+            the JSONL file's folder).
+        tokenizer: as for ``iter_items``.
+        options: as for ``iter_items``.
+    """
     from .jsonl import iter_jsonl  # local: jsonl imports this module
 
     opts = options or SourceOptions()
-    for path, root in _walk(paths, opts):
-        suffix = path.suffix.lower()
-        if suffix in JSONL_EXTENSIONS:
-            producer: Iterator[Item | Failure | Ignored] = iter_jsonl(
-                path, tokenizer=tokenizer, options=opts, root=root
-            )
-        else:
-            producer = _file_items(path, suffix, tokenizer, opts, root is not None)
-        for item in _guarded(producer, path):
-            if isinstance(item, Failure) and opts.strict:
-                raise SourceError(f"{item.source}: {item.reason}")
-            yield item
+    suffix = path.suffix.lower()
+    if suffix in JSONL_EXTENSIONS:
+        producer: Iterator[Item | Failure | Ignored] = iter_jsonl(
+            path, tokenizer=tokenizer, options=opts, root=root
+        )
+    else:
+        producer = _file_items(path, suffix, tokenizer, opts, root is not None)
+    for item in _guarded(producer, path):
+        if isinstance(item, Failure) and opts.strict:
+            raise SourceError(f"{item.source}: {item.reason}")
+        yield item
 
 
 def count_files(
     paths: Iterable[str | os.PathLike[str]], options: SourceOptions | None = None
 ) -> int:
     """How many files ``iter_items`` will read (the folder walk alone: for a progress total)."""
-    return sum(1 for _ in _walk(paths, options or SourceOptions()))
+    return sum(1 for _ in walk_files(paths, options or SourceOptions()))
 
 
 def _guarded(producer: Iterator[Any], path: Path) -> Iterator[Any]:
@@ -269,10 +290,11 @@ def _guarded(producer: Iterator[Any], path: Path) -> Iterator[Any]:
         yield item
 
 
-def _walk(
+def walk_files(
     paths: Iterable[str | os.PathLike[str]], opts: SourceOptions
 ) -> Iterator[tuple[Path, Path | None]]:
-    """(file, the folder it was found in, or None for a file named directly)."""
+    """The files ``iter_items`` reads, in its order: (file, the folder it was found in, or
+    None for a file named directly); ``file_entries`` reads one."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     for raw in paths:
