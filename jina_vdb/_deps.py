@@ -14,6 +14,7 @@ _EXTRAS = {
     "charset_normalizer": ("charset-normalizer", "cli"),
     "pypdfium2": ("pypdfium2", "pdf"),
     "PIL": ("pillow", "model"),
+    "ray": ("ray[data]", "ray"),
 }
 
 

@@ -122,7 +122,7 @@ def _file_key(entry: Item | Failure | Ignored, previous: str | None) -> str:
     return re.sub(r":\d+$", "", source)  # a JSONL file whose first line failed
 
 
-def _is_item_fault(error: BaseException) -> bool:
+def is_item_fault(error: BaseException) -> bool:
     """A bad input (ValueError / TypeError: e.g. ``embedder.InputError``), not a broken encoder."""
     return isinstance(error, ValueError | TypeError)
 
@@ -384,7 +384,7 @@ class _Pipeline:
                 out = self._call_encoder([m], text=text)
             except Exception as e:
                 failures.append((failure_of(m.item, e), m.file_no))
-                broken += not _is_item_fault(e)
+                broken += not is_item_fault(e)
                 continue
             self._count_encoded([m], text=text)
             self._put(self.encoded, ([m], out))

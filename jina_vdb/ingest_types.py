@@ -23,7 +23,6 @@ from .errors import Failure, Ignored
 from .flow import DEFAULT_INFLIGHT_BYTES
 from .payload import item_location
 from .progress import FileProgress
-from .sources.files import Item
 
 #: Duplicate ids listed in a summary without ``verbose``.
 _LISTED = 10
@@ -180,7 +179,17 @@ class IngestOptions:
         )
 
 
-def failure_of(item: Item, error: BaseException | str) -> Failure:
+class Identified(Protocol):
+    """What a failure needs of an item: its id and payload (an ``Item``, or a written row's)."""
+
+    @property
+    def id(self) -> Any: ...
+
+    @property
+    def payload(self) -> Any: ...
+
+
+def failure_of(item: Identified, error: BaseException | str) -> Failure:
     """A Failure for an item (where it came from, from its payload) and an error."""
     reason = error if isinstance(error, str) else (str(error) or type(error).__name__)
     return Failure(

@@ -31,7 +31,7 @@ from jina_vdb.model_record import MODEL_KEY, check_model, model_record, with_mod
 from jina_vdb.sources import SourceOptions
 from jina_vdb.sources.images import set_max_image_pixels
 
-from . import output
+from . import output, ray_cli
 from . import support as cs
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 # Option defaults come from the library's own defaults, never repeated here.
 _SOURCE = SourceOptions()
 _INGEST = IngestOptions()
+_RAY = ray_cli.DEFAULTS
 
 app = typer.Typer(
     name="jina-vdb",
@@ -231,6 +232,25 @@ def ingest(
         typer.Option(help="Seconds between one-line progress logs when stderr is not a terminal."),
     ] = 10.0,
     allow_model_mismatch: AllowMismatchOpt = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run as a Ray Data job: 'local' (a Ray on this machine), 'auto' (this "
+            "machine's cluster) or a cluster address (ray://HOST:10001). Needs jina-vdb[ray].",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="--ray: encoder replicas (default: one per GPU; 1 without GPUs)."),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None,
+        typer.Option(help="--ray: GPUs per encoder replica (default: 1, or 0 without GPUs)."),
+    ] = None,
+    writers: Annotated[
+        int, typer.Option(help="--ray: parallel writers to a server store.")
+    ] = _RAY.writers,
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
@@ -270,6 +290,10 @@ def ingest(
         storage.check(multivector)  # and token options without token vectors
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
+        on_ray = None
+        if ray is not None:  # checked before the model loads
+            on_ray = ray_cli.ray_options(ray, device, workers, gpus_per_worker, writers)
+            device = "cpu"  # the driver's copy only lists and chunks; workers encode
         encoder = cs.load_encoder(model, device=device)
         spec, explicit = cs.build_spec(
             encoder,
@@ -292,6 +316,7 @@ def ingest(
             source_opts,
             ingest_opts,
             allow_model_mismatch=allow_model_mismatch,
+            on_ray=None if on_ray is None else (on_ray, cs.model_location(model)),
         )
         for line in summary.lines(verbose=verbose):
             typer.echo(line)
@@ -308,11 +333,13 @@ def _ingest_paths(
     ingest_opts: Any,
     *,
     allow_model_mismatch: bool = False,
+    on_ray: tuple[Any, str] | None = None,
 ) -> Any:
     """Open (or create) the collection and run the pipeline over the paths' items.
 
     A new collection records the model (``spec.extra``); an existing one must have been
     made by this model (its tasks are only checked by queries: an ingest may add a task).
+    ``on_ray``: (RayOptions, the checkpoint the workers load) to run it as a Ray job.
     """
     from jina_vdb.ingest import ingest as run_ingest
     from jina_vdb.sizing import milvus_max_tokens
@@ -336,6 +363,8 @@ def _ingest_paths(
             action="ingest",
             allow_mismatch=allow_model_mismatch,
         )
+        if on_ray is not None:
+            return ray_cli.run(paths, where, db, encoder, source_opts, ingest_opts, *on_ray)
         total = count_files(paths, source_opts)  # walk first: the progress total and ETA
         items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
         return run_ingest(items, encoder, db, ingest_opts, total_files=total)

@@ -172,6 +172,11 @@ def load_encoder(model: str, *, device: str | None = None, dtype: str | None = N
         ) from e
 
 
+def model_location(model: str) -> str:
+    """``--model`` as another process loads it: "tiny" is the generated checkpoint's folder."""
+    return str(tiny_checkpoint()) if model == TINY else model
+
+
 def _looks_offline(error: BaseException) -> bool:
     names = {t.__name__ for t in type(error).__mro__}
     markers = {

@@ -1,0 +1,401 @@
+"""Ingest on Ray Data: the local pipeline's sources, ids, skips, batches and summary, on a cluster.
+
+    summary = ray_ingest(paths, "jinaai/jina-embeddings-v4", tokenizer, store,
+                         ray_options=RayOptions(address="auto"))
+
+Two Ray Data passes over the files, both listed on the driver (``walk_files``):
+
+1. **listing**: CPU tasks read each file (decode, chunk, hash), the driver takes their
+   entries in walk order and checks the ids against the store (``listing.Listing``), before
+   anything is decoded or encoded;
+2. **work**: the files with items to encode are read again in CPU tasks (the driver keeps
+   ids, not texts), their images decoded and PDF pages rendered (CPU tasks), encoded by an
+   actor pool (one ``JinaV4Embedder`` per actor: per GPU, or CPU actors without GPUs), and
+   written: to a server store by writer actors, each with its own connection; to an
+   embedded store (a qdrant-edge folder, a Milvus Lite file: one process may open it) by
+   the driver, from the job's output batches.
+
+Resumable exactly like the local pipeline: ids are stable, stored ids are skipped before
+encoding, upserts are idempotent. A dead worker's batch is retried by Ray (actors restart,
+lost tasks re-run, ``RayOptions.max_retries`` times); a bad item fails alone and is reported
+in the summary, never retried. After a complete run, stale records are deleted as locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from connectors.base import VectorStore
+
+from .._deps import require
+from ..errors import IngestError
+from ..ingest_types import IngestOptions, IngestSummary, Tally
+from ..sources.files import SourceOptions, walk_files
+from ..sync import delete_stale, prune_vanished
+from . import stages
+from .listing import Listing, Wanted
+
+logger = logging.getLogger(__name__)
+
+#: Listing / work blocks per cluster CPU: enough tasks to keep every CPU reading.
+_BLOCKS_PER_CPU = 4
+#: Items per load task call (decoded images and rendered pages travel in these batches).
+_LOAD_BATCH = 8
+#: CPUs reserved per writer actor: writers mostly wait on the database's network replies.
+_WRITER_CPUS = 0.25
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide a Ray ingest runs.
+
+    Attributes:
+        address: "local" (start a Ray on this machine for the run), "auto" (the cluster this
+            machine belongs to), or a cluster address: ``ray://HOST:10001`` (Ray Client) or
+            ``HOST:6379``. Unused when the calling process has already started Ray.
+        workers: encoder actors (model replicas). None: one per ``gpus_per_worker`` GPUs of
+            the cluster; 1 without GPUs.
+        gpus_per_worker: GPUs per encoder actor. None: 1 when the cluster has GPUs, else 0
+            (CPU actors, with a WARNING).
+        cpus_per_worker: CPUs per encoder actor (a CPU actor's torch threads).
+        writers: writer actors for a server store (ignored for an embedded one, which the
+            driver writes).
+        batch_rows: rows per encoder actor call (split further into the local pipeline's
+            text token-budget and image batches).
+        max_retries: restarts of a dead actor and re-runs of a lost task.
+        init: extra ``ray.init`` keyword arguments when this run starts Ray (``num_cpus``,
+            ``object_store_memory``...).
+    """
+
+    address: str = "local"
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float = 1.0
+    writers: int = 2
+    batch_rows: int = 64
+    max_retries: int = 3
+    init: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "writers", "batch_rows"):
+            value = getattr(self, name)
+            if value is None and name == "workers":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
+            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}")
+        if not self.cpus_per_worker > 0:
+            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker!r}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
+        if not isinstance(self.address, str) or not self.address.strip():
+            raise ValueError(f"address must be 'local', 'auto' or an address, got {self.address!r}")
+
+
+def require_ray() -> ModuleType:
+    """``ray`` with Ray Data, or MissingDependencyError naming the ``[ray]`` extra."""
+    require("ray.data", "for ingest on Ray (--ray)")
+    return require("ray", "for ingest on Ray (--ray)")
+
+
+def ray_ingest(
+    paths: Iterable[str | os.PathLike[str]],
+    model: str | os.PathLike[str],
+    tokenizer: Any,
+    store: VectorStore,
+    options: IngestOptions | None = None,
+    *,
+    sources: SourceOptions | None = None,
+    ray_options: RayOptions | None = None,
+    store_url: str | None = None,
+) -> IngestSummary:
+    """Ingest files and folders on Ray: what ``ingest(iter_items(paths), ...)`` does locally.
+
+    Args:
+        paths: files and folders, as for ``jina_vdb.sources.iter_items``.
+        model: the checkpoint every encoder actor loads (a folder its node can read, or a
+            hub id).
+        tokenizer: that model's tokenizer, for chunking in the reading tasks.
+        store: the open collection: the driver checks ids against it, deletes stale records
+            and, for an embedded store, writes.
+        options: batching and behaviour, as for ``ingest``.
+        sources: how files become items.
+        ray_options: the cluster and the pool sizes.
+        store_url: the server URL of ``store`` (``qdrant+http://…``, ``milvus+http://…``):
+            writer actors open the collection by it. None: the driver writes.
+
+    Returns:
+        The same summary as ``ingest``.
+
+    Raises:
+        MissingDependencyError: ray is not installed (the ``[ray]`` extra).
+        IngestError: in strict mode on the first failure; when the job itself fails.
+    """
+    ray = require_ray()
+    job = _RayJob(
+        ray,
+        str(model),
+        tokenizer,
+        store,
+        options or IngestOptions(),
+        sources or SourceOptions(),
+        ray_options or RayOptions(),
+        store_url,
+    )
+    started = False
+    if not ray.is_initialized():
+        ropts = job.ropts
+        quiet = job.opts.progress is False  # Ray's own logs follow the progress setting
+        ray.init(
+            address=ropts.address,
+            log_to_driver=not quiet,
+            logging_level=logging.WARNING if quiet else logging.INFO,
+            **ropts.init,
+        )
+        started = True
+    try:
+        return job.run(paths)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _RayJob:
+    def __init__(
+        self,
+        ray: ModuleType,
+        model: str,
+        tokenizer: Any,
+        store: VectorStore,
+        opts: IngestOptions,
+        sources: SourceOptions,
+        ropts: RayOptions,
+        store_url: str | None,
+    ) -> None:
+        self.ray, self.model, self.tokenizer, self.store = ray, model, tokenizer, store
+        self.opts, self.ropts, self.store_url = opts, ropts, store_url
+        # Tasks never raise for a bad source: the driver applies strictness, in walk order.
+        self.sources = replace(sources, strict=False)
+        self.source_strict = sources.strict
+
+    def run(self, paths: Iterable[str | os.PathLike[str]]) -> IngestSummary:
+        import ray.data
+
+        files = list(walk_files(paths, self.sources))
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = bool(self.opts.progress)
+        tally = Tally(
+            self.opts.progress, logger, total_files=len(files), log_every=self.opts.log_every
+        )
+        listener, self.store.maintenance_listener = (
+            self.store.maintenance_listener,
+            tally.maintenance,
+        )
+        listing = Listing(self.store, self.opts, tally, source_strict=self.source_strict)
+        try:
+            with _job_errors(self.ray):
+                work = self._list(files, listing)
+                if work:
+                    self._work(files, work, listing, tally)
+            self._sync(listing, tally)
+            self.store.flush()
+        finally:
+            self.store.maintenance_listener = listener
+            summary = tally.close()
+        for line in summary.lines():
+            logger.info("%s", line)
+        return summary
+
+    # -- pass 1: listing -----------------------------------------------------------------
+    def _list(self, files: list[tuple[Path, Path | None]], listing: Listing) -> list[Any]:
+        """Each file's work, in walk order: [(file_no, wanted)] for files with items to encode."""
+        rows = [{"file_no": i, "file": stages.file_row(*f)} for i, f in enumerate(files)]
+        ds = self._read(rows, stages.expand_listing)
+        work: list[tuple[int, Wanted]] = []
+        early: dict[int, bytes] = {}  # files listed before an earlier one
+        next_no = 0
+        for batch in self._batches(ds):
+            early.update(zip((int(n) for n in batch["file_no"]), batch["entries"], strict=True))
+            while next_no in early:
+                wanted = listing.file(next_no, stages.entries_of(early.pop(next_no)))
+                if wanted is None or wanted:
+                    work.append((next_no, wanted))
+                next_no += 1
+        return work
+
+    def _read(self, rows: list[dict[str, Any]], fn: Any) -> Any:
+        """A dataset of ``rows`` (one per file) mapped by ``fn`` in CPU tasks, a file a call."""
+        import ray.data
+
+        cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), _BLOCKS_PER_CPU * cpus))
+        with _retries_named():
+            return ds.map_batches(
+                fn,
+                batch_size=1,
+                batch_format="numpy",
+                fn_kwargs={"tokenizer": self.tokenizer, "options": self.sources},
+                num_cpus=1,
+                max_retries=self.ropts.max_retries,
+            )
+
+    def _batches(self, ds: Any) -> Iterator[dict[str, np.ndarray]]:
+        return ds.iter_batches(batch_size=None, batch_format="numpy")  # type: ignore[no-any-return]
+
+    # -- pass 2: read again, load, encode, write --------------------------------------------
+    def _work(
+        self,
+        files: list[tuple[Path, Path | None]],
+        work: list[tuple[int, Wanted]],
+        listing: Listing,
+        tally: Tally,
+    ) -> None:
+        rows = [
+            {"file_no": no, "file": stages.file_row(*files[no]), "wanted": stages.dumps(wanted)}
+            for no, wanted in work
+        ]
+        ds = self._stages(self._read(rows, stages.expand_wanted))
+        for batch in self._batches(ds):
+            if self.store_url is None:
+                with tally.clock("write"):
+                    failures = stages.write_encoded(self.store, batch, self.opts)
+            else:
+                failures = list(batch["failure"])
+            self._count(batch, failures, listing, tally)
+
+    def _stages(self, ds: Any) -> Any:
+        """Load (CPU tasks) -> encode (actor pool) [-> write (writer actors, servers)]."""
+        from ray.data import ActorPoolStrategy
+
+        retries = self.ropts.max_retries
+        workers, gpus = self._pool()
+        with _retries_named():
+            ds = ds.map_batches(
+                stages.load_rows,
+                batch_size=_LOAD_BATCH,
+                batch_format="numpy",
+                num_cpus=1,
+                max_retries=retries,
+            )
+            ds = ds.map_batches(
+                stages.EncodeWorker,
+                fn_constructor_kwargs={
+                    "model": self.model,
+                    "device": "cuda" if gpus else "cpu",
+                    "multivector": self.store.spec.multivector,
+                    "options": self.opts,
+                },
+                batch_size=self.ropts.batch_rows,
+                batch_format="numpy",
+                compute=ActorPoolStrategy(size=workers),
+                num_gpus=gpus,
+                num_cpus=self.ropts.cpus_per_worker,
+                max_restarts=retries,
+                max_task_retries=retries,
+            )
+            if self.store_url is None:
+                return ds
+            return ds.map_batches(
+                stages.StoreWriter,
+                fn_constructor_kwargs={
+                    "url": self.store_url,
+                    "collection": self.store.name,
+                    "options": self.opts,
+                },
+                batch_size=self.opts.write_batch,
+                batch_format="numpy",
+                compute=ActorPoolStrategy(size=self.ropts.writers),
+                num_cpus=_WRITER_CPUS,
+                max_restarts=retries,
+                max_task_retries=retries,
+            )
+
+    def _pool(self) -> tuple[int, float]:
+        """(encoder actors, GPUs each), from the options and the cluster's resources."""
+        resources = self.ray.cluster_resources()
+        gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
+        per = self.ropts.gpus_per_worker
+        if per is None:
+            per = 1.0 if gpus else 0.0
+            if not gpus:
+                logger.warning("the Ray cluster has no GPU: encoding on CPU actors")
+        if per > gpus:
+            raise ValueError(f"gpus_per_worker is {per:g} but the Ray cluster has {gpus:g} GPUs")
+        workers = self.ropts.workers or (max(1, int(gpus // per)) if per else 1)
+        if not per and workers * self.ropts.cpus_per_worker >= cpus:
+            raise ValueError(
+                f"{workers} CPU encoder actors of {self.ropts.cpus_per_worker:g} CPUs leave no "
+                f"CPU of the Ray cluster's {cpus:g} for reading files: lower workers "
+                "(--workers) or cpus_per_worker"
+            )
+        logger.info("encoding on %d actor(s), %g GPU(s) each", workers, per)
+        return workers, per
+
+    def _count(
+        self,
+        batch: dict[str, np.ndarray],
+        failures: list[bytes],
+        listing: Listing,
+        tally: Tally,
+    ) -> None:
+        done: list[int] = []
+        for i, failure in enumerate(failures):
+            file_no = int(batch["file_no"][i])
+            if failure:
+                listing.fail(stages.loads(failure), file_no)
+                continue
+            done.append(file_no)
+            tally.add("pages" if batch["image"][i] else "tokens", int(batch["cost"][i]))
+        total = tally.add("added", len(done), done=done)
+        logger.debug("upserted %d records (%d so far)", len(done), total)
+
+    def _sync(self, listing: Listing, tally: Tally) -> None:
+        lock = threading.Lock()  # the driver is the only thread using the store here
+        if self.opts.sync_sources:
+            tally.add("stale_deleted", delete_stale(self.store, listing.ledger, lock))
+        if self.opts.prune_under:
+            pruned = prune_vanished(self.store, listing.ledger, self.opts.prune_under, lock)
+            tally.add("pruned", pruned)
+
+
+@contextlib.contextmanager
+def _retries_named() -> Iterator[None]:
+    """Pass ``max_retries`` / ``max_restarts`` / ``max_task_retries`` without Ray's warning.
+
+    Ray Data 2.60 deprecates passing them as remote args but has no named parameter for
+    them yet, and its own default for actors is to restart and retry forever: an item that
+    kills its worker every time would never end the job. Bounded retries are the point.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        yield
+
+
+@contextlib.contextmanager
+def _job_errors(ray: ModuleType) -> Iterator[None]:
+    """A failed Ray job as one IngestError naming its first cause (not Ray's wrapped traceback)."""
+    try:
+        yield
+    except ray.exceptions.RayError as e:
+        cause: BaseException = e
+        while isinstance(cause, ray.exceptions.RayError) or type(cause).__name__ in (
+            "UserCodeException",
+        ):
+            inner = getattr(cause, "cause", None) or cause.__cause__
+            if inner is None or inner is cause:
+                break
+            cause = inner
+        message = str(cause).strip().splitlines()[-1] if str(cause).strip() else ""
+        raise IngestError(f"the Ray job failed: {type(cause).__name__}: {message}"[:2000]) from e
