@@ -126,3 +126,15 @@ def test_the_application_package_holds_no_library_code():
     source_modules = {"sources", "jsonl", "pdf", "chunking", "samples"}
     assert not {p.stem for p in (REPO / "connectors").glob("*.py")} & app_modules
     assert not {p.stem for p in (REPO / "embedder").glob("*.py")} & source_modules
+
+
+def test_only_the_distributed_package_imports_ray():
+    """ray is the ``[ray]`` extra of ``jina_vdb.distributed`` alone (lazily, at first use)."""
+    offenders = sorted(
+        str(path.relative_to(REPO))
+        for package in ("embedder", "connectors", "jina_vdb")
+        for path in (REPO / package).rglob("*.py")
+        if "ray" in _imports_of(path) and "distributed" not in path.parts
+    )
+    assert not offenders, f"only jina_vdb/distributed may import ray: {offenders}"
+    assert "ray" not in _imported_after(["jina_vdb.distributed", "jina_vdb.cli.app"])

@@ -32,6 +32,7 @@ OPTIONAL = (
     "typer",
     "charset_normalizer",
     "scipy",
+    "ray",
 )
 
 
@@ -164,3 +165,18 @@ def test_a_pdf_without_pypdfium2_is_reported_naming_the_extra(tmp_path: Path) ->
     proc = _run(("pypdfium2",), body, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "pip install 'jina-vdb[pdf]'" in proc.stdout
+
+
+def test_ingest_on_ray_without_ray_says_which_extra_in_one_line(tmp_path: Path) -> None:
+    """``--ray`` without the extra: the install hint, before any model is loaded."""
+    (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
+    body = (
+        "sys.argv = ['jina-vdb', 'ingest', 'a.txt', '--store', 'qdrant:q', '--model', "
+        "'no-such-model', '--ray', 'local']\n"
+        "from jina_vdb.cli import main\nmain()"
+    )
+    proc = _run(("ray",), body, tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: ray[data] is required for ingest on Ray (--ray): pip install 'jina-vdb[ray]'"
+    ]

@@ -71,8 +71,8 @@ class RayOptions:
         cpus_per_worker: CPUs per encoder actor (a CPU actor's torch threads).
         writers: writer actors for a server store (ignored for an embedded one, which the
             driver writes).
-        batch_rows: rows per encoder actor call (split further into the local pipeline's
-            text token-budget and image batches).
+        batch_rows: rows per encoder actor call, at most ``IngestOptions.text_batch``
+            (split further into the local pipeline's text token-budget and image batches).
         max_retries: restarts of a dead actor and re-runs of a lost task.
         init: extra ``ray.init`` keyword arguments when this run starts Ray (``num_cpus``,
             ``object_store_memory``...).
@@ -297,7 +297,8 @@ class _RayJob:
                     "multivector": self.store.spec.multivector,
                     "options": self.opts,
                 },
-                batch_size=self.ropts.batch_rows,
+                # An actor call holds at most ``text_batch`` items, as a local encode call.
+                batch_size=min(self.ropts.batch_rows, self.opts.text_batch),
                 batch_format="numpy",
                 compute=ActorPoolStrategy(size=workers),
                 num_gpus=gpus,

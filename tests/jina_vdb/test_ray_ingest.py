@@ -1,0 +1,239 @@
+"""Ingest as a Ray Data job: the same records as the local pipeline, resumable after kills.
+
+One local Ray per module (2 CPUs, no dashboard, a small object store), shut down after.
+Its processes get this checkout on PYTHONPATH, so workers import the code under test.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import STORES
+from ingest_helpers import REPO, cli_command, subprocess_env, write_text_corpus
+
+from connectors.stores import open_store
+from jina_vdb.cli.support import build_spec
+from jina_vdb.ingest import IngestOptions, ingest
+from jina_vdb.model_record import model_record, with_model
+from jina_vdb.sources import SourceOptions, iter_items
+from jina_vdb.sources.samples import minimal_pdf, write_sample_corpus
+
+pytestmark = pytest.mark.slow
+
+OPTS = IngestOptions(text_batch=4, image_batch=2, check_batch=8, progress=False)
+SOURCES = SourceOptions(task="auto", pdf_dpi=40)
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("ray is not installed; CI installs it with the 'ray' extra (in 'all')")
+        pytest.skip("ray is not installed: pip install 'jina-vdb[ray]'")
+    return ray
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """A local Ray for this module; its GCS address (subprocess drivers connect to it)."""
+    ray = _require_ray()
+    saved = os.environ.get("PYTHONPATH")
+    # Ray's processes inherit this: workers import this checkout (also from subprocesses).
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved) if p)
+    try:
+        context = ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=96 * 2**20,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+        yield context.address_info["address"]
+    finally:
+        ray.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _corpus(root: Path) -> Path:
+    write_sample_corpus(root)
+    write_text_corpus(root / "more", 6, words=40)
+    (root / "more" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    (root / "more" / "report.pdf").write_bytes(
+        minimal_pdf([[f"Page {i} of a report."] for i in range(3)])
+    )
+    return root
+
+
+def _open(url: str, embedder: Any) -> Any:
+    spec, _ = build_spec(embedder, dim=None, prefetch_dims=None, multivector=True)
+    return open_store(url, "docs", spec=with_model(spec, model_record(embedder, ["retrieval"])))
+
+
+def _ray_ingest(corpus: Path, store: Any, checkpoint: Path, embedder: Any) -> Any:
+    from jina_vdb.distributed import RayOptions, ray_ingest
+
+    return ray_ingest(
+        [corpus],
+        checkpoint,
+        embedder.tokenizer,
+        store,
+        OPTS,
+        sources=SOURCES,
+        ray_options=RayOptions(workers=1, max_retries=2),
+    )
+
+
+def _records(store: Any) -> dict[Any, Any]:
+    return {r.id: r for r in store.get([r.id for r in store.scan()], with_vectors=True)}
+
+
+@pytest.mark.parametrize("backend", sorted(STORES))
+def test_ray_gives_the_local_pipelines_records_and_a_rerun_adds_nothing(
+    backend: str, ray_address: str, tmp_path: Path, tiny_checkpoint: Path, tiny_embedder: Any
+) -> None:
+    corpus = _corpus(tmp_path / "corpus")
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    with _open(STORES[backend](tmp_path / "local"), tiny_embedder) as local:
+        items = iter_items([corpus], tokenizer=tiny_embedder.tokenizer, options=SOURCES)
+        expected = ingest(items, tiny_embedder, local, OPTS)
+        want = _records(local)
+    with _open(STORES[backend](tmp_path / "ray"), tiny_embedder) as store:
+        summary = _ray_ingest(corpus, store, tiny_checkpoint, tiny_embedder)
+        got = _records(store)
+        again = _ray_ingest(corpus, store, tiny_checkpoint, tiny_embedder)
+        assert store.count() == len(want)
+
+    assert (summary.added, summary.skipped) == (expected.added, 0)
+    assert summary.failed == expected.failed and len(summary.failed) == 1  # broken.png
+    assert (summary.tokens, summary.pages) == (expected.tokens, expected.pages)
+    assert sorted(got, key=str) == sorted(want, key=str)
+    for record_id, record in want.items():
+        assert got[record_id].payload == record.payload
+        np.testing.assert_allclose(got[record_id].dense, record.dense, atol=1e-4)
+        np.testing.assert_allclose(got[record_id].multivector, record.multivector, atol=3e-3)
+    assert (again.added, again.skipped, again.failed) == (0, len(want), expected.failed)
+
+
+def _encode_worker_pids() -> list[int]:
+    """The processes of Ray Data's encoder actors (Ray titles them after the actor class)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and b"EncodeWorker" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+class _KillAfterFirstWrite(logging.Handler):
+    """On the driver's first "upserted" log: SIGKILL the encoder actor's process (once)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.killed: list[int] = []
+        self._lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            if self.killed or "upserted" not in record.getMessage():
+                return
+            for pid in _encode_worker_pids():
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+
+
+def test_a_killed_encoder_worker_is_restarted_and_its_batch_retried(
+    ray_address: str, tmp_path: Path, tiny_checkpoint: Path, tiny_embedder: Any
+) -> None:
+    if not Path("/proc").is_dir():
+        pytest.skip("finds the worker's process through /proc (Linux)")
+    corpus = tmp_path / "corpus"
+    write_text_corpus(corpus, 16, words=40)
+    expected = {
+        it.id for it in iter_items([corpus], tokenizer=tiny_embedder.tokenizer, options=SOURCES)
+    }
+    killer = _KillAfterFirstWrite()
+    job_logger = logging.getLogger("jina_vdb.distributed.job")
+    level = job_logger.level
+    job_logger.setLevel(logging.DEBUG)
+    job_logger.addHandler(killer)
+    try:
+        with _open(f"qdrant:{tmp_path / 'q'}", tiny_embedder) as store:
+            summary = _ray_ingest(corpus, store, tiny_checkpoint, tiny_embedder)
+            stored = [r.id for r in store.scan()]
+    finally:
+        job_logger.removeHandler(killer)
+        job_logger.setLevel(level)
+    assert killer.killed, "no encoder worker process was found to kill"
+    assert (summary.added, summary.failed) == (len(expected), [])
+    assert sorted(stored) == sorted(expected)
+
+
+def test_a_killed_driver_then_a_rerun_gives_every_id_once(
+    ray_address: str, tmp_path: Path, tiny_checkpoint: Path, tiny_embedder: Any
+) -> None:
+    corpus = tmp_path / "corpus"
+    write_text_corpus(corpus, 24, words=40)
+    url = f"milvus:{tmp_path / 'm.db'}"
+    cmd = cli_command(
+        "ingest",
+        str(corpus),
+        "--store",
+        url,
+        "--model",
+        str(tiny_checkpoint),
+        "--batch-size",
+        "2",
+        "--ray",
+        ray_address,
+        "--workers",
+        "1",
+        "--quiet",
+        "--verbose",
+    )
+    env = subprocess_env(PYTHONPATH=os.environ["PYTHONPATH"])
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # SIGKILL right after the driver's first write
+            if "upserted" in line:
+                break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    rerun = subprocess.run(
+        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    expected = [
+        it.id
+        for it in iter_items(
+            [corpus], tokenizer=tiny_embedder.tokenizer, options=SourceOptions(task="retrieval")
+        )
+    ]
+    with open_store(url, "docs") as store:
+        stored = [r.id for r in store.scan()]
+    assert sorted(stored) == sorted(expected)
+    summary = next(line for line in rerun.stdout.splitlines() if line.startswith("added"))
+    added = int(summary.split()[1].rstrip(","))
+    assert 0 < added < len(expected), summary  # the rerun wrote only what was missing
