@@ -63,7 +63,8 @@ class IngestSummary:
     #: Busy time per stage: "read" (existence checks + decoding/rendering), "encode", "write";
     #: the encoder's idle time: "wait_read" (reader behind), "wait_write" (writer behind); and
     #: the store's maintenance ("optimize", "flush": index builds during "write" and the last
-    #: ones after it), when it reports any.
+    #: ones after it), when it reports any. A Ray ingest (``jina_vdb.distributed``) adds the
+    #: wall time of its passes, "listing" and "encoding"; its "encode" sums the workers' time.
     stage_seconds: dict[str, float] = field(
         default_factory=lambda: dict.fromkeys(
             ("read", "encode", "write", "wait_read", "wait_write"), 0.0

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 # Option defaults come from the library's own defaults, never repeated here.
 _SOURCE = SourceOptions()
 _INGEST = IngestOptions()
-_RAY = ray_cli.DEFAULTS
 
 app = typer.Typer(
     name="jina-vdb",
@@ -249,8 +248,9 @@ def ingest(
         typer.Option(help="--ray: GPUs per encoder replica (default: 1, or 0 without GPUs)."),
     ] = None,
     writers: Annotated[
-        int, typer.Option(help="--ray: parallel writers to a server store.")
-    ] = _RAY.writers,
+        int | None,
+        typer.Option(help="--ray: parallel writers to a server store (default: 2)."),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Embed files and folders and upsert them; re-running skips what is already stored."""
@@ -292,7 +292,7 @@ def ingest(
             set_max_image_pixels(max_image_pixels)
         on_ray = None
         if ray is not None:  # checked before the model loads
-            on_ray = ray_cli.ray_options(ray, device, workers, gpus_per_worker, writers)
+            on_ray = ray_cli.ray_options(ray, device, workers, gpus_per_worker, writers, where)
             device = "cpu"  # the driver's copy only lists and chunks; workers encode
         encoder = cs.load_encoder(model, device=device)
         spec, explicit = cs.build_spec(

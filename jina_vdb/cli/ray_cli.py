@@ -15,17 +15,21 @@ from jina_vdb.distributed import RayOptions, ray_ingest, require_ray
 
 from .support import CliError
 
-DEFAULTS = RayOptions()
-
 
 def ray_options(
     address: str,
     device: str | None,
     workers: int | None,
     gpus_per_worker: float | None,
-    writers: int,
+    writers: int | None,
+    where: StoreURL,
 ) -> RayOptions:
     """The ``--ray`` flags as RayOptions (ray itself must be importable)."""
+    if writers is not None and not where.server:
+        raise CliError(
+            f"--writers applies to server stores; {where} is embedded and written by the "
+            "driver alone (one process may open it)"
+        )
     if device is not None:
         raise CliError(
             "--device cannot be combined with --ray: the workers' device follows "

@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from connectors.base import VectorStore
+from connectors.stores import parse_store_url
 
 from .._deps import require
 from ..errors import IngestError
@@ -52,6 +54,8 @@ logger = logging.getLogger(__name__)
 _BLOCKS_PER_CPU = 4
 #: Items per load task call (decoded images and rendered pages travel in these batches).
 _LOAD_BATCH = 8
+#: Writer actors for a server store by default.
+_WRITERS = 2
 #: CPUs reserved per writer actor: writers mostly wait on the database's network replies.
 _WRITER_CPUS = 0.25
 
@@ -69,8 +73,8 @@ class RayOptions:
         gpus_per_worker: GPUs per encoder actor. None: 1 when the cluster has GPUs, else 0
             (CPU actors, with a WARNING).
         cpus_per_worker: CPUs per encoder actor (a CPU actor's torch threads).
-        writers: writer actors for a server store (ignored for an embedded one, which the
-            driver writes).
+        writers: writer actors for a server store (None: 2). An embedded store is written
+            by the driver alone: giving writers for one is refused.
         batch_rows: rows per encoder actor call, at most ``IngestOptions.text_batch``
             (split further into the local pipeline's text token-budget and image batches).
         max_retries: restarts of a dead actor and re-runs of a lost task.
@@ -82,7 +86,7 @@ class RayOptions:
     workers: int | None = None
     gpus_per_worker: float | None = None
     cpus_per_worker: float = 1.0
-    writers: int = 2
+    writers: int | None = None
     batch_rows: int = 64
     max_retries: int = 3
     init: Mapping[str, Any] = field(default_factory=dict)
@@ -90,7 +94,7 @@ class RayOptions:
     def __post_init__(self) -> None:
         for name in ("workers", "writers", "batch_rows"):
             value = getattr(self, name)
-            if value is None and name == "workers":
+            if value is None and name in ("workers", "writers"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -144,6 +148,17 @@ def ray_ingest(
         IngestError: in strict mode on the first failure; when the job itself fails.
     """
     ray = require_ray()
+    ropts = ray_options or RayOptions()
+    if store_url is not None and not parse_store_url(store_url).server:
+        raise ValueError(
+            f"store_url {store_url!r} is an embedded store: pass store_url=None, the driver "
+            "writes it (one process may open it)"
+        )
+    if store_url is None and ropts.writers is not None:
+        raise ValueError(
+            f"writers={ropts.writers}: an embedded store is written by the driver alone; "
+            "parallel writers need a server store (qdrant+http://, milvus+http://)"
+        )
     job = _RayJob(
         ray,
         str(model),
@@ -151,7 +166,7 @@ def ray_ingest(
         store,
         options or IngestOptions(),
         sources or SourceOptions(),
-        ray_options or RayOptions(),
+        ropts,
         store_url,
     )
     started = False
@@ -206,9 +221,11 @@ class _RayJob:
         listing = Listing(self.store, self.opts, tally, source_strict=self.source_strict)
         try:
             with _job_errors(self.ray):
-                work = self._list(files, listing)
+                with _wall(tally, "listing"):
+                    work = self._list(files, listing)
                 if work:
-                    self._work(files, work, listing, tally)
+                    with _wall(tally, "encoding"):
+                        self._work(files, work, listing, tally)
             self._sync(listing, tally)
             self.store.flush()
         finally:
@@ -317,7 +334,7 @@ class _RayJob:
                 },
                 batch_size=self.opts.write_batch,
                 batch_format="numpy",
-                compute=ActorPoolStrategy(size=self.ropts.writers),
+                compute=ActorPoolStrategy(size=self.ropts.writers or _WRITERS),
                 num_cpus=_WRITER_CPUS,
                 max_restarts=retries,
                 max_task_retries=retries,
@@ -351,6 +368,7 @@ class _RayJob:
         listing: Listing,
         tally: Tally,
     ) -> None:
+        tally.summary.stage_seconds["encode"] += float(np.sum(batch["seconds"]))
         done: list[int] = []
         for i, failure in enumerate(failures):
             file_no = int(batch["file_no"][i])
@@ -369,6 +387,16 @@ class _RayJob:
         if self.opts.prune_under:
             pruned = prune_vanished(self.store, listing.ledger, self.opts.prune_under, lock)
             tally.add("pruned", pruned)
+
+
+@contextlib.contextmanager
+def _wall(tally: Tally, name: str) -> Iterator[None]:
+    """The wall time of a pass in ``summary.stage_seconds[name]`` ("listing", "encoding")."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        tally.summary.stage_seconds[name] = time.perf_counter() - started
 
 
 @contextlib.contextmanager

@@ -13,9 +13,10 @@ Rows through the job:
 - work (``expand_wanted`` -> ``load_rows``): one row per item to encode: ``file_no``,
   ``item``, ``content`` (the decoded image, rendered page or text) or ``failure``;
 - encoded (``EncodeWorker``): ``file_no``, ``key`` (id, payload), ``vectors`` (dense row,
-  token matrix or None), ``cost``, ``image``, or ``failure``;
+  token matrix or None), ``cost``, ``image``, ``seconds`` (its share of the encode time),
+  or ``failure``;
 - written (``StoreWriter``, server stores only): ``file_no``, ``cost``, ``image``,
-  ``failure``.
+  ``seconds``, ``failure``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,13 +158,17 @@ class EncodeWorker:
         groups = [(g, True) for g in self._text_groups(texts, items)]
         step = self.opts.image_batch
         groups += [(images[lo : lo + step], False) for lo in range(0, len(images), step)]
+        started = time.perf_counter()
         for group, text in groups:
             for i, result in self._encode(group, items, contents, text=text):
                 if isinstance(result, Failure):
                     failures[i] = dumps(result)
                 else:
                     vectors[i] = dumps(result)
-        return _encoded_columns(batch["file_no"], items, vectors, failures)
+        columns = _encoded_columns(batch["file_no"], items, vectors, failures)
+        # The encode time, a share per row: the driver sums it into stage_seconds["encode"].
+        columns["seconds"] = np.full(n, (time.perf_counter() - started) / max(n, 1))
+        return columns
 
     def _text_groups(self, texts: list[int], items: list[Item | None]) -> Iterator[list[int]]:
         """Text batches as the local pipeline sends them: by count and by token budget."""
@@ -303,6 +309,7 @@ class StoreWriter:
             "cost": batch["cost"],
             "image": batch["image"],
             "failure": column(failures),
+            "seconds": batch["seconds"],
         }
 
     def __del__(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import STORES
-from ingest_helpers import REPO, cli_command, subprocess_env, write_text_corpus
+from ingest_helpers import REPO, cli_command, run_cli, subprocess_env, write_text_corpus
 
 from connectors.stores import open_store
 from jina_vdb.cli.support import build_spec
@@ -237,3 +237,30 @@ def test_a_killed_driver_then_a_rerun_gives_every_id_once(
     summary = next(line for line in rerun.stdout.splitlines() if line.startswith("added"))
     added = int(summary.split()[1].rstrip(","))
     assert 0 < added < len(expected), summary  # the rerun wrote only what was missing
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ("--writers", "4"),
+            "error: --writers applies to server stores; qdrant:{tmp}/q is embedded and "
+            "written by the driver alone (one process may open it)",
+        ),
+        (
+            ("--device", "cpu"),
+            "error: --device cannot be combined with --ray: the workers' device follows "
+            "--gpus-per-worker (0: CPU workers)",
+        ),
+    ],
+    ids=["writers-embedded", "device"],
+)
+def test_options_ray_cannot_honour_are_refused(
+    flags: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a.txt").write_text("hello", encoding="utf-8")
+    store = f"qdrant:{tmp_path}/q"
+    proc = run_cli("ingest", str(tmp_path / "a.txt"), "--store", store, "--ray", "local", *flags)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [message.format(tmp=tmp_path)]
+    assert not (tmp_path / "q").exists()  # refused before anything was opened
