@@ -290,11 +290,12 @@ def ingest(
         storage.check(multivector)  # and token options without token vectors
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
-        on_ray = None
+        on_ray, dtype = None, None
         if ray is not None:  # checked before the model loads
             on_ray = ray_cli.ray_options(ray, device, workers, gpus_per_worker, writers, where)
-            device = "cpu"  # the driver's copy only lists and chunks; workers encode
-        encoder = cs.load_encoder(model, device=device)
+            # The driver's copy only gives the tokenizer, dims and identity; workers encode.
+            device, dtype = "cpu", "bfloat16"
+        encoder = cs.load_encoder(model, device=device, dtype=dtype)
         spec, explicit = cs.build_spec(
             encoder,
             dim=dim,

@@ -56,8 +56,9 @@ _BLOCKS_PER_CPU = 4
 _LOAD_BATCH = 8
 #: Writer actors for a server store by default.
 _WRITERS = 2
-#: CPUs reserved per writer actor: writers mostly wait on the database's network replies.
-_WRITER_CPUS = 0.25
+#: CPUs reserved per writer actor: none. Writers mostly wait on the database's replies, and
+#: a reservation could leave the reading tasks (1 CPU each) no CPU: the job would stall.
+_WRITER_CPUS = 0
 
 
 @dataclass(frozen=True)
@@ -208,9 +209,14 @@ class _RayJob:
     def run(self, paths: Iterable[str | os.PathLike[str]]) -> IngestSummary:
         import ray.data
 
+        workers, gpus = self._pool()  # a pool the cluster cannot hold fails before any work
         files = list(walk_files(paths, self.sources))
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = bool(self.opts.progress)
+        progress = self.opts.progress
+        # Ray's bars follow the project's: None shows them when INFO logging is on.
+        ctx.enable_progress_bars = (
+            logger.isEnabledFor(logging.INFO) if progress is None else progress
+        )
         tally = Tally(
             self.opts.progress, logger, total_files=len(files), log_every=self.opts.log_every
         )
@@ -225,7 +231,7 @@ class _RayJob:
                     work = self._list(files, listing)
                 if work:
                     with _wall(tally, "encoding"):
-                        self._work(files, work, listing, tally)
+                        self._work(files, work, listing, tally, (workers, gpus))
             self._sync(listing, tally)
             self.store.flush()
         finally:
@@ -278,12 +284,13 @@ class _RayJob:
         work: list[tuple[int, Wanted]],
         listing: Listing,
         tally: Tally,
+        pool: tuple[int, float],
     ) -> None:
         rows = [
             {"file_no": no, "file": stages.file_row(*files[no]), "wanted": stages.dumps(wanted)}
             for no, wanted in work
         ]
-        ds = self._stages(self._read(rows, stages.expand_wanted))
+        ds = self._stages(self._read(rows, stages.expand_wanted), *pool)
         for batch in self._batches(ds):
             if self.store_url is None:
                 with tally.clock("write"):
@@ -292,12 +299,11 @@ class _RayJob:
                 failures = list(batch["failure"])
             self._count(batch, failures, listing, tally)
 
-    def _stages(self, ds: Any) -> Any:
+    def _stages(self, ds: Any, workers: int, gpus: float) -> Any:
         """Load (CPU tasks) -> encode (actor pool) [-> write (writer actors, servers)]."""
         from ray.data import ActorPoolStrategy
 
         retries = self.ropts.max_retries
-        workers, gpus = self._pool()
         with _retries_named():
             ds = ds.map_batches(
                 stages.load_rows,
@@ -352,9 +358,9 @@ class _RayJob:
         if per > gpus:
             raise ValueError(f"gpus_per_worker is {per:g} but the Ray cluster has {gpus:g} GPUs")
         workers = self.ropts.workers or (max(1, int(gpus // per)) if per else 1)
-        if not per and workers * self.ropts.cpus_per_worker >= cpus:
+        if workers * self.ropts.cpus_per_worker >= cpus:
             raise ValueError(
-                f"{workers} CPU encoder actors of {self.ropts.cpus_per_worker:g} CPUs leave no "
+                f"{workers} encoder actors of {self.ropts.cpus_per_worker:g} CPUs leave no "
                 f"CPU of the Ray cluster's {cpus:g} for reading files: lower workers "
                 "(--workers) or cpus_per_worker"
             )

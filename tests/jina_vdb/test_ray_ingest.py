@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,14 @@ def _corpus(root: Path) -> Path:
     return root
 
 
-def _open(url: str, embedder: Any) -> Any:
-    spec, _ = build_spec(embedder, dim=None, prefetch_dims=None, multivector=True)
-    return open_store(url, "docs", spec=with_model(spec, model_record(embedder, ["retrieval"])))
+def _open(url: str, embedder: Any, name: str = "docs", prefetch: str | None = None) -> Any:
+    spec, _ = build_spec(embedder, dim=None, prefetch_dims=prefetch, multivector=True)
+    return open_store(url, name, spec=with_model(spec, model_record(embedder, ["retrieval"])))
 
 
-def _ray_ingest(corpus: Path, store: Any, checkpoint: Path, embedder: Any) -> Any:
+def _ray_ingest(
+    corpus: Path, store: Any, checkpoint: Path, embedder: Any, *, server: str | None = None
+) -> Any:
     from jina_vdb.distributed import RayOptions, ray_ingest
 
     return ray_ingest(
@@ -93,7 +96,8 @@ def _ray_ingest(corpus: Path, store: Any, checkpoint: Path, embedder: Any) -> An
         store,
         OPTS,
         sources=SOURCES,
-        ray_options=RayOptions(workers=1, max_retries=2),
+        ray_options=RayOptions(workers=1, max_retries=2, writers=2 if server else None),
+        store_url=server,
     )
 
 
@@ -264,3 +268,20 @@ def test_options_ray_cannot_honour_are_refused(
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [message.format(tmp=tmp_path)]
     assert not (tmp_path / "q").exists()  # refused before anything was opened
+
+
+def test_parallel_writers_fill_a_milvus_server_with_every_item_once(
+    ray_address: str, milvus_server: Any, tmp_path: Path, tiny_checkpoint: Path, tiny_embedder: Any
+) -> None:
+    corpus = tmp_path / "corpus"
+    write_text_corpus(corpus, 12, words=40)
+    items = list(iter_items([corpus], tokenizer=tiny_embedder.tokenizer, options=SOURCES))
+    url = f"milvus+{milvus_server.uri}"
+    # Milvus 2.3 holds one vector field: no Matryoshka prefix vector.
+    with _open(url, tiny_embedder, f"ray_{uuid.uuid4().hex[:8]}", prefetch="none") as db:
+        summary = _ray_ingest(corpus, db, tiny_checkpoint, tiny_embedder, server=url)
+        again = _ray_ingest(corpus, db, tiny_checkpoint, tiny_embedder, server=url)
+        stored = db.get([it.id for it in items])
+    assert (summary.added, summary.failed) == (len(items), [])
+    assert (again.added, again.skipped) == (0, len(items))
+    assert {r.id: r.payload for r in stored} == {it.id: it.payload for it in items}
