@@ -194,7 +194,7 @@ def test_a_killed_driver_then_a_rerun_gives_every_id_once(
     ray_address: str, tmp_path: Path, tiny_checkpoint: Path, tiny_embedder: Any
 ) -> None:
     corpus = tmp_path / "corpus"
-    write_text_corpus(corpus, 24, words=40)
+    write_text_corpus(corpus, 12, words=40)
     url = f"milvus:{tmp_path / 'm.db'}"
     cmd = cli_command(
         "ingest",
