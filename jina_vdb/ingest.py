@@ -53,6 +53,7 @@ __all__ = [
     "call_encoder",
     "failure_of",
     "ingest",
+    "report_failure",
     "upsert_or_isolate",
 ]
 
@@ -343,11 +344,7 @@ class _Pipeline:
             self.tally.add("skipped", done=(event.file_no,))
 
     def _fail(self, failure: Failure, file_no: int) -> None:
-        self.ledger.fail(failure.source)
-        if self.opts.strict:
-            raise IngestError(f"{failure.source}: {failure.reason}")
-        logger.warning("skipped %s: %s", failure.source, failure.reason)
-        self.tally.fail(failure, file_no)
+        report_failure(failure, file_no, self.ledger, self.tally, strict=self.opts.strict)
 
     def _encode(self, batch: list[_Loaded], *, text: bool) -> None:
         try:
@@ -439,6 +436,18 @@ class _Pipeline:
             done = [loaded[i].file_no for i in written]
         total = self.tally.add("added", len(written), done=done)
         logger.debug("upserted %d records (%d so far)", len(written), total)
+
+
+def report_failure(
+    failure: Failure, file_no: int, ledger: SourceLedger, tally: Tally, *, strict: bool
+) -> None:
+    """A failed item or source: its source keeps its old records (``ledger``), and it is
+    counted and logged, or raised as IngestError when ``strict``."""
+    ledger.fail(failure.source)
+    if strict:
+        raise IngestError(f"{failure.source}: {failure.reason}")
+    logger.warning("skipped %s: %s", failure.source, failure.reason)
+    tally.fail(failure, file_no)
 
 
 def call_encoder(

@@ -14,7 +14,8 @@ from typing import Any
 
 from connectors.base import VectorStore
 
-from ..errors import Failure, Ignored, IngestError, SourceError
+from ..errors import Failure, Ignored, SourceError
+from ..ingest import report_failure
 from ..ingest_types import IngestOptions, Tally, failure_of
 from ..payload import item_location
 from ..sources.files import Item
@@ -100,8 +101,4 @@ class Listing:
 
     def fail(self, failure: Failure, file_no: int) -> None:
         """A failed item or source: reported (strict: raised), its source keeps old records."""
-        self.ledger.fail(failure.source)
-        if self.opts.strict:
-            raise IngestError(f"{failure.source}: {failure.reason}")
-        logger.warning("skipped %s: %s", failure.source, failure.reason)
-        self.tally.fail(failure, file_no)
+        report_failure(failure, file_no, self.ledger, self.tally, strict=self.opts.strict)
