@@ -81,7 +81,7 @@ def make_corpus(
         noise = rng.standard_normal((tokens, 128)) / np.sqrt(128)
         doc = l2_normalize(centres[pick] + 0.6 * noise).astype(np.float32)  # (t, 128)
         docs.append(doc)
-        dense.append(l2_normalize(doc.mean(axis=0) @ project + 0.3 * rng.standard_normal(dim)))
+        dense.append(_dense(doc, project, rng))
     out, sources = [], []
     for _ in range(queries):
         sources.append(int(rng.integers(n)))
@@ -89,9 +89,17 @@ def make_corpus(
         rows = doc[rng.choice(len(doc), size=20, replace=False)]  # (20, 128)
         noise = rng.standard_normal(rows.shape) / np.sqrt(128)
         q_tokens = l2_normalize(rows + 0.5 * noise)
-        q_dense = l2_normalize(q_tokens.mean(axis=0) @ project + 0.3 * rng.standard_normal(dim))
+        q_dense = _dense(q_tokens, project, rng)
         out.append(Query(dense=q_dense, multivector=q_tokens))
     return Corpus(docs, np.stack(dense).astype(np.float32), out, sources)
+
+
+def _dense(tokens: np.ndarray, project: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A dense vector that knows the tokens' mean direction, blurred (a single vector sees
+    the topic, not which rare tokens a document has)."""
+    mean = l2_normalize(tokens.mean(axis=0) @ project)  # (dim,)
+    noise = rng.standard_normal(mean.shape) / np.sqrt(mean.shape[0])
+    return l2_normalize(mean + 0.5 * noise)
 
 
 def exact_top(corpus: Corpus, k: int) -> list[set[int]]:
