@@ -70,6 +70,7 @@ from .filters import (
 from .filters import (
     Range as Range,
 )
+from .payload_index import PayloadType as PayloadType
 from .query import Hit as Hit
 from .query import Query as Query
 from .query import SearchMode as SearchMode
@@ -103,6 +104,7 @@ __all__ = [
     "Not",
     "Or",
     "PartialWriteError",
+    "PayloadType",
     "Quantization",
     "Query",
     "QueryError",

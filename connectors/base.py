@@ -28,6 +28,7 @@ from .errors import (
     UnavailableWriteError,
 )
 from .filters import Filter, check_filter
+from .payload_index import PayloadIndexes, added_indexes, normalize_indexes
 from .query import Hit, Query, SearchMode, SearchPlan, build_plan, query_vectors
 from .records import (
     PreparedRecord,
@@ -117,6 +118,25 @@ class VectorStore(ABC):
     def drop(self) -> None:
         """Delete the whole collection and its data."""
         self._run("drop", self._drop)
+
+    def add_payload_indexes(self, indexes: object) -> PayloadIndexes:
+        """Index these payload fields too, e.g. ``{"kind": "keyword", "page": "integer"}``.
+
+        Idempotent: fields already indexed with the same type are left as they are (the same
+        key with another type is a SchemaMismatchError). The new ones are built, then
+        recorded in the stored spec. Returns the indexes that were added.
+        """
+        added = added_indexes(self.spec.payload_indexes, normalize_indexes(indexes), name=self.name)
+        if added:
+            self._run("index", partial(self._create_payload_indexes, added))
+            self.spec = self.spec.with_payload_indexes(added)
+            self._run("index", self._save_spec)
+            logger.info(
+                "collection %r indexes payload fields %s",
+                self.name,
+                ", ".join(f"{k} ({t.value})" for k, t in added),
+            )
+        return added
 
     # -- reads -------------------------------------------------------------------------
     def search(
@@ -219,6 +239,14 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _drop(self) -> None: ...
+
+    @abstractmethod
+    def _create_payload_indexes(self, indexes: PayloadIndexes) -> None:
+        """Build payload indexes on an existing collection (a backend that cannot: WARNING)."""
+
+    @abstractmethod
+    def _save_spec(self) -> None:
+        """Store ``self.spec`` where ``open()`` reads it back."""
 
     def _check_record(self, record: PreparedRecord, index: int) -> None:  # noqa: B027
         """Hook: raise RecordError for a record this backend cannot store (default: none)."""

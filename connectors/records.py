@@ -12,6 +12,7 @@ import numpy as np
 from .errors import RecordError
 from .muvera import encode_document
 from .payload import MAX_PAYLOAD_BYTES, PayloadError, check_payload_values, payload_nbytes
+from .payload_index import check_indexed_values
 from .pooling import pool_tokens
 from .spec import CollectionSpec, VectorDtype
 from .vectors import l2_normalize, matryoshka_prefix
@@ -192,6 +193,7 @@ def prepare_record(
             "multivector given but the collection was created with multivector=False", **where
         )
     payload, payload_bytes = _check_payload(record.payload, max_payload_bytes, **where)
+    check_indexed_values(payload, spec.payload_indexes, **where)
     nbytes += payload_bytes + 64
     return PreparedRecord(
         id=record_id, vectors=vectors, payload=payload, nbytes=nbytes, payload_bytes=payload_bytes

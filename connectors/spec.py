@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .errors import SchemaMismatchError, UnsupportedSpecError
+from .payload_index import PayloadIndexes, normalize_indexes
 
 #: Width of one late-interaction token vector (the model's multi_vector_projector output).
 MULTIVECTOR_DIM = 128
@@ -122,6 +123,12 @@ class CollectionSpec:
             ``muvera`` (dot product) and searched by ``SearchMode.MUVERA``; computed from each
             record's token vectors when it is written. Needs ``multivector=True``. The field
             follows ``dense_on_disk``.
+        payload_indexes: payload fields indexed for filtering and their types, given as
+            ``{"kind": "keyword", "page": "integer"}`` (stored as sorted pairs). A
+            performance hint: filtered results are the same without them, and a record whose
+            indexed field holds another type is refused (payload_index.py). Not compared
+            (two specs differing only here match); ``create()`` on an existing collection
+            adds the ones it lacks.
         extra: the application's metadata about the collection (e.g. the model that made
             its vectors: jina_vdb/model_record.py), JSON; stored with the spec and read
             back by ``open()``, never compared (two specs differing only here match).
@@ -143,6 +150,7 @@ class CollectionSpec:
     multivector_on_disk: bool | None = None
     dense_on_disk: bool | None = None
     muvera: MuveraParams | None = None
+    payload_indexes: PayloadIndexes = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +166,7 @@ class CollectionSpec:
         if len(set(dims)) != len(dims):
             raise ValueError(f"prefetch_dims has duplicates: {dims!r}")
         object.__setattr__(self, "prefetch_dims", tuple(sorted(dims)))
+        object.__setattr__(self, "payload_indexes", normalize_indexes(self.payload_indexes))
         for name in STORAGE_FIELDS:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -225,6 +234,7 @@ class CollectionSpec:
         if not data["extra"]:
             data.pop("extra")
         data["prefetch_dims"] = list(self.prefetch_dims)
+        data["payload_indexes"] = {key: kind.value for key, kind in self.payload_indexes}
         for key in ("multivector_dtype", "distance", "quantization", "multivector_quantization"):
             data[key] = getattr(self, key).value
         return data
@@ -237,6 +247,11 @@ class CollectionSpec:
             multivector_on_disk=multivector_on_disk if tokens is None else tokens,
             dense_on_disk=dense_on_disk if dense is None else dense,
         )
+
+    def with_payload_indexes(self, indexes: PayloadIndexes) -> CollectionSpec:
+        """This spec also indexing ``indexes`` (keys it already indexes keep their type)."""
+        have = dict(self.payload_indexes)
+        return replace(self, payload_indexes=tuple({**dict(indexes), **have}.items()))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CollectionSpec:
@@ -258,8 +273,9 @@ class CollectionSpec:
         A placement left unset (None) in this spec accepts the other's.
         """
         mine, theirs = self.to_dict(), other.to_dict()
-        mine.pop("extra", None)  # metadata, not what the collection stores
-        theirs.pop("extra", None)
+        for key in ("extra", "payload_indexes"):  # metadata / hints: reconciled, not compared
+            mine.pop(key, None)
+            theirs.pop(key, None)
         return [
             f"{key}: existing={theirs[key]!r}, requested={mine[key]!r}"
             for key in mine

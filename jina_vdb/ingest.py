@@ -39,7 +39,7 @@ from connectors.records import Record, records_from_batch
 from .errors import Failure, Ignored, IngestError
 from .flow import ByteBudget, Stopped, content_bytes, wait_put
 from .ingest_types import Encoder, IngestOptions, IngestSummary, Tally, failure_of
-from .payload import item_location
+from .payload import INDEXED_PAYLOAD, item_location
 from .sources.files import Item, Modality
 from .sync import SourceLedger, delete_stale, prune_vanished, stored_payloads
 
@@ -107,6 +107,8 @@ def ingest(
     Raises:
         IngestError: in strict mode, on the first failure (items written before it stay).
     """
+    # An index is a hint: an existing collection gets the ones it lacks (idempotent).
+    store.add_payload_indexes(INDEXED_PAYLOAD)
     return _Pipeline(encoder, store, options or IngestOptions()).run(items, total_files)
 
 

@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 #: What a record was made from.
 PayloadKind = Literal["text", "code", "image", "pdf_page", "pdf_text"]
+#: The payload keys ingest's own filters use (``search --filter source=...``, sync's
+#: per-source bookkeeping, a task's records), indexed by every collection ingest writes to.
+INDEXED_PAYLOAD: dict[str, str] = {"source": "keyword", "kind": "keyword", "task": "keyword"}
 #: Longest text kept in a payload (``text``); the full chunk is what was embedded.
 MAX_PAYLOAD_TEXT_CHARS = 8192
 

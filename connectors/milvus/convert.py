@@ -25,6 +25,7 @@ from ..errors import MissingDependencyError, RecordError, SchemaMismatchError
 from ..filters import And, AnyOf, Eq, Filter, Not, Or, Range, Scalar
 from ..records import RecordId
 from ..spec import CollectionSpec
+from .payload_columns import Columns, column_leaf
 
 # -- field and property names ------------------------------------------------------------
 PK = "pk"
@@ -139,14 +140,19 @@ def json_path(key: str) -> str:
     return PAYLOAD + "".join(f"[{quote_string(part)}]" for part in key.split("."))
 
 
-def filter_expr(flt: Filter) -> str:
+def filter_expr(flt: Filter, columns: Columns | None = None) -> str:
     """A Milvus boolean expression equivalent to ``flt.matches`` on the JSON payload.
+
+    ``columns``: indexed payload keys with their own column (payload_columns.py); a
+    condition the column answers exactly reads it instead of the JSON.
 
     Every leaf is guarded with ``exists``: on a missing key a bare comparison is *null* in
     Milvus' three-valued logic, so ``not (...)`` would drop documents the reference keeps.
     ``exists`` is parenthesised on its own: Milvus 2.3 binds it looser than ``and``.
     A list-valued field matches when any element matches (``json_contains``), like Qdrant.
     """
+    if columns and (leaf := column_leaf(flt, columns, literal)) is not None:
+        return leaf
     if isinstance(flt, Eq):
         path = json_path(flt.key)
         value = literal(flt.value)
@@ -170,11 +176,11 @@ def filter_expr(flt: Filter) -> str:
         ]
         return f"((exists {path}) and {' and '.join(bounds)})"
     if isinstance(flt, And):
-        return "(" + " and ".join(filter_expr(c) for c in flt.conditions) + ")"
+        return "(" + " and ".join(filter_expr(c, columns) for c in flt.conditions) + ")"
     if isinstance(flt, Or):
-        return "(" + " or ".join(filter_expr(c) for c in flt.conditions) + ")"
+        return "(" + " or ".join(filter_expr(c, columns) for c in flt.conditions) + ")"
     if isinstance(flt, Not):
-        return f"(not {filter_expr(flt.condition)})"
+        return f"(not {filter_expr(flt.condition, columns)})"
     raise TypeError(f"unsupported filter node {type(flt).__name__}")
 
 

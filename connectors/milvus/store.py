@@ -19,6 +19,7 @@ cascades' rankings: server-side ``hybrid_search`` with RRFRanker in the struct l
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,11 +37,13 @@ from ..errors import (
 )
 from ..filters import Filter
 from ..names import check_collection_name
+from ..payload_index import PayloadIndexes, PayloadType
 from ..query import Hit, SearchMode, SearchPlan, Stage
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec, MuveraParams, StoragePolicy, reconcile_spec
 from ..vectors import rrf
 from . import convert as cv
+from . import payload_columns
 from .connection import Connection, connect, is_lite, raise_translated, redact, translate_error
 from .convert import PAYLOAD, PK, Layout
 from .layout import (
@@ -116,6 +119,8 @@ class MilvusStore(VectorStore):
             consistency,
         )
         self.layout: TokenLayout = _LAYOUTS[layout](self._target)
+        #: Indexed payload keys with their own column in this collection (payload_columns.py).
+        self._columns: dict[str, PayloadType] = {}
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -205,6 +210,7 @@ class MilvusStore(VectorStore):
                 consistency=consistency,
                 create_kwargs=create_kwargs,
             )
+            store._columns = payload_columns.planned(spec.payload_indexes, server, name)
             store._create_collection()
             return store
         except BaseException as e:
@@ -275,7 +281,10 @@ class MilvusStore(VectorStore):
             timeout=timeout,
             consistency=consistency,
         )
+        store._columns = payload_columns.existing(stored.payload_indexes, description)
         store._open_collection(description)
+        if spec is not None:
+            store.add_payload_indexes(spec.payload_indexes)
         return store
 
     def _create_collection(self) -> None:
@@ -288,6 +297,7 @@ class MilvusStore(VectorStore):
             self.layout.create_companions()
             schema = cv.doc_schema(self.spec, self.layout.kind)
             self.layout.extend_schema(schema)
+            payload_columns.add_fields(schema, self._columns)
             props = cv.collection_properties(self.spec, self.layout.kind, t.max_tokens)
             client.create_collection(
                 self.name, schema=schema, properties=props, **t.create, **t.request
@@ -322,6 +332,15 @@ class MilvusStore(VectorStore):
     def _open_collection(self, description: dict[str, Any]) -> None:
         self._verify(description)
         self._ensure_indexes()
+        unindexed = [k for k, _ in self.spec.payload_indexes if k not in self._columns]
+        if unindexed:
+            logger.warning(
+                "Milvus collection %r has no column for its payload indexes %s (asked for after "
+                "it was created, or made on a server without nullable fields): filters on them "
+                "read the JSON payload; re-ingest into a new collection to index them",
+                self.name,
+                ", ".join(unindexed),
+            )
         state = self.client.get_load_state(self.name, **self._target.request).get("state")
         if getattr(state, "name", str(state)) != "Loaded":
             self.client.load_collection(self.name, **self._target.request)
@@ -336,6 +355,7 @@ class MilvusStore(VectorStore):
         """Create the indexes that are missing (all of them right after create_collection)."""
         params = cv.dense_index_params(self.spec)
         self.layout.extend_indexes(params)
+        payload_columns.add_indexes(params, self._columns)
         existing = set(self.client.list_indexes(self.name, **self._target.request))
         # Milvus Lite names an index after its field whatever index_name says; servers keep it.
         missing = type(params)(
@@ -372,6 +392,7 @@ class MilvusStore(VectorStore):
         keys = [cv.encode_id(r.id) for r in records]
         rows = [
             cv.doc_row(self.spec, k, r.vectors, r.payload)
+            | payload_columns.row_values(r.payload, self._columns)
             for k, r in zip(keys, records, strict=True)
         ]
         field = self.spec.multivector_field
@@ -391,7 +412,7 @@ class MilvusStore(VectorStore):
 
     # -- reads -------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
-        expr = cv.filter_expr(plan.filter) if plan.filter is not None else ""
+        expr = self._expr(plan.filter)
         if plan.mode is SearchMode.FUSION and isinstance(self.layout, StructLayout):
             return self._hits(self._struct_fusion(self.layout, plan, vectors, expr))
         done: dict[tuple[Stage, ...], list[Scored]] = {}
@@ -524,7 +545,7 @@ class MilvusStore(VectorStore):
         return [Record(cv.decode_id(r[PK]), None, None, r[PAYLOAD] or {}) for r in rows], pages
 
     def _query_iterator(self, filter: Filter | None, limit: int) -> Any:
-        expr = cv.filter_expr(filter) if filter is not None else ""
+        expr = self._expr(filter)
         request = {"filter": expr, "output_fields": [PAYLOAD], **self._target.request}
         # Milvus Lite has no server timestamp: pymilvus warns and uses the client's (correct).
         quiet = logging.getLogger("pymilvus.client.iterator.query_iterator")
@@ -535,11 +556,27 @@ class MilvusStore(VectorStore):
             quiet.removeFilter(_no_mvcc_warning)
 
     def _count(self, filter: Filter | None) -> int:
-        expr = cv.filter_expr(filter) if filter is not None else ""
+        expr = self._expr(filter)
         rows = self.client.query(
             self.name, filter=expr, output_fields=["count(*)"], **self._target.read
         )
         return int(rows[0]["count(*)"]) if rows else 0
+
+    def _expr(self, flt: Filter | None) -> str:
+        return cv.filter_expr(flt, self._columns) if flt is not None else ""
+
+    def _create_payload_indexes(self, indexes: PayloadIndexes) -> None:
+        logger.warning(
+            "Milvus cannot add columns to the existing collection %r: payload fields %s are "
+            "recorded as indexed but not indexed (filters on them read the JSON payload); "
+            "re-ingest into a new collection to index them",
+            self.name,
+            ", ".join(k for k, _ in indexes),
+        )
+
+    def _save_spec(self) -> None:
+        props = {cv.PROP_SPEC: json.dumps(self.spec.to_dict(), sort_keys=True)}
+        self.client.alter_collection_properties(self.name, props, **self._target.request)
 
     def close(self) -> None:
         """Close the client if this store opened it (idempotent)."""
@@ -555,6 +592,9 @@ class MilvusStore(VectorStore):
             "layout": self.layout.kind.value,
             "uri": redact(self._conn.uri) if self._conn.uri else None,
             "max_tokens": self._target.max_tokens,
+            "payload_index_columns": {
+                payload_columns.column_name(k): t.value for k, t in self._columns.items()
+            },
         }
 
 

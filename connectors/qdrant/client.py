@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..filters import Filter
 from ..names import check_collection_name
+from ..payload_index import PayloadIndexes
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec, StoragePolicy, check_supported, reconcile_spec
@@ -113,6 +114,7 @@ class ClientQdrantStore(QdrantStore):
                     reconcile_spec(
                         spec, existing, name=name, where=f"at {store.where}", opener="QdrantStore"
                     )
+                    store.add_payload_indexes(spec.payload_indexes)
                 return store
             if spec is None:
                 raise CollectionNotFoundError(
@@ -134,6 +136,7 @@ class ClientQdrantStore(QdrantStore):
                     metadata=schema.spec_metadata(spec),
                 )
             )
+            store._create_payload_indexes(spec.payload_indexes)
             return store
         except BaseException:
             store.close()
@@ -230,6 +233,29 @@ class ClientQdrantStore(QdrantStore):
     def _write(self, records: Sequence[PreparedRecord]) -> None:
         points = convert.client_points(records)
         self._call(lambda c: c.upsert(self.name, points=points, wait=True))
+
+    def _create_payload_indexes(self, indexes: PayloadIndexes) -> None:
+        if not indexes:
+            return
+        if self.where.startswith("local mode"):
+            logger.warning(
+                "qdrant-client local mode has no payload indexes (it checks every point in "
+                "Python): %s recorded in the spec, not built; filtered results are the same",
+                ", ".join(k for k, _ in indexes),
+            )
+            return
+        for key, kind in indexes:
+            field_schema = schema.client_index_schema(kind)
+            self._call(
+                lambda c, key=key, field_schema=field_schema: c.create_payload_index(
+                    self.name, field_name=key, field_schema=field_schema, wait=True
+                )
+            )
+
+    def _save_spec(self) -> None:
+        self._call(
+            lambda c: c.update_collection(self.name, metadata=schema.spec_metadata(self.spec))
+        )
 
     def _delete(self, ids: list[RecordId]) -> None:
         selector = _deps.models().PointIdsList(points=self._point_ids(ids))

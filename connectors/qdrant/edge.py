@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..filters import Filter
 from ..names import check_collection_name
+from ..payload_index import PayloadIndexes
 from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
 from ..spec import CollectionSpec, StoragePolicy, reconcile_spec
@@ -92,6 +93,8 @@ class EdgeQdrantStore(QdrantStore):
             shard = _guard_lock(
                 building, lambda: _deps.edge().EdgeShard.create(str(building / SHARD_DIR), config)
             )
+            for operation in schema.edge_index_operations(spec.payload_indexes):
+                shard.update(operation)
             shard.close()
             try:
                 os.rename(building, folder)  # atomic; refused when the folder has content
@@ -116,7 +119,13 @@ class EdgeQdrantStore(QdrantStore):
         cls, name: str, folder: Path, existing: CollectionSpec, spec: CollectionSpec
     ) -> EdgeQdrantStore:
         reconcile_spec(spec, existing, name=name, where=f"in {folder}", opener="QdrantStore")
-        return cls._load(name, folder, existing)
+        store = cls._load(name, folder, existing)
+        try:
+            store.add_payload_indexes(spec.payload_indexes)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     @classmethod
     def open_at(cls, name: str, root: Path) -> EdgeQdrantStore:
@@ -184,6 +193,14 @@ class EdgeQdrantStore(QdrantStore):
             self.optimize()
             self._flush_and_reload()
 
+    def _create_payload_indexes(self, indexes: PayloadIndexes) -> None:
+        shard = self._live()
+        for operation in schema.edge_index_operations(indexes):
+            shard.update(operation)
+
+    def _save_spec(self) -> None:
+        _write_spec(self.folder, self.spec)
+
     def optimize(self) -> None:
         """Build the HNSW graphs / quantization of what was written since the last call."""
         shard = self._live()
@@ -249,6 +266,10 @@ class EdgeQdrantStore(QdrantStore):
             path=str(self.folder),
             segments=shard_info.segments_count,
             indexed_vectors=shard_info.indexed_vectors_count,
+            payload_indexes={
+                k: str(v.data_type).rsplit(".", 1)[-1].lower()
+                for k, v in shard_info.payload_schema.items()
+            },
             pending_optimize=self._pending,
             storage=_placement(self.spec),
         )

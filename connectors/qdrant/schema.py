@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaMismatchError
+from ..payload_index import PayloadIndexes, PayloadType
 from ..spec import CollectionSpec, Quantization, VectorDtype
 from . import _deps
 
@@ -267,3 +268,26 @@ def _read_quantization(config: Any) -> Quantization:
     raise SchemaMismatchError(
         f"quantization {type(config).__name__} is not one jina-vdb uses (int8 scalar, binary)"
     )
+
+
+def edge_index_operations(indexes: PayloadIndexes) -> list[Any]:
+    """qdrant-edge update operations creating these payload indexes."""
+    qe = _deps.edge()
+    types = {
+        PayloadType.KEYWORD: qe.PayloadSchemaType.Keyword,
+        PayloadType.INTEGER: qe.PayloadSchemaType.Integer,
+        PayloadType.FLOAT: qe.PayloadSchemaType.Float,
+        PayloadType.BOOL: qe.PayloadSchemaType.Bool,
+    }
+    return [qe.UpdateOperation.create_field_index(key, types[kind]) for key, kind in indexes]
+
+
+def client_index_schema(kind: PayloadType) -> Any:
+    """qdrant-client's ``field_schema`` for a payload index of this type."""
+    m = _deps.models()
+    return {
+        PayloadType.KEYWORD: m.PayloadSchemaType.KEYWORD,
+        PayloadType.INTEGER: m.PayloadSchemaType.INTEGER,
+        PayloadType.FLOAT: m.PayloadSchemaType.FLOAT,
+        PayloadType.BOOL: m.PayloadSchemaType.BOOL,
+    }[kind]

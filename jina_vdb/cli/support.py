@@ -23,6 +23,7 @@ from typing import Any
 import typer
 
 from connectors.spec import CollectionSpec, MuveraParams, Quantization
+from jina_vdb.payload import INDEXED_PAYLOAD
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ def build_spec(
         dense_on_disk=dense_on_disk,
         muvera=muvera,
         **storage.spec_fields(),
+        payload_indexes=INDEXED_PAYLOAD,
     )
     return spec, explicit
 

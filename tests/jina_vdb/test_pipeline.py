@@ -16,9 +16,10 @@ from ingest_helpers import (
     write_text_corpus,
 )
 
-from connectors import CollectionSpec, ConnectorError
+from connectors import CollectionSpec, ConnectorError, Eq
 from connectors.stores import open_store
 from jina_vdb.ingest import IngestError, IngestOptions, ingest
+from jina_vdb.payload import INDEXED_PAYLOAD
 from jina_vdb.sources import Item, SourceError, SourceOptions, iter_items
 from jina_vdb.sources.samples import write_sample_corpus
 
@@ -47,6 +48,14 @@ def test_ingest_stores_every_item_once_with_direct_encoding_vectors(
             i.cost for i in items if i.modality.value == "text"
         )
         assert_store_holds(store, items, tiny_embedder)
+        # the pipeline indexes its own filter keys on a collection created without them
+        assert {k: t.value for k, t in store.spec.payload_indexes} == INDEXED_PAYLOAD
+        source = items[0].payload["source"]
+        assert store.count(Eq("source", source)) == sum(
+            i.payload["source"] == source for i in items
+        )
+    with open_store(store_url, "docs") as reopened:
+        assert {k: t.value for k, t in reopened.spec.payload_indexes} == INDEXED_PAYLOAD
 
 
 def test_rerun_skips_stored_ids_before_encoding(
