@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -245,12 +246,7 @@ class ClientQdrantStore(QdrantStore):
             )
             return
         for key, kind in indexes:
-            field_schema = schema.client_index_schema(kind)
-            self._call(
-                lambda c, key=key, field_schema=field_schema: c.create_payload_index(
-                    self.name, field_name=key, field_schema=field_schema, wait=True
-                )
-            )
+            self._call(partial(_create_index, self.name, key, schema.client_index_schema(kind)))
 
     def _save_spec(self) -> None:
         self._call(
@@ -317,6 +313,10 @@ class ClientQdrantStore(QdrantStore):
         client, self._client = self._client, None
         if client is not None and self._owns_client:
             client.close()
+
+
+def _create_index(name: str, key: str, field_schema: Any, client: QdrantClientHandle) -> None:
+    client.create_payload_index(name, field_name=key, field_schema=field_schema, wait=True)
 
 
 def _local_client(location: str) -> QdrantClientHandle:

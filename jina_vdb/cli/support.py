@@ -22,6 +22,7 @@ from typing import Any
 
 import typer
 
+from connectors.payload_index import normalize_indexes
 from connectors.spec import CollectionSpec, MuveraParams, Quantization
 from jina_vdb.payload import INDEXED_PAYLOAD
 
@@ -275,7 +276,7 @@ def build_spec(
         dense_on_disk=dense_on_disk,
         muvera=muvera,
         **storage.spec_fields(),
-        payload_indexes=INDEXED_PAYLOAD,
+        payload_indexes=normalize_indexes(INDEXED_PAYLOAD),
     )
     return spec, explicit
 
