@@ -231,7 +231,7 @@ def time_modes(
     the shared machine slows every mode alike); "filtered" is hybrid on ~1% of the corpus."""
     kwargs = {"limit": K, "prefetch_limit": args.prefetch_limit}
     fast = [m for m in modes if m != "multivector"]
-    n = len(data.targets)
+    n = min(len(data.targets), args.timed_queries or len(data.targets))
     times: dict[str, list[float]] = {m: [] for m in (*modes, "filtered")}
     recalls: dict[str, list[float]] = {m: [] for m in times}
 
@@ -310,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
     p.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
     p.add_argument("--queries", type=int, default=40)
+    p.add_argument(
+        "--timed-queries", type=int, help="time only the first N queries (slow backends)"
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--exhaustive-queries", type=int, default=5)
     p.add_argument("--prefetch-limit", type=int, default=100)
