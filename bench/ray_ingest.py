@@ -61,6 +61,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--ray-cpus", type=int, default=4, help="logical CPUs of the local Ray")
     p.add_argument("--gpu-workers", type=int, default=0, help="also run with N GPU actors")
     p.add_argument("--repeat", type=int, default=20, help="overhead measurement repeats")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per encoder: the local pipeline's, and each CPU actor's CPUs",
+    )
     return p.parse_args()
 
 
@@ -159,8 +165,13 @@ def main() -> None:
     args = parse_args()
     sources = SourceOptions(pdf_dpi=150, chunk_tokens=args.chunk_tokens, chunk_overlap=0)
     logging.basicConfig(level=logging.WARNING)
+    import torch
+
     from embedder import JinaV4Embedder
 
+    # The same torch threads per encoder here and in each actor (Ray gives an actor
+    # OMP_NUM_THREADS = its CPUs): oversubscribed OpenMP threads slow both unevenly.
+    torch.set_num_threads(args.threads)
     model = args.model or str(tiny_checkpoint())
     encoder = JinaV4Embedder.from_pretrained(model, device="cpu")
     tmp = Path(tempfile.mkdtemp(prefix="ray-bench-"))
@@ -182,9 +193,12 @@ def main() -> None:
     )
     rows = []
     local = run_local(tmp / "corpus", tmp / "local", encoder, sources)
-    rows.append(("local pipeline", local))
-    configs = [("Ray, 1 CPU worker (2 threads)", RayOptions(workers=1, cpus_per_worker=2))]
-    configs.append(("Ray, 2 CPU workers (1 thread each)", RayOptions(workers=2)))
+    rows.append((f"local pipeline ({args.threads} thread(s))", local))
+    t = args.threads
+    configs = [
+        (f"Ray, {n} CPU worker(s) ({t} thread(s) each)", RayOptions(workers=n, cpus_per_worker=t))
+        for n in (1, 2)
+    ]
     if args.gpu_workers:
         configs.append(
             (f"Ray, {args.gpu_workers} GPU workers", RayOptions(workers=args.gpu_workers))
