@@ -130,17 +130,16 @@ def collection_info(url: str | StoreURL, collection: str) -> dict[str, Any]:
 
 
 def list_collections(url: str | StoreURL) -> list[str]:
-    """Names of the jina-vdb collections in a store (Milvus token-row companions left out).
-
-    Raises:
-        NotImplementedError: for a Qdrant server (open a collection by its name instead).
+    """Names of the collections in a store: the jina-vdb ones of an embedded qdrant-edge
+    folder; every collection of a Qdrant server or Milvus (token-row companions left out).
     """
     where = url if isinstance(url, StoreURL) else parse_store_url(url)
     if where.backend == "qdrant":
         if where.server:
-            raise NotImplementedError(
-                "listing the collections of a Qdrant server is not supported; open one by name"
-            )
+            from .qdrant.client import server_collection_names
+
+            server, _, grpc_port = _qdrant_location(where)
+            return server_collection_names(str(server), grpc_port=grpc_port)
         from .qdrant.edge import SPEC_FILE
 
         root = Path(where.location)

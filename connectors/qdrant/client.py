@@ -319,6 +319,39 @@ def _create_index(name: str, key: str, field_schema: Any, client: QdrantClientHa
     client.create_payload_index(name, field_name=key, field_schema=field_schema, wait=True)
 
 
+def server_collection_names(
+    url: str, *, grpc_port: int | None = None, api_key: str | None = None, timeout: int = 30
+) -> list[str]:
+    """Names of every collection on a Qdrant server, sorted (one ``get_collections`` call).
+
+    Raises:
+        StoreUnavailableError: the server does not answer; ConnectorError: credentials
+            refused (the key from ``api_key`` or ``$QDRANT_API_KEY``).
+    """
+    _deps.require("qdrant_client")
+    from qdrant_client import QdrantClient
+
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    where = _display_url(url, grpc_port=grpc_port)
+    client = QdrantClient(
+        url=url,
+        api_key=key,
+        timeout=timeout,
+        check_compatibility=False,
+        **server_transport(url, None, grpc_port),
+    )
+    try:
+        response = client.get_collections()
+    except Exception as e:
+        translated = _translate_server_error(e, "(listing collections)", where, key or None)
+        if translated is None:
+            raise
+        raise translated from None
+    finally:
+        client.close()
+    return sorted(c.name for c in response.collections)
+
+
 def _local_client(location: str) -> QdrantClientHandle:
     from qdrant_client import QdrantClient
 

@@ -195,8 +195,6 @@ def create_app(encoder: Any, settings: ServeSettings, *, model_name: str) -> Fas
         if settings.store is not None:
             try:
                 await run_in_threadpool(cols.names)
-            except NotImplementedError:
-                pass  # a Qdrant server: checked when a collection is opened
             except Exception as e:
                 problems.append(f"store {settings.store} does not answer: {e}")
         body = {"status": "ok" if not problems else "unavailable", "model": model_name}

@@ -95,10 +95,7 @@ def collection_router(rt: Runtime, cols: Collections, dependencies: list[Any]) -
     @router.get("")
     async def list_all() -> dict[str, Any]:
         """The collections in the server's store."""
-        try:
-            names = await run_in_threadpool(cols.names)
-        except NotImplementedError as e:
-            raise HTTPException(status_code=501, detail=str(e)) from None
+        names = await run_in_threadpool(cols.names)
         return {"store": cols.store, "collections": names}
 
     @router.get("/{name}")

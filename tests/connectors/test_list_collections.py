@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,13 @@ def test_lists_collections_of_embedded_stores(backend: str, tmp_path: Path) -> N
     assert list_collections(url) == ["alpha", "beta"]
 
 
-def test_qdrant_server_listing_is_refused() -> None:
-    with pytest.raises(NotImplementedError, match="Qdrant server"):
-        list_collections("qdrant+http://localhost:6333")
+def test_qdrant_server_listing_names_an_unreachable_server() -> None:
+    """A Qdrant server's collections are listed with one call (tests/integration lists a
+    real one); a server that does not answer is a StoreUnavailableError naming it."""
+    from connectors.errors import StoreUnavailableError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{port}"):
+        list_collections(f"qdrant+http://127.0.0.1:{port}")

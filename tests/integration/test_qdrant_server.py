@@ -116,3 +116,18 @@ def test_shard_and_replication_options_pass_through(backend, tmp_path):
     params = store._client.get_collection(name).config.params
     assert params.shard_number == 2 and params.replication_factor == 1
     store.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_list_collections_of_the_server(backend, tmp_path, scheme):
+    """``list_collections`` (and so the HTTP server's GET /v1/collections) on a server."""
+    from urllib.parse import urlsplit
+
+    from connectors.stores import list_collections
+
+    store = backend.create(tmp_path, "listed", CollectionSpec(dim=32, prefetch_dims=(8,)))
+    store.close()
+    parts = urlsplit(URL)
+    url = f"qdrant+{URL}" if scheme == "http" else f"qdrant+grpc://{parts.hostname}:6334"
+    names = list_collections(url)
+    assert _name(tmp_path, "listed") in names and names == sorted(names)
