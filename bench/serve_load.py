@@ -6,8 +6,10 @@ each sending one single-query ``/v1/embeddings`` request after another (closed l
 until ``--requests`` have been answered. It also embeds the same queries in-process with
 direct ``encode_text`` calls: batches of 64 (the offline throughput) and one query per
 call (the latency floor). Prints queries/s and p50 / p95 latency per N, the ratio to the
-offline queries/s, the p50 minus the direct single-query time, and the mean requests per
-model call (from the server's /metrics).
+offline queries/s, the p50 minus the direct single-query time, the mean requests per
+model call and the LoRA task switches (from the server's /metrics). ``--tasks
+retrieval.query,code.query`` alternates the requests' tasks (a mixed workload: the
+batcher keeps the loaded task while it has work, so switches stay few).
 
 CPU (tiny model, the numbers in the README / closing note)::
 
@@ -71,7 +73,9 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600) ->
     raise SystemExit("server not ready")
 
 
-def closed_loop(port: int, clients: int, total: int, texts: list[str]) -> tuple[float, list[float]]:
+def closed_loop(
+    port: int, clients: int, total: int, texts: list[str], tasks: list[str]
+) -> tuple[float, list[float]]:
     """(seconds, per-request latencies) for ``total`` requests from ``clients`` threads.
 
     Each client is a thread with its own keep-alive ``http.client`` connection: an httpx
@@ -93,7 +97,8 @@ def closed_loop(port: int, clients: int, total: int, texts: list[str]) -> tuple[
                 i = next(counter, None)
             if i is None or errors:
                 break
-            body = json.dumps({"input": [texts[i % len(texts)]], "task": "retrieval.query"})
+            task = tasks[i % len(tasks)]
+            body = json.dumps({"input": [texts[i % len(texts)]], "task": task})
             started = time.perf_counter()
             conn.request("POST", "/v1/embeddings", body, {"Content-Type": "application/json"})
             response = conn.getresponse()
@@ -116,15 +121,20 @@ def closed_loop(port: int, clients: int, total: int, texts: list[str]) -> tuple[
     return time.perf_counter() - started, latencies
 
 
-def batch_totals(url: str) -> tuple[float, float]:
-    """(batches, requests batched) so far, from the server's /metrics."""
+def batch_totals(url: str) -> tuple[float, float, float]:
+    """(batches, requests batched, task switches) so far, from the server's /metrics."""
     import re
 
     import httpx
 
     text = httpx.get(f"{url}/metrics", timeout=10).text
     found = dict(re.findall(r"^jina_vdb_batch_requests_(count|sum) ([0-9.e+]+)$", text, re.M))
-    return float(found.get("count", 0)), float(found.get("sum", 0))
+    switches = re.search(r"^jina_vdb_task_switches_total ([0-9.e+]+)$", text, re.M)
+    return (
+        float(found.get("count", 0)),
+        float(found.get("sum", 0)),
+        float(switches.group(1)) if switches else 0.0,
+    )
 
 
 def pct(values: list[float], p: float) -> float:
@@ -139,11 +149,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=512, help="Requests per client count.")
     ap.add_argument("--device", default=None)
     ap.add_argument("--server-args", default="", help="Extra flags for jina-vdb serve.")
+    ap.add_argument("--tasks", default="retrieval.query", help="Comma-separated tasks, alternated.")
     args = ap.parse_args()
 
     from jina_vdb.cli.support import load_encoder
 
     texts = queries(args.requests)
+    tasks = args.tasks.split(",")
     encoder = load_encoder(args.model, device=args.device)
     kw = {"task": "retrieval", "prompt_name": "query", "multivector": False}
     encoder.encode_text(texts[:8], **kw)  # warm-up
@@ -165,24 +177,26 @@ def main() -> None:
     proc = start_server(args.model, port, extra + args.server_args.split())
     try:
         wait_ready(url, proc)
-        closed_loop(port, 4, 32, texts)  # warm-up
+        closed_loop(port, 4, 32, texts, tasks)  # warm-up
         print(f"offline encode_text, batches of 64: {offline_qps:.1f} queries/s")
         print(f"direct single-query encode_text p50: {direct_p50 * 1000:.2f} ms")
+        print(f"tasks: {', '.join(tasks)} (alternating)")
         print(
-            "| clients | queries/s | vs offline | p50 ms | p95 ms | p50 - direct ms | req/batch |"
+            "| clients | queries/s | vs offline | p50 ms | p95 ms | p50 - direct ms | req/batch "
+            "| task switches |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n in (int(c) for c in args.clients.split(",")):
-            batches0, batched0 = batch_totals(url)
-            seconds, lat = closed_loop(port, n, max(args.requests, n), texts)
-            batches1, batched1 = batch_totals(url)
+            batches0, batched0, switches0 = batch_totals(url)
+            seconds, lat = closed_loop(port, n, max(args.requests, n), texts, tasks)
+            batches1, batched1, switches1 = batch_totals(url)
             per_batch = (batched1 - batched0) / max(1.0, batches1 - batches0)
             qps = len(lat) / seconds
             p50 = pct(lat, 0.5)
             print(
                 f"| {n} | {qps:.1f} | {qps / offline_qps:.0%} | {p50 * 1000:.2f} | "
                 f"{pct(lat, 0.95) * 1000:.2f} | {(p50 - direct_p50) * 1000:+.2f} | "
-                f"{per_batch:.1f} |",
+                f"{per_batch:.1f} | {switches1 - switches0:.0f} |",
                 flush=True,
             )
     finally:
