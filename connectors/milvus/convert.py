@@ -30,8 +30,8 @@ from .payload_columns import Columns, column_leaf
 # -- field and property names ------------------------------------------------------------
 PK = "pk"
 PAYLOAD = "payload"
-N_TOKENS = "n_tokens"  # token_rows layout: how many token rows the document owns
-TOKEN_GEN = "tok_gen"  # token_rows layout: which generation of token rows is the document's
+N_TOKENS = "n_tokens"  # companion layouts: how many token vectors the document has
+TOKEN_GEN = "tok_gen"  # companion layouts: which generation of companion rows is the document's
 #: Bytes an encoded primary key may take (VARCHAR max_length of the pk field).
 ID_MAX_BYTES = 1024
 #: Largest payload of a record, as compact UTF-8 JSON: Milvus servers refuse a JSON field
@@ -60,10 +60,13 @@ class Layout(str, enum.Enum):
 
     AUTO = "auto"  # choose from the server's capabilities at create()
     STRUCT = "struct"  # Array of Structs field + MAX_SIM index (Milvus >= 2.6.4)
-    TOKEN_ROWS = (
-        "token_rows"  # companion collection, one row per token (Milvus Lite, older servers)
-    )
+    PACKED = "packed"  # companion collection, a few rows per document (Milvus Lite, < 2.6.4)
+    TOKEN_ROWS = "token_rows"  # companion collection, one row per token (before packed)
     NONE = "none"  # multivector=False: no token vectors at all
+
+
+#: Layouts keeping token vectors in a companion collection ``<name>__tokens``.
+COMPANION_LAYOUTS = (Layout.PACKED, Layout.TOKEN_ROWS)
 
 
 def pymilvus() -> ModuleType:
@@ -257,7 +260,8 @@ def metric(spec: CollectionSpec, field: str) -> str:
 
 
 def doc_schema(spec: CollectionSpec, layout: Layout) -> Any:
-    """pk (VARCHAR), the dense fields, the JSON payload; ``n_tokens`` in the token_rows layout.
+    """pk (VARCHAR), the dense fields, the JSON payload; ``n_tokens`` and ``tok_gen`` in the
+    companion layouts (packed, token_rows).
 
     The struct layout's token field is added by ``struct_layout.add_struct_field``.
     """
@@ -267,7 +271,7 @@ def doc_schema(spec: CollectionSpec, layout: Layout) -> Any:
     for name, width in dense_fields(spec).items():
         schema.add_field(name, DataType.FLOAT_VECTOR, dim=width)
     schema.add_field(PAYLOAD, DataType.JSON)
-    if layout is Layout.TOKEN_ROWS:
+    if layout in COMPANION_LAYOUTS:
         schema.add_field(N_TOKENS, DataType.INT32)
         schema.add_field(TOKEN_GEN, DataType.INT64)  # optional: older collections lack it
     return schema
@@ -329,7 +333,7 @@ def check_description(
     """Raise if the server lacks a field we asked for (Milvus Lite drops some silently)."""
     fields = {f["name"]: f for f in description.get("fields", [])}
     missing = [f for f in (PK, PAYLOAD, *dense_fields(spec)) if f not in fields]
-    if layout is Layout.TOKEN_ROWS and N_TOKENS not in fields:
+    if layout in COMPANION_LAYOUTS and N_TOKENS not in fields:
         missing.append(N_TOKENS)
     if missing:
         raise SchemaMismatchError(f"collection {name!r} on the server lacks fields {missing}")

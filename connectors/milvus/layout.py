@@ -2,7 +2,8 @@
 
 A layout owns everything about token vectors: the fields or companion collection that hold
 them, how a batch is written (and in which order, so an interrupted write can be re-run),
-and how MaxSim is computed (server-side in the struct layout, in numpy for token rows).
+and how MaxSim is computed (server-side in the struct layout, in numpy for the companion
+layouts: packed.py, token_rows.py).
 The documents collection (pk, dense fields, payload) is the store's.
 """
 
@@ -139,8 +140,13 @@ class TokenLayout(ABC):
         return None
 
     def verify(self, description: dict[str, Any]) -> None:
-        """Raise if the server dropped or changed a field this layout needs."""
+        """Raise if the server dropped or changed a field this layout needs (``description``:
+        the documents collection's, properties included)."""
         return None
+
+    def properties(self) -> dict[str, str]:
+        """Collection properties this layout records at create (read back by ``verify``)."""
+        return {}
 
     def create_companions(self) -> None:
         """Create any companion collection (idempotent)."""

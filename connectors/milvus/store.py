@@ -1,14 +1,14 @@
 """MilvusStore: a jina-vdb collection in Milvus (server or Milvus Lite file), through MilvusClient.
 
-    store = MilvusStore.create("docs", uri="./milvus.db")            # Milvus Lite: token_rows
+    store = MilvusStore.create("docs", uri="./milvus.db")            # Milvus Lite: packed
     store = MilvusStore.create("docs", uri="http://host:19530")      # Milvus >= 2.6.4: struct
     store.upsert(records); store.search(Query.from_batch(batch), mode="hybrid")
 
 The documents collection holds ``pk`` (VARCHAR, type-tagged id: see convert.py), ``dense``
 and ``dense_<k>`` (HNSW, COSINE), ``muvera`` (HNSW, IP; with ``spec.muvera``) and
-``payload`` (JSON). Token vectors live where the layout
-puts them (struct_layout.py / token_rows.py); the layout is chosen from the server version
-at create(), logged, and recorded with the spec in the collection's properties for open().
+``payload`` (JSON). Token vectors live where the layout puts them (struct_layout.py /
+packed.py / token_rows.py); the layout is chosen from the server version at create(),
+logged, and recorded with the spec in the collection's properties for open().
 
 Every search mode runs the SearchPlan's cascade: the first stage searches the (filtered)
 collection, each later stage rescores only the previous stage's candidates (a dense stage
@@ -55,6 +55,7 @@ from .layout import (
     check_consistency,
     parse_hits,
 )
+from .packed import PackedLayout
 from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
 from .token_rows import TokenRowsLayout
 from .versions import ServerInfo, resolve_layout
@@ -75,6 +76,7 @@ MILVUS_STORAGE = StoragePolicy(
 
 _LAYOUTS: dict[Layout, type[TokenLayout]] = {
     Layout.STRUCT: StructLayout,
+    Layout.PACKED: PackedLayout,
     Layout.TOKEN_ROWS: TokenRowsLayout,
     Layout.NONE: DenseOnly,
 }
@@ -146,7 +148,7 @@ class MilvusStore(VectorStore):
         """Create the collection, or open it if it exists with the same spec.
 
         Args:
-            name: collection name (the token_rows layout adds ``<name>__tokens``).
+            name: collection name (the packed and token_rows layouts add ``<name>__tokens``).
             uri: ``./file.db`` (Milvus Lite) or ``http(s)://host:19530``; ignored with ``client``.
             token: ``user:password`` or an API key; defaults to ``$MILVUS_TOKEN``. Never logged.
             client: an existing ``pymilvus.MilvusClient`` (not closed by ``close()``).
@@ -155,7 +157,9 @@ class MilvusStore(VectorStore):
             muvera: store a MUVERA encoding of the token vectors for ``mode="muvera"``
                 (``MuveraParams``, or True for the defaults); servers 2.3.x refuse it (one
                 vector field per collection).
-            layout: ``auto`` (from the server version), ``struct`` or ``token_rows``.
+            layout: ``auto`` (from the server version: ``struct`` on Milvus >= 2.6.4,
+                ``packed`` otherwise), ``struct``, ``packed`` or ``token_rows`` (one row per
+                token: the layout before ``packed``, kept for existing collections).
             max_tokens: struct layout only: most token vectors per document (default 1024,
                 see struct_layout.py); longer records are refused.
             num_shards: passed to Milvus at creation.
@@ -271,6 +275,15 @@ class MilvusStore(VectorStore):
             raise SchemaMismatchError(
                 f"collection {name!r} exists with layout {layout.value!r}, not {wanted.value!r}"
             )
+        if layout is Layout.TOKEN_ROWS and wanted is not Layout.TOKEN_ROWS:
+            logger.warning(
+                "Milvus collection %r has the token_rows layout (one row per token vector): it "
+                "stays readable and writable, but a MaxSim rerank fetches every candidate token "
+                "as a row (~1.8 s per hybrid search at 2k documents on Milvus Lite). For the "
+                "packed layout (a few rows per document), re-ingest the documents into a new "
+                "collection (or drop this one and re-ingest): new collections get it by default",
+                name,
+            )
         store = cls(
             name,
             stored,
@@ -298,7 +311,10 @@ class MilvusStore(VectorStore):
             schema = cv.doc_schema(self.spec, self.layout.kind)
             self.layout.extend_schema(schema)
             payload_columns.add_fields(schema, self._columns)
-            props = cv.collection_properties(self.spec, self.layout.kind, t.max_tokens)
+            props = {
+                **cv.collection_properties(self.spec, self.layout.kind, t.max_tokens),
+                **self.layout.properties(),
+            }
             client.create_collection(
                 self.name, schema=schema, properties=props, **t.create, **t.request
             )
@@ -383,7 +399,7 @@ class MilvusStore(VectorStore):
         if cap is not None and tokens is not None and len(tokens) > cap:
             raise RecordError(
                 f"multivector has {len(tokens)} tokens; this collection's max_tokens is {cap} "
-                "(create it with a larger max_tokens, or use layout='token_rows')",
+                "(create it with a larger max_tokens, or use layout='packed')",
                 index=index,
                 record_id=record.id,
             )
@@ -606,7 +622,8 @@ def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:
     try:
         wanted = Layout(layout)
     except ValueError:
-        valid = ", ".join(repr(v.value) for v in (Layout.AUTO, Layout.STRUCT, Layout.TOKEN_ROWS))
+        chosen = (Layout.AUTO, Layout.STRUCT, Layout.PACKED, Layout.TOKEN_ROWS)
+        valid = ", ".join(repr(v.value) for v in chosen)
         raise ValueError(f"layout must be one of {valid}, got {layout!r}") from None
     if wanted is Layout.NONE:
         raise ValueError("layout='none' is implied by multivector=False; pass 'auto'")

@@ -170,7 +170,7 @@ class StructLayout(TokenLayout):
                 f"the server dropped the Array of Structs field {self.field!r} "
                 f"of collection {self.target.name!r} "
                 f"(fields it kept: {sorted(fields)}): it does not support layout='struct' "
-                "(Milvus Lite and Milvus < 2.6.4 don't); use layout='token_rows' or 'auto'"
+                "(Milvus Lite and Milvus < 2.6.4 don't); use layout='packed' or 'auto'"
             )
 
     def write(

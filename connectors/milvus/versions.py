@@ -6,7 +6,7 @@ Supported: Milvus Lite (``*.db`` files) and Milvus servers >= 2.3.0 (the first w
 ============================  ==========  ==========  ===========  ========
 feature                       Lite        2.3         2.4 - 2.6.3  >= 2.6.4
 ============================  ==========  ==========  ===========  ========
-layout (token vectors)        token_rows  token_rows  token_rows   struct
+layout (token vectors)        packed      packed      packed       struct
 vector fields per collection  several     one         several      several
 VARCHAR scalar index          INVERTED    Trie        INVERTED     INVERTED
 ============================  ==========  ==========  ===========  ========
@@ -113,17 +113,17 @@ class ServerInfo:
 def choose_layout(info: ServerInfo) -> tuple[Layout, str]:
     """The multivector layout a server supports, with the reason (logged by the store)."""
     if info.lite:
-        return Layout.TOKEN_ROWS, f"{info.version} is Milvus Lite (no Array of Structs / MAX_SIM)"
+        return Layout.PACKED, f"{info.version} is Milvus Lite (no Array of Structs / MAX_SIM)"
     release = info.release
     if release is None:
         return (
-            Layout.TOKEN_ROWS,
+            Layout.PACKED,
             f"server version {info.version!r} is not recognised; assuming no Array of Structs",
         )
     needed = dotted(STRUCT_MIN)
     if release >= STRUCT_MIN:
         return Layout.STRUCT, f"server {info.version} >= {needed} supports Array of Structs"
-    return Layout.TOKEN_ROWS, f"server {info.version} < {needed} has no Array of Structs"
+    return Layout.PACKED, f"server {info.version} < {needed} has no Array of Structs"
 
 
 def resolve_layout(server: ServerInfo, spec: CollectionSpec, wanted: Layout) -> Layout:
@@ -133,7 +133,7 @@ def resolve_layout(server: ServerInfo, spec: CollectionSpec, wanted: Layout) -> 
     if wanted is Layout.STRUCT and not server.lite and not server.at_least(STRUCT_MIN):
         raise UnsupportedSpecError(
             f"layout 'struct' needs Milvus >= {dotted(STRUCT_MIN)} (Array of Structs with "
-            f"MAX_SIM); server {server.version} is older: use layout='token_rows' or 'auto'"
+            f"MAX_SIM); server {server.version} is older: use layout='packed' or 'auto'"
         )
     if wanted is not Layout.AUTO:
         logger.info("Milvus %s: layout %r as requested", server.version, wanted.value)

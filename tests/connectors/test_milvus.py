@@ -143,16 +143,16 @@ def test_filters_on_milvus_lite_match_the_python_reference(tmp_path):
 @pytest.mark.parametrize(
     "version, layout",
     [
-        ("milvus_lite-3.2.2", Layout.TOKEN_ROWS),
+        ("milvus_lite-3.2.2", Layout.PACKED),
         ("v2.6.4", Layout.STRUCT),
         ("v2.6.4-lite", Layout.STRUCT),  # a server whose build is tagged "lite" is a server
         ("v2.6.10-gpu", Layout.STRUCT),
         ("2.7.0-rc1", Layout.STRUCT),
-        ("v2.6.3", Layout.TOKEN_ROWS),
-        ("v2.5.14", Layout.TOKEN_ROWS),
-        ("v2.3.5-lite", Layout.TOKEN_ROWS),
-        ("Zilliz Cloud (Compatible with Milvus 2.6)", Layout.TOKEN_ROWS),
-        ("unknown", Layout.TOKEN_ROWS),
+        ("v2.6.3", Layout.PACKED),
+        ("v2.5.14", Layout.PACKED),
+        ("v2.3.5-lite", Layout.PACKED),
+        ("Zilliz Cloud (Compatible with Milvus 2.6)", Layout.PACKED),
+        ("unknown", Layout.PACKED),
     ],
 )
 def test_layout_follows_the_server_version(version, layout):
@@ -193,17 +193,17 @@ def test_specs_a_server_cannot_hold_are_refused_naming_versions():
         )
 
 
-def test_auto_layout_on_milvus_lite_is_token_rows_and_logged(tmp_path, caplog):
+def test_auto_layout_on_milvus_lite_is_packed_and_logged(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="connectors.milvus"):
         store = MilvusStore.create("auto", uri=str(tmp_path / "m.db"), spec=SPEC)
-    assert store.layout.kind is Layout.TOKEN_ROWS
+    assert store.layout.kind is Layout.PACKED
     assert any(
-        "token_rows" in r.getMessage() and "Milvus Lite" in r.getMessage() for r in caplog.records
+        "packed" in r.getMessage() and "Milvus Lite" in r.getMessage() for r in caplog.records
     )
     store.close()
     reopened = MilvusStore.open("auto", uri=str(tmp_path / "m.db"))
-    assert reopened.layout.kind is Layout.TOKEN_ROWS and not SPEC.differences(reopened.spec)
-    with pytest.raises(SchemaMismatchError, match="layout 'token_rows', not 'struct'"):
+    assert reopened.layout.kind is Layout.PACKED and not SPEC.differences(reopened.spec)
+    with pytest.raises(SchemaMismatchError, match="layout 'packed', not 'struct'"):
         MilvusStore.create("auto", uri=str(tmp_path / "m.db"), spec=SPEC, layout="struct")
     reopened.close()
 
@@ -411,12 +411,12 @@ def test_struct_get_with_vectors_and_too_many_tokens(struct_store):
 
 
 # -- token rows: writes, interruptions ----------------------------------------------------------
-def _token_rows(store: MilvusStore, record_id) -> list[dict]:
+def _token_rows(store: MilvusStore, record_id, fields=(tr.DOC_ID,)) -> list[dict]:
     name = tr.companion_name(store.name)
     return store.client.query(
         name,
         filter=f'{tr.DOC_ID} == "{cv.encode_id(record_id)}"',
-        output_fields=[tr.POS],
+        output_fields=list(fields),
         limit=16384,
     )
 
@@ -440,20 +440,21 @@ class CountingClient:
         return call
 
 
-def test_token_rows_hybrid_takes_three_round_trips(tmp_path):
-    """Dense candidates come with n_tokens; then their token rows; then the final payloads."""
+@pytest.mark.parametrize("layout, field", [("packed", "blob"), ("token_rows", tr.VEC)])
+def test_companion_hybrid_takes_three_round_trips(tmp_path, layout, field):
+    """Dense candidates come with n_tokens; then their token vectors; then the final payloads."""
     from pymilvus import MilvusClient
 
     corpus = make_corpus(n=20)
     client = CountingClient(MilvusClient(str(tmp_path / "m.db")))
-    store = MilvusStore.create("rt", client=client, spec=corpus.spec)
+    store = MilvusStore.create("rt", client=client, spec=corpus.spec, layout=layout)
     store.upsert(corpus.records)
     client.calls.clear()
     hits = store.search(planted_query(corpus, 5), mode="hybrid", limit=3, prefetch_limit=10)
     assert hits[0].id == corpus.records[5].id
     assert client.calls == [
         ("search", "rt", (tr.N_TOKENS, cv.TOKEN_GEN)),
-        ("query", "rt__tokens", (tr.VEC,)),
+        ("query", "rt__tokens", (field,)),
         ("query", "rt", (cv.PAYLOAD,)),
     ]
     store.close()
@@ -462,19 +463,22 @@ def test_token_rows_hybrid_takes_three_round_trips(tmp_path):
 
 def test_shrinking_a_document_deletes_its_extra_token_rows(tmp_path):
     corpus = make_corpus(n=4, dim=64, prefetch_dims=(16,))
-    store = MilvusStore.create("shrink", uri=str(tmp_path / "m.db"), spec=corpus.spec)
+    store = MilvusStore.create(
+        "shrink", uri=str(tmp_path / "m.db"), spec=corpus.spec, layout="token_rows"
+    )
     r = corpus.records[0]
     store.upsert([Record(r.id, r.dense, np.vstack([r.multivector] * 3), r.payload)])
     store.upsert([r])
-    assert sorted(row[tr.POS] for row in _token_rows(store, r.id)) == list(
+    assert sorted(row[tr.POS] for row in _token_rows(store, r.id, [tr.POS])) == list(
         range(len(r.multivector))
     )
     store.close()
 
 
-def test_interrupted_write_is_invisible_then_repaired_by_rerunning(tmp_path, monkeypatch):
+@pytest.mark.parametrize("layout", ["packed", "token_rows"])
+def test_interrupted_write_is_invisible_then_repaired_by_rerunning(tmp_path, monkeypatch, layout):
     corpus = make_corpus(n=6, dim=64, prefetch_dims=(16,))
-    store = MilvusStore.create("crash", uri=str(tmp_path / "m.db"), spec=corpus.spec)
+    store = MilvusStore.create("crash", uri=str(tmp_path / "m.db"), spec=corpus.spec, layout=layout)
     store.upsert(corpus.records[:3])
     real_upsert = store.client.upsert
 
@@ -494,8 +498,9 @@ def test_interrupted_write_is_invisible_then_repaired_by_rerunning(tmp_path, mon
     }  # orphan token rows are ignored
     store.upsert(corpus.records[3:])  # re-run
     assert store.count() == 6
+    per_row = store.layout.tokens_per_row if layout == "packed" else 1
     for r in corpus.records[3:]:
-        assert len(_token_rows(store, r.id)) == len(r.multivector)
+        assert len(_token_rows(store, r.id)) == -(-len(r.multivector) // per_row)
     query = planted_query(corpus, 4)
     expected = corpus.maxsim_ranking(query)
     hits = store.search(query, mode="multivector", limit=6)

@@ -39,12 +39,14 @@ OVERWRITER = textwrap.dedent(
     """
     import os, signal, sys
     sys.path[:0] = [{repo!r}, {tests!r}]
+    import connectors.milvus.packed as pk
     import connectors.milvus.token_rows as tr
     from connectors.milvus import MilvusStore
     from test_milvus_overwrite import version
 
     uri, step, mode = sys.argv[1:4]
     tr.ROWS_PER_REQUEST = 7  # several token requests per batch: a death can fall between them
+    pk.WRITE_CHARS = 1  # packed: one request per document
     store = MilvusStore.open("docs", uri=uri)
     real_upsert, seen = store.client.upsert, []
 
@@ -99,9 +101,10 @@ def check_each_record_old_or_new(store: MilvusStore) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["kill", "raise"])
 @pytest.mark.parametrize("step", ["mid-tokens", "before-switch", "after-switch"])
-def test_overwrite_leaves_each_record_old_or_new(tmp_path, step, mode):
+@pytest.mark.parametrize("layout", ["packed", "token_rows"])
+def test_overwrite_leaves_each_record_old_or_new(tmp_path, step, mode, layout):
     uri = str(tmp_path / "m.db")
-    store = MilvusStore.create("docs", uri=uri, spec=SPEC)
+    store = MilvusStore.create("docs", uri=uri, spec=SPEC, layout=layout)
     store.upsert(version(1))
     store.close()
     script = OVERWRITER.format(repo=str(REPO), tests=str(Path(__file__).parent))
@@ -144,7 +147,7 @@ def test_collections_made_before_generations_still_overwrite_correctly(
 
     uri = str(tmp_path / "m.db")
     monkeypatch.setattr(cv, "doc_schema", without_generation)
-    store = MilvusStore.create("docs", uri=uri, spec=SPEC)
+    store = MilvusStore.create("docs", uri=uri, spec=SPEC, layout="token_rows")
     assert not store.layout.generations
     store.upsert(version(1))
     store.close()
@@ -160,13 +163,15 @@ def test_collections_made_before_generations_still_overwrite_correctly(
         store.close()
 
 
-def test_an_overwrite_deletes_the_previous_generation(tmp_path):
-    store = MilvusStore.create("docs", uri=str(tmp_path / "m.db"), spec=SPEC)
+@pytest.mark.parametrize("layout", ["packed", "token_rows"])
+def test_an_overwrite_deletes_the_previous_generation(tmp_path, layout):
+    store = MilvusStore.create("docs", uri=str(tmp_path / "m.db"), spec=SPEC, layout=layout)
+    per_row = 1 if layout == "token_rows" else store.layout.tokens_per_row
     try:
         for v in (1, 2, 1):
             store.upsert(version(v))
             rows = store.client.query("docs__tokens", filter="", output_fields=["pk"], limit=1000)
-            assert len(rows) == 10 * len(version(v)[0].multivector)
+            assert len(rows) == 10 * -(-len(version(v)[0].multivector) // per_row)
         assert check_each_record_old_or_new(store) == [1] * 10
     finally:
         store.close()

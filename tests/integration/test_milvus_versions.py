@@ -36,7 +36,7 @@ def test_the_local_server_is_a_2_3_server_not_lite(milvus_server):
     name = _name("kind")
     store = MilvusStore.create(name, uri=milvus_server.uri, spec=SPEC)
     assert store.server.version.startswith("v2.3.") and store.server.version.endswith("-lite")
-    assert not store.server.lite and store.layout.kind is Layout.TOKEN_ROWS
+    assert not store.server.lite and store.layout.kind is Layout.PACKED
     indexes = store.client.list_indexes(f"{name}__tokens")
     assert "doc_id_trie" in indexes, indexes  # INVERTED does not exist on 2.3
     store.drop()
