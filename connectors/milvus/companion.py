@@ -91,13 +91,25 @@ class MaxSim:
         if not len(vectors):
             return
         owner = np.fromiter((self.index[k] for k in doc_keys), dtype=np.int64, count=len(doc_keys))
-        idx = np.repeat(owner, counts)  # (m,)
-        sims = l2_normalize(vectors) @ self.query.T  # (m, q)
-        order = np.argsort(idx, kind="stable")
-        idx, sims = idx[order], sims[order]
-        starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-        docs = idx[starts]
-        self.best[docs] = np.maximum(self.best[docs], np.maximum.reduceat(sims, starts, axis=0))
+        counts = np.asarray(counts, dtype=np.int64)
+        # Cosine: divide the (m, q) dot products by the token norms rather than normalising
+        # the (m, 128) tokens (stored tokens are unit vectors up to float16 rounding; a zero
+        # token keeps similarity 0, as l2_normalize leaves it).
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))  # (m,)
+        norms[norms == 0] = 1.0
+        sims = (vectors @ self.query.T) / norms[:, None]  # (m, q)
+        # Best token per block (a block is contiguous), then per document across its blocks:
+        # a packed fetch has ~2 blocks per document, so the sort is over blocks, not tokens.
+        kept = counts > 0
+        starts = np.r_[0, np.cumsum(counts)[:-1]][kept]
+        block_best = np.maximum.reduceat(sims, starts, axis=0)  # (b, q)
+        owner = owner[kept]
+        order = np.argsort(owner, kind="stable")
+        owner, block_best = owner[order], block_best[order]
+        firsts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        docs = owner[firsts]
+        per_doc = np.maximum.reduceat(block_best, firsts, axis=0)  # (docs, q)
+        self.best[docs] = np.maximum(self.best[docs], per_doc)
 
     def top(self, limit: int) -> list[Scored]:
         """Best ``limit`` documents (documents with no token vector seen are left out)."""

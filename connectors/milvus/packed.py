@@ -187,5 +187,10 @@ class PackedLayout(CompanionLayout):
             starts.append(part * self.tokens_per_row)
             counts.append(count)
             raw.append(data)
-        vectors = np.frombuffer(b"".join(raw), dtype=self.dtype).reshape(-1, dim)  # (m, dim)
-        return keys, starts, np.asarray(counts, np.int64), vectors.astype(np.float32)
+        # Converted to float32 straight into one buffer (no joined float16 copy).
+        vectors = np.empty((sum(counts), dim), dtype=np.float32)  # (m, dim)
+        offset = 0
+        for data, count in zip(raw, counts, strict=True):
+            vectors[offset : offset + count] = np.frombuffer(data, self.dtype).reshape(count, dim)
+            offset += count
+        return keys, starts, np.asarray(counts, np.int64), vectors
