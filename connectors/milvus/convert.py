@@ -107,6 +107,7 @@ def decode_id(key: str) -> RecordId:
 
 # -- filter expressions --------------------------------------------------------------------
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
 
 
 def quote_string(value: str) -> str:
@@ -121,7 +122,7 @@ def quote_string(value: str) -> str:
     control characters, NUL, U+2028 and astral characters match exactly themselves on Lite
     (fuzzed in tests/connectors/test_fuzz.py) and on the 2.3.5 server (pk, ==, exists).
     """
-    return '"' + "".join(_ESCAPES.get(ch, ch) for ch in value) + '"'
+    return '"' + value.translate(_ESCAPE_TABLE) + '"'
 
 
 def literal(value: Scalar | float) -> str:
