@@ -50,10 +50,13 @@ PROP_TOKENS_PER_ROW = "jvdb.tokens_per_row"
 WRITE_CHARS = 8 * 2**20
 FETCH_CHARS = 16 * 2**20
 #: Storage dtypes this layout can pack (little-endian on every machine).
-_DTYPES = {VectorDtype.FLOAT16: np.dtype("<f2"), VectorDtype.FLOAT32: np.dtype("<f4")}
+_DTYPES: dict[VectorDtype, np.dtype[Any]] = {
+    VectorDtype.FLOAT16: np.dtype("<f2"),
+    VectorDtype.FLOAT32: np.dtype("<f4"),
+}
 
 
-def storage_dtype(spec: CollectionSpec) -> np.dtype:
+def storage_dtype(spec: CollectionSpec) -> np.dtype[Any]:
     """The numpy dtype a packed row stores (UnsupportedSpecError for one it cannot pack)."""
     dtype = _DTYPES.get(spec.multivector_dtype)
     if dtype is None:
@@ -122,7 +125,7 @@ class PackedLayout(CompanionLayout):
     def verify(self, description: dict[str, Any]) -> None:
         recorded = (description.get("properties") or {}).get(PROP_TOKENS_PER_ROW)
         try:
-            per_row = int(recorded)
+            per_row = int(str(recorded))
         except (TypeError, ValueError):
             raise SchemaMismatchError(
                 f"collection {self.target.name!r} has layout 'packed' but no valid "
