@@ -3,6 +3,7 @@
     python bench/memory_scale.py --docs 2000                       # every backend
     python bench/memory_scale.py --docs 10000 --backends qdrant-edge qdrant-edge-ram
     python bench/memory_scale.py --docs 2000 --repo /path/to/older/checkout   # "before"
+    python bench/memory_scale.py --docs 100000 --backends qdrant-edge --warm-modes dense hybrid
 
 Synthetic collections: ``--docs`` documents x ``--tokens`` random 128-d token vectors and a
 2048-d dense vector (its 128-d Matryoshka prefix is stored too). Every step runs in a fresh
@@ -17,11 +18,16 @@ process, so each number is what a user's command costs:
 - kill -9: upsert ``--crash-docs`` more documents without closing, SIGKILL, then time the
   reopen (the WAL replay) in a fresh process.
 
-Memory, from ``/proc/<pid>/status`` polled every 20 ms by this (parent) process: peak RSS is
-the child's own VmHWM (exact); peak anon is the largest RssAnon seen (anonymous memory: heap,
-not page cache; a peak shorter than 20 ms can be missed). RSS counts the file-backed pages a
-process has mapped (memory-mapped vectors read or written): the kernel can drop those
-under pressure, not the anonymous ones. "steady" is the median RSS over the ingest.
+Memory, polled by this (parent) process: peak RSS is the child's own VmHWM (exact); anon and
+file are the largest RssAnon / RssFile seen in ``/proc/<pid>/status`` (every 20 ms), Pss the
+largest ``Pss`` of ``/proc/<pid>/smaps_rollup`` (every 100 ms: the kernel walks the page
+tables to compute it); a peak shorter than the interval can be missed. RSS counts the
+file-backed pages a process has mapped (memory-mapped vectors read or written), and counts a
+page mapped twice twice (qdrant-edge's optimizer maps the segment it rewrites twice); Pss
+counts every page once (shared pages divided among the processes mapping them). Anonymous
+memory (heap) is what the kernel cannot drop; clean file-backed pages it drops under
+pressure, dirty ones after writing them back. "steady" is the median over the ingest of
+each figure; "ratio" is peak / steady.
 """
 
 from __future__ import annotations
@@ -134,22 +140,31 @@ class Step:
     wall_s: float
     peak_rss_mb: float
     peak_anon_mb: float
+    peak_file_mb: float = 0.0
+    peak_pss_mb: float = 0.0
     steady_rss_mb: float | None = None
+    steady_anon_mb: float | None = None
+    steady_pss_mb: float | None = None
     note: str = ""
     output: list[str] = field(default_factory=list)
 
 
-def _status(pid: int) -> dict[str, int]:
+def _proc_kb(pid: int, name: str, keys: tuple[str, ...]) -> dict[str, int]:
+    """The KB figures ``keys`` of ``/proc/<pid>/<name>`` ({} once the process is gone)."""
     out = {}
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "RssAnon"):
+                if key in keys:
                     out[key] = int(value.split()[0])
     except (FileNotFoundError, ProcessLookupError):
         pass
     return out
+
+
+def _median_mb(samples: list[int]) -> float | None:
+    return statistics.median(samples) / 1024 if samples else None
 
 
 def run_child(kind: str, args: list[str], repo: Path, timeout: float) -> tuple[float, dict, list]:
@@ -165,14 +180,17 @@ def run_child(kind: str, args: list[str], repo: Path, timeout: float) -> tuple[f
         stderr=subprocess.PIPE,
         text=True,
     )
-    hwm = anon = 0
-    rss: list[int] = []
+    hwm = 0
+    series: dict[str, list[int]] = {"VmRSS": [], "RssAnon": [], "RssFile": [], "Pss": []}
+    polls = 0
     while proc.poll() is None:
-        st = _status(proc.pid)
-        hwm = max(hwm, st.get("VmHWM", 0))
-        anon = max(anon, st.get("RssAnon", 0))
-        if "VmRSS" in st:
-            rss.append(st["VmRSS"])
+        st = _proc_kb(proc.pid, "status", ("VmRSS", "VmHWM", "RssAnon", "RssFile"))
+        if polls % 5 == 0:
+            st.update(_proc_kb(proc.pid, "smaps_rollup", ("Pss",)))
+        polls += 1
+        hwm = max(hwm, st.pop("VmHWM", 0))
+        for key, value in st.items():
+            series[key].append(value)
         if time.perf_counter() - start > timeout:
             proc.kill()
         time.sleep(0.02)
@@ -182,8 +200,12 @@ def run_child(kind: str, args: list[str], repo: Path, timeout: float) -> tuple[f
         raise RuntimeError(f"{kind} failed ({proc.returncode}): {err[-2000:]}")
     peaks = {
         "rss": hwm / 1024,
-        "anon": anon / 1024,
-        "steady": statistics.median(rss) / 1024 if rss else None,
+        "anon": max(series["RssAnon"], default=0) / 1024,
+        "file": max(series["RssFile"], default=0) / 1024,
+        "pss": max(series["Pss"], default=0) / 1024,
+        "steady": _median_mb(series["VmRSS"]),
+        "steady_anon": _median_mb(series["RssAnon"]),
+        "steady_pss": _median_mb(series["Pss"]),
     }
     return wall, peaks, out.splitlines()
 
@@ -210,25 +232,45 @@ def bench_backend(name: str, args: argparse.Namespace, root: Path) -> list[Step]
 
     def measure(kind: str, label: str, *more: str, timeout: float = 7200) -> Step:
         wall, peaks, out = run_child(kind, base + list(more), args.repo, timeout)
-        step = Step(name, label, wall, peaks["rss"], peaks["anon"], peaks["steady"], output=out)
+        step = Step(
+            name,
+            label,
+            wall,
+            peaks["rss"],
+            peaks["anon"],
+            peaks["file"],
+            peaks["pss"],
+            peaks["steady"],
+            peaks["steady_anon"],
+            peaks["steady_pss"],
+            output=out,
+        )
         print(
-            f"{name:16s} {label:22s} {wall:8.2f} s  rss {peaks['rss']:8.0f} MB  "
-            f"anon {peaks['anon']:7.0f} MB  {' | '.join(out)[:90]}",
+            f"{name:16s} {label:22s} {wall:8.2f} s  rss {peaks['rss']:6.0f} MB  "
+            f"anon {peaks['anon']:6.0f} MB  file {peaks['file']:6.0f} MB  "
+            f"pss {peaks['pss']:6.0f} MB  {' | '.join(out)[:90]}",
             flush=True,
         )
         steps.append(step)
         return step
 
     ingest = measure("ingest", "ingest")
-    ratio = ingest.peak_rss_mb / ingest.steady_rss_mb if ingest.steady_rss_mb else 0.0
-    ingest.note = f"steady (median) RSS {ingest.steady_rss_mb or 0:.0f} MB, peak/steady {ratio:.2f}"
+    ingest.note = ", ".join(
+        f"{what} peak {peak:.0f} / steady {steady or 0:.0f} MB = "
+        f"{peak / steady if steady else 0:.2f}x"
+        for what, peak, steady in (
+            ("RSS", ingest.peak_rss_mb, ingest.steady_rss_mb),
+            ("Pss", ingest.peak_pss_mb, ingest.steady_pss_mb),
+            ("anon", ingest.peak_anon_mb, ingest.steady_anon_mb),
+        )
+    )
     print(f"{name:16s} ingest: {ingest.note}", flush=True)
     measure("info", "info")
     measure("info_open", "info (open)")
     for mode in MODES:
         evict(folder)
         measure("search", f"cold search {mode}", mode)
-    warm = measure("warm", "warm latency (ms)", ",".join(MODES))
+    warm = measure("warm", "warm latency (ms)", ",".join(args.warm_modes))
     warm.note = " ".join(warm.output)
     if args.crash_docs:
         measure("crash", "upsert + kill -9", str(args.crash_docs))
@@ -242,6 +284,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--crash-docs", type=int, default=500)
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument(
+        "--warm-modes",
+        nargs="+",
+        default=list(MODES),
+        choices=MODES,
+        help="modes of the warm-latency step (multivector reads every token vector 21 times)",
+    )
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout to measure")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp folder")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")

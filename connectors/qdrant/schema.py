@@ -46,10 +46,13 @@ class EdgeTuning:
     #: KB of vectors per segment below which a search scans instead of walking the graph.
     full_scan_threshold: int = 10_000
     #: Largest segment the optimizer builds, in KB of stored vectors. It bounds the memory of
-    #: one optimize run (the source segment's pages, the new segment's and its HNSW build: ~3x
-    #: this, measured) and stops the merge optimizer from rewriting the whole collection into
+    #: one optimize run and stops the merge optimizer from rewriting the whole collection into
     #: ever larger segments (it did: ingest peaks grew with the collection, 19.5 GB in issue 15).
-    max_segment_kb: int = 256 * 1024
+    #: One run maps the source segment twice (VmRSS counts those pages twice, Pss once) and
+    #: writes the new one: measured, RSS rises by ~3x this (~450 MB at 128 MiB, ~800 MB at
+    #: 256 MiB), all of it file-backed pages. 128 MiB doubles the segments of 256 MiB; warm
+    #: dense/hybrid latency rose ~5-10% at 7k documents (6 segments instead of 4).
+    max_segment_kb: int = 128 * 1024
 
 
 def _memory(on_disk: bool | None) -> Any:
