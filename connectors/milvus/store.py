@@ -40,7 +40,7 @@ from ..names import check_collection_name
 from ..payload_index import PayloadIndexes, PayloadType
 from ..query import Hit, SearchMode, SearchPlan, Stage
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec, MuveraParams, StoragePolicy, reconcile_spec
+from ..spec import CollectionSpec, MuveraParams, reconcile_spec
 from ..vectors import rrf
 from . import convert as cv
 from . import payload_columns
@@ -61,18 +61,6 @@ from .token_rows import TokenRowsLayout
 from .versions import ServerInfo, resolve_layout
 
 logger = logging.getLogger(__name__)
-
-#: Placements are not wired for Milvus: Milvus Lite holds collections in RAM (it ignores
-#: mmap settings), and a server's per-field ``mmap.enabled`` (>= 2.4) is not set by this
-#: connector yet. An explicit request is refused rather than ignored.
-MILVUS_STORAGE = StoragePolicy(
-    "Milvus (Lite and servers, in this connector)",
-    multivector_on_disk=(False,),
-    dense_on_disk=(False,),
-    defaults=(False, False),
-    reason="Milvus Lite keeps loaded collections in RAM and this connector sets no server "
-    "mmap options",
-)
 
 _LAYOUTS: dict[Layout, type[TokenLayout]] = {
     Layout.STRUCT: StructLayout,
@@ -193,7 +181,7 @@ class MilvusStore(VectorStore):
                 return cls._existing(
                     name, conn, server, timeout, consistency, spec=spec, wanted=wanted
                 )
-            spec = MILVUS_STORAGE.apply(spec)
+            spec = server.storage_policy().apply(spec)  # refusals name what to do
             server.check_supported(spec, name)
             chosen = resolve_layout(server, spec, wanted)
             if chosen is not Layout.STRUCT:

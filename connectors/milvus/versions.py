@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UnsupportedSpecError
-from ..spec import CollectionSpec
+from ..spec import CollectionSpec, StoragePolicy
 from .convert import Layout
 
 logger = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ MIN_SERVER = (2, 3, 0)
 MULTI_VECTOR_MIN = (2, 4, 0)
 #: Array of Structs with a MAX_SIM index (the struct layout).
 STRUCT_MIN = (2, 6, 4)
+#: Memory mapping set per collection / field (``mmap.enabled``); 2.3 maps only server-wide.
+MMAP_PROPERTY_MIN = (2, 4, 0)
 LITE_PREFIX = "milvus_lite"
 
 
@@ -85,6 +87,43 @@ class ServerInfo:
     def varchar_index(self) -> str:
         """The scalar index type a VARCHAR field takes (2.3 has no INVERTED)."""
         return "INVERTED" if self.at_least(MULTI_VECTOR_MIN) else "Trie"
+
+    def storage_policy(self) -> StoragePolicy:
+        """Placements through this connector: in RAM only; the refusal says what the user can do.
+
+        Lite has no memory mapping. 2.3 maps only server-wide (``queryNode.mmapDirPath`` in
+        milvus.yaml, read at start-up: every loaded collection is then mapped), so no request
+        for one collection can be honoured. >= 2.4 maps per collection or field
+        (``mmap.enabled``), which this connector does not set: no such server to test it here.
+        """
+        if self.lite:
+            backend, reason = "Milvus Lite", "it keeps loaded collections in RAM (no mmap)"
+        else:
+            backend = f"Milvus server {self.version}"
+            release = self.release
+            if release is not None and release < MMAP_PROPERTY_MIN:
+                reason = (
+                    f"Milvus < {dotted(MMAP_PROPERTY_MIN)} memory-maps only server-wide "
+                    "(queryNode.mmapDirPath in the server's milvus.yaml, set before it starts; "
+                    "every loaded collection is then mapped), never one collection"
+                )
+            else:
+                reason = (
+                    "this connector sets no Milvus mmap property; map the token vectors on "
+                    "the server yourself after creating the collection: release it, then "
+                    "MilvusClient.alter_collection_field(<collection>, <field>, "
+                    "field_params={'mmap.enabled': True}) for the token field (token_rows "
+                    "layout: collection '<name>__tokens', field 'vec'), or "
+                    "alter_collection_properties(<name>, {'mmap.enabled': True}) for a whole "
+                    "collection, or queryNode.mmap.vectorField: true in milvus.yaml for all"
+                )
+        return StoragePolicy(
+            backend,
+            multivector_on_disk=(False,),
+            dense_on_disk=(False,),
+            defaults=(False, False),
+            reason=reason,
+        )
 
     def check_supported(self, spec: CollectionSpec, name: str) -> None:
         """Refuse a server older than ``MIN_SERVER`` or a spec it cannot hold, before creating."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -191,6 +192,25 @@ def test_specs_a_server_cannot_hold_are_refused_naming_versions():
         ServerInfo.detect("v2.2.16", lite_uri=False).check_supported(
             CollectionSpec(dim=8, prefetch_dims=()), "docs"
         )
+
+
+@pytest.mark.parametrize(
+    "version, lite_uri, says",
+    [
+        ("milvus_lite-3.2.2", False, r"Milvus Lite cannot keep \w+ vectors on disk.*no mmap"),
+        ("v2.3.5-lite", False, r"server v2\.3\.5-lite .*only server-wide.*queryNode\.mmapDirPath"),
+        ("v2.4.0", False, r"server v2\.4\.0 .*alter_collection_field.*'mmap\.enabled': True"),
+        ("unknown", False, r"alter_collection_properties.*queryNode\.mmap\.vectorField"),
+    ],
+)
+def test_on_disk_is_refused_saying_what_each_milvus_can_do(version, lite_uri, says):
+    policy = ServerInfo.detect(version, lite_uri=lite_uri).storage_policy()
+    for field in ("multivector_on_disk", "dense_on_disk"):
+        with pytest.raises(UnsupportedSpecError, match=f"{field}=True") as err:
+            policy.apply(CollectionSpec(dim=8, prefetch_dims=(), **{field: True}))
+        assert re.search(says, str(err.value)), str(err.value)
+    resolved = policy.apply(CollectionSpec(dim=8, prefetch_dims=(), multivector_on_disk=False))
+    assert (resolved.multivector_on_disk, resolved.dense_on_disk) == (False, False)
 
 
 def test_auto_layout_on_milvus_lite_is_packed_and_logged(tmp_path, caplog):

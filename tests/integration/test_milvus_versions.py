@@ -69,6 +69,14 @@ def test_struct_layout_needs_2_6_4(milvus_server):
     assert _left(milvus_server, name) == []
 
 
+def test_tokens_on_disk_are_refused_on_2_3_naming_the_server_setting(milvus_server):
+    name = _name("mmap")
+    spec = CollectionSpec(dim=32, prefetch_dims=(), multivector_on_disk=True)
+    with pytest.raises(UnsupportedSpecError, match=r"v2\.3\.5-lite.*queryNode\.mmapDirPath"):
+        MilvusStore.create(name, uri=milvus_server.uri, spec=spec)
+    assert _left(milvus_server, name) == []
+
+
 def test_a_create_the_server_refuses_halfway_leaves_no_orphan(milvus_server, monkeypatch):
     """Claiming 2.4 makes the real 2.3 server refuse the companion's INVERTED index after the
     companion exists: the old orphan ``<name>__tokens``. Now it is removed again."""
