@@ -4,6 +4,7 @@
     python bench/memory_scale.py --docs 10000 --backends qdrant-edge qdrant-edge-ram
     python bench/memory_scale.py --docs 2000 --repo /path/to/older/checkout   # "before"
     python bench/memory_scale.py --docs 100000 --backends qdrant-edge --warm-modes dense hybrid
+    python bench/memory_scale.py --existing /tmp/kept --backends qdrant-edge   # no ingest
 
 Synthetic collections: ``--docs`` documents x ``--tokens`` random 128-d token vectors and a
 2048-d dense vector (its 128-d Matryoshka prefix is stored too). Every step runs in a fresh
@@ -225,7 +226,7 @@ def evict(folder: Path) -> None:
 def bench_backend(name: str, args: argparse.Namespace, root: Path) -> list[Step]:
     template, extra = BACKENDS[name]
     folder = root / name
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=args.existing is not None)
     url = template.format(folder=folder)
     base = [url, str(args.docs), str(args.tokens), repr(extra)]
     steps: list[Step] = []
@@ -254,17 +255,10 @@ def bench_backend(name: str, args: argparse.Namespace, root: Path) -> list[Step]
         steps.append(step)
         return step
 
-    ingest = measure("ingest", "ingest")
-    ingest.note = ", ".join(
-        f"{what} peak {peak:.0f} / steady {steady or 0:.0f} MB = "
-        f"{peak / steady if steady else 0:.2f}x"
-        for what, peak, steady in (
-            ("RSS", ingest.peak_rss_mb, ingest.steady_rss_mb),
-            ("Pss", ingest.peak_pss_mb, ingest.steady_pss_mb),
-            ("anon", ingest.peak_anon_mb, ingest.steady_anon_mb),
-        )
-    )
-    print(f"{name:16s} ingest: {ingest.note}", flush=True)
+    if args.existing is not None:  # left by an earlier (killed) run: reopen it first
+        measure("reopen", "reopen (existing)")
+    else:
+        _note_ratios(measure("ingest", "ingest"), name)
     measure("info", "info")
     measure("info_open", "info (open)")
     for mode in MODES:
@@ -276,6 +270,20 @@ def bench_backend(name: str, args: argparse.Namespace, root: Path) -> list[Step]
         measure("crash", "upsert + kill -9", str(args.crash_docs))
         measure("reopen", "reopen after kill -9")
     return steps
+
+
+def _note_ratios(ingest: Step, name: str) -> None:
+    """Note (and print) the ingest's peak / steady ratios of RSS, Pss and anonymous memory."""
+    ingest.note = ", ".join(
+        f"{what} peak {peak:.0f} / steady {steady or 0:.0f} MB = "
+        f"{peak / steady if steady else 0:.2f}x"
+        for what, peak, steady in (
+            ("RSS", ingest.peak_rss_mb, ingest.steady_rss_mb),
+            ("Pss", ingest.peak_pss_mb, ingest.steady_pss_mb),
+            ("anon", ingest.peak_anon_mb, ingest.steady_anon_mb),
+        )
+    )
+    print(f"{name:16s} ingest: {ingest.note}", flush=True)
 
 
 def main() -> None:
@@ -294,14 +302,22 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=REPO, help="checkout to measure")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp folder")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--existing",
+        type=Path,
+        default=None,
+        help="the memory_scale_* folder of an earlier --workdir run, kept on disk: measure its "
+        "collections without ingesting (the first step reopens them) and keep them",
+    )
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="memory_scale_", dir=args.workdir))
+    root = args.existing or Path(tempfile.mkdtemp(prefix="memory_scale_", dir=args.workdir))
     results: list[Step] = []
     try:
         for name in args.backends:
             results += bench_backend(name, args, root)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if args.existing is None:
+            shutil.rmtree(root, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps([asdict(s) for s in results], indent=2))
 
