@@ -261,7 +261,7 @@ def bench_backend(name: str, args: argparse.Namespace, root: Path) -> list[Step]
         _note_ratios(measure("ingest", "ingest"), name)
     measure("info", "info")
     measure("info_open", "info (open)")
-    for mode in MODES:
+    for mode in args.cold_modes:
         evict(folder)
         measure("search", f"cold search {mode}", mode)
     warm = measure("warm", "warm latency (ms)", ",".join(args.warm_modes))
@@ -292,6 +292,13 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--crash-docs", type=int, default=500)
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
+    parser.add_argument(
+        "--cold-modes",
+        nargs="+",
+        default=list(MODES),
+        choices=MODES,
+        help="modes of the cold-search steps (multivector reads every token vector)",
+    )
     parser.add_argument(
         "--warm-modes",
         nargs="+",
