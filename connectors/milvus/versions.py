@@ -111,11 +111,10 @@ class ServerInfo:
                 reason = (
                     "this connector sets no Milvus mmap property; map the token vectors on "
                     "the server yourself after creating the collection: release it, then "
-                    "MilvusClient.alter_collection_field(<collection>, <field>, "
-                    "field_params={'mmap.enabled': True}) for the token field (token_rows "
-                    "layout: collection '<name>__tokens', field 'vec'), or "
-                    "alter_collection_properties(<name>, {'mmap.enabled': True}) for a whole "
-                    "collection, or queryNode.mmap.vectorField: true in milvus.yaml for all"
+                    "MilvusClient.alter_collection_properties('<name>__tokens', "
+                    "{'mmap.enabled': True}) (the companion collection holding the token "
+                    "vectors; alter_collection_field maps one field), or "
+                    "queryNode.mmap.vectorField: true in milvus.yaml for every collection"
                 )
         return StoragePolicy(
             backend,
