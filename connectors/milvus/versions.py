@@ -113,8 +113,9 @@ class ServerInfo:
                     "the server yourself after creating the collection: release it, then "
                     "MilvusClient.alter_collection_properties('<name>__tokens', "
                     "{'mmap.enabled': True}) (the companion collection holding the token "
-                    "vectors; alter_collection_field maps one field), or "
-                    "queryNode.mmap.vectorField: true in milvus.yaml for every collection"
+                    "vectors, packed or one row per token; alter_collection_field maps one "
+                    "field), or queryNode.mmap.scalarField / queryNode.mmap.vectorField: true "
+                    "in milvus.yaml for every collection"
                 )
         return StoragePolicy(
             backend,
