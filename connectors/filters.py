@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import QueryError
 from .payload import INT_MAX, INT_MIN, PayloadError, check_payload_values
+from .payload_index import lookup
 
 Scalar = str | int | bool
 
@@ -70,18 +71,9 @@ class Filter:
         raise NotImplementedError
 
 
-def _lookup(payload: Mapping[str, Any], key: str) -> Any:
-    value: Any = payload
-    for part in key.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def _values(payload: Mapping[str, Any], key: str) -> list[Any]:
     """A payload value as a list: a list field matches if any element matches (as in the DBs)."""
-    value = _lookup(payload, key)
+    value = lookup(payload, key)
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
