@@ -1,51 +1,59 @@
 """Embedder throughput with random weights of the exact jina-embeddings-v4 shapes (not a test).
 
-Builds the model in memory on the device (no download, no checkpoint on disk) and runs
-the public ``encode_text`` / ``encode_image`` API, tokenisation, batching and transfers
-included:
+Builds the model in memory on the device (no download, no checkpoint on disk) and runs,
+in one process, two ways of embedding the same corpus:
 
-* passages: mixed lengths (log-normal, median ~184 tokens, one at the max ~2.6k),
-* short queries, as one call and as single-query calls (latency),
-* document pages: random-noise "pages" resized to ``max_pixels``.
+* **reference-style** (``reference_style.py``): what the reference implementation does
+  per call: batches of 8 in input order, unmerged rank-32 LoRA, all hidden states and
+  full-vocabulary logits, dense and multi-vector from two passes. Run first, while the
+  live weights still hold the base weights;
+* **project**: the public ``encode_text`` / ``encode_image`` API (tokenisation, batching
+  and transfers included).
 
-GPU (what the numbers are for)::
+The corpus: passages of mixed lengths (log-normal, median ~184 tokens, one at the max
+~2.6k; the reference gets the first ``--reference-passages`` of them), short queries as
+one call and as single-query calls (latency), random-noise document pages resized to each
+pixel budget. Every figure is printed, set against the other path as a ratio, and written
+as JSON lines (``--json``; keys such as ``project_tok_per_s``, ``reference_tok_per_s``,
+``tok_per_s_ratio``, ``single_query_p50_ms``, ``project_pages_per_s``, ``project_mfu``).
+MFU is estimated from the model's shapes (``benchkit.FlopModel``: 5.55 GFLOP per text
+token, ~8.3 TFLOP per 602,112-px page) against a bf16 matmul measured on the device.
 
-    python bench/embed_throughput.py                  # full shapes, CUDA, bf16
+GPU (~2.5 min on one H200 at the defaults)::
 
-CPU smoke check (tiny model, seconds)::
+    python bench/embed_throughput.py --json throughput.jsonl
 
-    python bench/embed_throughput.py --preset tiny --device cpu --passages 32 --queries 16 --pages 4
+CPU dry run (tiny model, seconds)::
 
-Results print as each stage finishes, then as one table.
+    python bench/embed_throughput.py --model tiny --device cpu --smoke
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-# Spec: ~5.55 GFLOP per text token for the 3B backbone (forward only).
-FLOP_PER_TOKEN = {"full": 5.55e9}
-ROWS: list[tuple[str, str, str]] = []
+import benchkit as kit  # noqa: E402
+import reference_style  # noqa: E402
+from benchkit import ratio  # noqa: E402
 
-
-def report(stage: str, value: str, detail: str) -> None:
-    ROWS.append((stage, value, detail))
-    print(f"[bench] {stage:<28} {value:>16}  {detail}", flush=True)
+DEFAULT_PIXELS = 602112
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--preset", choices=["full", "tiny"], default="full")
+    p.add_argument("--model", "--preset", dest="preset", choices=["full", "tiny"], default="full")
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
     p.add_argument("--attn", default="sdpa", help="transformers attention implementation")
@@ -54,155 +62,329 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=2652)
     p.add_argument("--queries", type=int, default=256)
     p.add_argument("--latency-queries", type=int, default=32)
-    p.add_argument("--pages", type=int, default=64)
+    p.add_argument("--pages", type=int, default=64, help="pages at the first pixel budget")
+    p.add_argument("--pages-large", type=int, default=24, help="pages at each larger budget")
     p.add_argument("--page-size", default="1240x1754", help="WxH of the random pages (A4 @150dpi)")
-    p.add_argument("--max-pixels", type=int, default=602112)
+    p.add_argument("--pixel-budgets", default="602112,1806336", help="max_pixels values")
     p.add_argument("--batch-tokens", type=int, default=None, help="default: the encoder's")
-    p.add_argument(
-        "--text-budgets",
-        default="",
-        help="extra batch_tokens values for passages, e.g. 32768,131072",
-    )
-    p.add_argument("--no-multivector", action="store_true", help="dense only")
+    p.add_argument("--text-budgets", default="", help="extra batch_tokens for passages: 32768,...")
+    p.add_argument("--no-multivector", action="store_true", help="project path: dense only")
+    p.add_argument("--no-reference", action="store_true", help="skip the reference-style path")
+    p.add_argument("--reference-passages", type=int, default=256)
+    p.add_argument("--reference-queries", type=int, default=128)
+    p.add_argument("--reference-pages", type=int, default=16)
+    p.add_argument("--reference-pages-large", type=int, default=8)
+    p.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak for MFU")
+    p.add_argument("--json", default=None, help="append JSON lines here")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: a dry run of every stage")
     p.add_argument("--seed", type=int, default=0)
-    return p.parse_args()
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.passages, args.queries, args.latency_queries = 48, 24, 4
+        args.pages, args.pages_large, args.page_size = 3, 2, "620x877"
+        args.reference_passages, args.reference_queries = 16, 8
+        args.reference_pages, args.reference_pages_large = 2, 1
+        args.max_tokens = min(args.max_tokens, 512)
+    return args
 
 
-def make_texts(tokenizer, lengths: list[int], rng: np.random.Generator) -> list[str]:
-    """Random word salad cut to the wanted token counts (re-tokenising may move a few)."""
-    from embedder.testing import _CORPUS
+@dataclass
+class Bench:
+    """What every stage needs."""
 
-    words = _CORPUS.split()
-    texts = []
-    for n in lengths:
-        salad = " ".join(rng.choice(words, size=n + 8))
-        ids = tokenizer(salad, add_special_tokens=False)["input_ids"][:n]
-        texts.append(tokenizer.decode(ids).strip() or "x")
-    return texts
+    emb: Any
+    args: argparse.Namespace
+    rep: kit.Report
+    flops: kit.FlopModel
+    peak_tflops: float | None
+    passages: list[str]
+    queries: list[str]
+    pages: dict[int, list[Any]]  # pixel budget -> pages
 
+    @property
+    def device(self) -> Any:
+        return self.emb.device
 
-def passage_lengths(n: int, median: int, longest: int, rng: np.random.Generator) -> list[int]:
-    lengths = np.exp(rng.normal(math.log(median), 0.75, size=n)).astype(int)
-    lengths = np.clip(lengths, 8, longest)
-    lengths[0] = longest
-    return lengths.tolist()
-
-
-def sync(emb) -> None:
-    if emb.device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(emb.device)
+    def mfu(self, flop: float, secs: float) -> tuple[float, float | None]:
+        tflops = flop / secs / 1e12
+        return tflops, None if not self.peak_tflops else tflops / self.peak_tflops
 
 
-def timed(emb, fn):
-    sync(emb)
-    start = time.perf_counter()
-    out = fn()
-    sync(emb)
-    return out, time.perf_counter() - start
+def page_key(prefix: str, budget: int) -> str:
+    return f"{prefix}_pages_per_s" + ("" if budget == DEFAULT_PIXELS else f"_{budget}")
 
 
-def run_text(emb, args, rng, kw) -> None:
-    lengths = passage_lengths(args.passages, args.median_tokens, args.max_tokens, rng)
-    passages = make_texts(emb.tokenizer, lengths, rng)
-    budgets = [kw.get("batch_tokens")] + [int(b) for b in args.text_budgets.split(",") if b]
+# ---------------------------------------------------------------------- reference-style
+
+
+def run_reference(b: Bench) -> dict[str, Any]:
+    """Every reference-style stage; returns the outputs kept for the cross-check."""
+    from embedder import PromptName
+
+    emb, args, rep = b.emb, b.args, b.rep
+    kit.reset_peak(b.device)
+    kit.timed(b.device, lambda: reference_style.encode_texts(emb, b.passages[:8]))  # warm-up
+    texts = b.passages[: args.reference_passages]
+    (dense, multi, tokens), secs = kit.timed(
+        b.device, lambda: reference_style.encode_texts(emb, texts, prompt_name=PromptName.PASSAGE)
+    )
+    tflops, mfu = b.mfu(b.flops.text(tokens), secs)
+    rep.row(
+        "reference passages",
+        f"{tokens / secs:,.0f} tok/s",
+        f"{len(texts)} passages, {tokens} tokens, {secs:.2f} s, 2 passes, ~{tflops:.1f} TFLOP/s",
+    )
+    rep.emit(
+        "reference passages",
+        reference_tok_per_s=tokens / secs,
+        reference_passages_per_s=len(texts) / secs,
+        reference_tflops=tflops,
+        reference_mfu=mfu,
+        _tokens=tokens,
+        _seconds=secs,
+    )
+    queries = b.queries[: args.reference_queries]
+    _, secs = kit.timed(b.device, lambda: reference_style.encode_texts(emb, queries))
+    rep.row("reference queries (batched)", f"{len(queries) / secs:,.0f} q/s", f"{secs:.3f} s")
+    rep.emit("reference queries", reference_queries_per_s=len(queries) / secs)
+    times = [
+        kit.timed(b.device, lambda q=q: reference_style.encode_texts(emb, [q]))[1]
+        for q in b.queries[: args.latency_queries]
+    ]
+    p50, p95 = np.percentile(times, [50, 95]) * 1000
+    rep.row("reference single query", f"{p50:.1f} ms p50", f"p95 {p95:.1f} ms, 2 passes")
+    rep.emit(
+        "reference single query",
+        reference_single_query_p50_ms=p50,
+        reference_single_query_p95_ms=p95,
+    )
+    for i, (budget, pages) in enumerate(b.pages.items()):
+        n = args.reference_pages if i == 0 else args.reference_pages_large
+        _, secs = kit.timed(
+            b.device, lambda p=pages[:n], m=budget: reference_style.encode_images(emb, p, m)
+        )
+        rep.row(f"reference pages @{budget}", f"{n / secs:.2f} pages/s", f"{n} pages, {secs:.2f} s")
+        rep.emit(f"reference pages @{budget}", **{page_key("reference", budget): n / secs})
+    peak, reserved = kit.peak_gib(b.device)
+    if peak is not None:
+        rep.row("reference peak GPU memory", f"{peak:.1f} GiB", f"reserved {reserved:.1f} GiB")
+    rep.emit("reference peak memory", reference_peak_gib=peak, reference_reserved_gib=reserved)
+    return {"dense": dense, "multi": multi}
+
+
+# ---------------------------------------------------------------------- project
+
+
+def run_project(b: Bench, kw: dict[str, Any]) -> Any:
+    emb, args, rep = b.emb, b.args, b.rep
+    kit.reset_peak(b.device)
+    warm = b.passages[:128]
+    _, secs = kit.timed(b.device, lambda: emb.encode_text(warm, task="retrieval", **kw))
+    _, secs2 = kit.timed(b.device, lambda: emb.encode_image([_blank(300, 200)], task="retrieval"))
+    rep.row("project warm-up", f"{secs + secs2:.1f} s", "kernels, allocator, LoRA merge")
+    budgets = [kw.get("batch_tokens")] + [int(v) for v in args.text_budgets.split(",") if v]
+    first = None
     for budget in budgets:
         run_kw = {**kw, "batch_tokens": budget} if budget else kw
-        _run_passages(
-            emb, args, passages, run_kw, f"text passages{f' @{budget}' if budget else ''}"
+        out = project_passages(b, run_kw, budget, primary=first is None)
+        first = first if first is not None else out
+    project_queries(b, kw)
+    for i, (budget, pages) in enumerate(b.pages.items()):
+        n = args.pages if i == 0 else args.pages_large
+        out, secs = kit.timed(
+            b.device,
+            lambda p=pages[:n], m=budget: emb.encode_image(p, task="retrieval", max_pixels=m, **kw),
         )
+        rows, cols = emb._processor.image_grid(pages[0], budget, 0)
+        tflops, mfu = b.mfu(n * b.flops.page(rows * cols, int(out.token_counts[0])), secs)
+        seq = int(out.token_counts[0])
+        detail = f"{n} pages -> {seq} tokens each, {secs:.2f} s, ~{tflops:.0f} TFLOP/s"
+        rep.row(f"project pages @{budget}", f"{n / secs:.2f} pages/s", detail)
+        suffix = "" if budget == DEFAULT_PIXELS else f"_{budget}"
+        rep.emit(
+            f"project pages @{budget}",
+            **{
+                page_key("project", budget): n / secs,
+                f"project_pages_mfu{suffix}": mfu,
+                f"page_tflop{suffix}": b.flops.page(rows * cols, int(out.token_counts[0])) / 1e12,
+            },
+        )
+    peak, reserved = kit.peak_gib(b.device)
+    if peak is not None:
+        rep.row("project peak GPU memory", f"{peak:.1f} GiB", f"reserved {reserved:.1f} GiB")
+    rep.emit("project peak memory", project_peak_gib=peak, project_reserved_gib=reserved)
+    return first
 
 
-def _run_passages(emb, args, passages, kw, label) -> None:
-    out, secs = timed(
-        emb, lambda: emb.encode_text(passages, task="retrieval", prompt_name="passage", **kw)
+def project_passages(b: Bench, kw: dict[str, Any], budget: int | None, primary: bool) -> Any:
+    out, secs = kit.timed(
+        b.device,
+        lambda: b.emb.encode_text(b.passages, task="retrieval", prompt_name="passage", **kw),
     )
     tokens = int(out.token_counts.sum())
+    tflops, mfu = b.mfu(b.flops.text(tokens), secs)
+    label = "project passages" + (f" @{budget}" if budget else "")
     counts = out.token_counts
-    detail = (
-        f"{len(passages)} passages, {tokens} tokens (median {int(np.median(counts))}, "
-        f"max {counts.max()}), {secs:.2f} s, {len(passages) / secs:.1f} passages/s"
+    b.rep.row(
+        label,
+        f"{tokens / secs:,.0f} tok/s",
+        f"{len(b.passages)} passages, {tokens} tokens (median {int(np.median(counts))}, "
+        f"max {counts.max()}), {secs:.2f} s, ~{tflops:.1f} TFLOP/s",
     )
-    flops = FLOP_PER_TOKEN.get(args.preset)
-    if flops:
-        detail += f", ~{tokens * flops / secs / 1e12:.0f} TFLOP/s"
-    report(label, f"{tokens / secs:,.0f} tok/s", detail)
+    keys = {
+        "project_tok_per_s": tokens / secs,
+        "project_passages_per_s": len(b.passages) / secs,
+        "project_tflops": tflops,
+        "project_mfu": mfu,
+    }
+    if not primary:
+        keys = {f"{k}_at_{budget}": v for k, v in keys.items()}
+    b.rep.emit(label, **keys, _tokens=tokens, _seconds=secs, _batch_tokens=budget)
     if not np.isfinite(out.dense).all():
-        report("WARNING", "non-finite", "dense vectors hold NaN/inf (random weights overflowed)")
+        b.rep.row("WARNING", "non-finite", "dense vectors hold NaN/inf (random weights overflowed)")
+    return out
 
 
-def run_queries(emb, args, rng, kw) -> None:
-    queries = make_texts(emb.tokenizer, rng.integers(6, 24, size=args.queries).tolist(), rng)
-    out, secs = timed(emb, lambda: emb.encode_text(queries, task="retrieval", **kw))
-    detail = f"{len(queries)} queries, {int(out.token_counts.sum())} tokens, {secs:.3f} s"
-    report("queries (one call)", f"{len(queries) / secs:,.0f} q/s", detail)
-    times = []
-    for q in queries[: args.latency_queries]:
-        _, secs = timed(emb, lambda q=q: emb.encode_text([q], task="retrieval", **kw))
-        times.append(secs)
-    p50, p95 = np.percentile(times, [50, 95]) * 1000
-    report(
-        "query latency (single)", f"{p50:.1f} ms p50", f"p95 {p95:.1f} ms over {len(times)} calls"
-    )
-    # The model's forward alone on the same kind of input: the rest is encoder overhead.
-    ids = emb._processor.tokenize_texts(queries[:1], ["Query: "], 64)[0]
-    batch = emb._processor.collate_text(ids).to(emb.device)
-    fwd = [timed(emb, lambda: emb._model(batch, multivector=True))[1] for _ in range(len(times))]
-    report("query forward only", f"{np.median(fwd) * 1000:.1f} ms p50", f"{len(ids[0])} tokens")
-
-
-def run_pages(emb, args, rng, kw) -> None:
-    from PIL import Image
-
-    width, height = (int(v) for v in args.page_size.split("x"))
-    pages = [
-        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-        for _ in range(args.pages)
+def project_queries(b: Bench, kw: dict[str, Any]) -> None:
+    emb, rep = b.emb, b.rep
+    out, secs = kit.timed(b.device, lambda: emb.encode_text(b.queries, task="retrieval", **kw))
+    detail = f"{len(b.queries)} queries, {int(out.token_counts.sum())} tokens, {secs:.3f} s"
+    rep.row("project queries (one call)", f"{len(b.queries) / secs:,.0f} q/s", detail)
+    rep.emit("project queries", project_queries_per_s=len(b.queries) / secs)
+    singles = b.queries[: b.args.latency_queries]
+    times = [
+        kit.timed(b.device, lambda q=q: emb.encode_text([q], task="retrieval", **kw))[1]
+        for q in singles
     ]
-    out, secs = timed(
-        emb, lambda: emb.encode_image(pages, task="retrieval", max_pixels=args.max_pixels, **kw)
+    p50, p95 = np.percentile(times, [50, 95]) * 1000
+    rep.row("project single query", f"{p50:.1f} ms p50", f"p95 {p95:.1f} ms, {len(times)} calls")
+    # The model's forward alone on the same kind of input: the rest is encoder overhead.
+    ids = emb._processor.tokenize_texts(singles[:1], ["Query: "], 64)[0]
+    batch = emb._processor.collate_text(ids).to(emb.device)
+    fwd = [kit.timed(b.device, lambda: emb._model(batch, multivector=True))[1] for _ in times]
+    fwd_ms = float(np.median(fwd)) * 1000
+    rep.row("project query forward only", f"{fwd_ms:.1f} ms p50", f"{len(ids[0])} tokens")
+    rep.emit(
+        "project single query",
+        single_query_p50_ms=p50,
+        single_query_p95_ms=p95,
+        query_forward_p50_ms=fwd_ms,
     )
-    detail = (f"{len(pages)} pages {width}x{height} -> {int(out.token_counts[0])} tokens each, "
-              f"{secs:.2f} s")  # fmt: skip
-    report("document pages", f"{len(pages) / secs:.2f} pages/s", detail)
 
 
-def main() -> None:
-    args = parse_args()
+# ---------------------------------------------------------------------- main
+
+
+def cross_check(b: Bench, ref: dict[str, Any], project: Any) -> None:
+    """Reference-style vs project outputs on the same passages (cosine, min over items)."""
+    n = len(ref["dense"])
+    dense = float((ref["dense"] * project.dense[:n]).sum(axis=1).min())
+    pairs = zip(ref["multi"], project.multivectors[:n], strict=True)
+    multi = min(float((r * p).sum(axis=1).min()) for r, p in pairs)
+    b.rep.row("reference vs project cosine", f"{dense:.5f} dense", f"{multi:.5f} per token (min)")
+    b.rep.emit(
+        "cross-check",
+        reference_vs_project_dense_cos_min=dense,
+        reference_vs_project_token_cos_min=multi,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     import torch
+    import transformers
 
     from embedder.testing import random_embedder
 
+    rep = kit.Report("embed_throughput", args.json)
     start = time.perf_counter()
-    emb = random_embedder(args.preset, device=args.device, dtype=args.dtype, seed=args.seed,
-                          attn_implementation=args.attn)  # fmt: skip
-    sync(emb)
+    emb = random_embedder(
+        args.preset,
+        device=args.device,
+        dtype=args.dtype,
+        seed=args.seed,
+        attn_implementation=args.attn,
+    )
+    kit.sync(emb.device)
     gpu = torch.cuda.get_device_name(emb.device) if emb.device.type == "cuda" else "cpu"
     n_params = sum(p.numel() for p in emb._model.parameters())
-    detail = f"{args.preset}: {n_params / 1e9:.2f}B params on {gpu}, {emb.dtype}, attn {args.attn}"
-    report("build", f"{time.perf_counter() - start:.1f} s", detail)
-    kw = {"multivector": not args.no_multivector}
+    rep.row(
+        "build",
+        f"{time.perf_counter() - start:.1f} s",
+        f"{args.preset}: {n_params / 1e9:.2f}B params on {gpu}, {emb.dtype}, attn {args.attn}",
+    )
+    measured = kit.measured_bf16_tflops(emb.device)
+    sheet = kit.datasheet_bf16_tflops(emb.device)
+    peak = args.peak_tflops or measured
+    flops = kit.FlopModel(emb._model)
+    rep.row(
+        "bf16 peak for MFU",
+        f"{peak or 0:.0f} TFLOP/s",
+        f"measured 8192^3 matmul {measured or 0:.0f}, datasheet {sheet or 0:.0f}; "
+        f"{flops.per_text_token / 1e9:.2f} GFLOP/text token",
+    )
+    rep.emit(
+        "setup",
+        device=gpu,
+        dtype=str(emb.dtype),
+        preset=args.preset,
+        attn=args.attn,
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+        bf16_peak_tflops_measured=measured,
+        bf16_peak_tflops_datasheet=sheet,
+        mfu_peak_tflops=peak,
+        gflop_per_text_token=flops.per_text_token / 1e9,
+        smoke=args.smoke,
+    )
+    rng = np.random.default_rng(args.seed)
+    lengths = kit.passage_lengths(args.passages, args.median_tokens, args.max_tokens, rng)
+    passages = kit.make_texts(emb.tokenizer, lengths, rng)
+    queries = kit.make_texts(emb.tokenizer, rng.integers(6, 24, size=args.queries).tolist(), rng)
+    budgets = [int(v) for v in args.pixel_budgets.split(",") if v]
+    pages = {
+        m: kit.random_pages(args.pages if i == 0 else args.pages_large, args.page_size, rng)
+        for i, m in enumerate(budgets)
+    }
+    b = Bench(emb, args, rep, flops, peak, passages, queries, pages)
+    kw: dict[str, Any] = {"multivector": not args.no_multivector}
     if args.batch_tokens:
         kw["batch_tokens"] = args.batch_tokens
-    rng = np.random.default_rng(args.seed)
-    warm_texts = make_texts(
-        emb.tokenizer, passage_lengths(128, args.median_tokens, args.max_tokens, rng), rng
-    )
-    _, secs = timed(emb, lambda: emb.encode_text(warm_texts, task="retrieval", **kw))
-    _, secs2 = timed(emb, lambda: emb.encode_image([_blank(300, 200)], task="code", **kw))
-    report("warm-up", f"{secs + secs2:.1f} s", "kernels, allocator, LoRA merges")
-    for stage in (run_text, run_queries, run_pages):
-        stage(emb, args, rng, kw)
-    if emb.device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(emb.device) / 2**30
-        report("peak GPU memory", f"{peak:.1f} GiB", "torch.cuda.max_memory_allocated")
-    print("\n| stage | result | detail |\n|---|---:|---|")
-    for stage, value, detail in ROWS:
-        print(f"| {stage} | {value} | {detail} |")
+    ref = None if args.no_reference else run_reference(b)
+    project = run_project(b, kw)
+    if ref is not None and project.multivectors is not None:
+        cross_check(b, ref, project)
+    rep.finish(**ratios_against_reference(rep, budgets))
 
 
-def _blank(width: int, height: int):
+def ratios_against_reference(rep: kit.Report, budgets: list[int]) -> dict[str, float | None]:
+    """Each project figure over its reference-style twin (> 1: the project is better)."""
+    s = rep.summary
+    pairs = {  # key -> (numerator key, denominator key, what it says)
+        "tok_per_s_ratio": ("project_tok_per_s", "reference_tok_per_s", "tokens/s"),
+        "queries_per_s_ratio": ("project_queries_per_s", "reference_queries_per_s", "queries/s"),
+        "single_query_p50_ratio": (
+            "reference_single_query_p50_ms",
+            "single_query_p50_ms",
+            "single-query p50 speed-up",
+        ),
+        "peak_memory_ratio": ("project_peak_gib", "reference_peak_gib", "peak memory, project/ref"),
+    }
+    for budget in budgets:
+        suffix = "" if budget == DEFAULT_PIXELS else f"_{budget}"
+        pairs[f"pages_per_s_ratio{suffix}"] = (
+            page_key("project", budget),
+            page_key("reference", budget),
+            f"pages/s @{budget}",
+        )
+    ratios = {key: ratio(s.get(num), s.get(den)) for key, (num, den, _) in pairs.items()}
+    for key, (_, _, what) in pairs.items():
+        if ratios[key] is not None:
+            rep.row(f"ratio: {what}", f"{ratios[key]:.2f}x", "project vs reference-style")
+    return ratios
+
+
+def _blank(width: int, height: int) -> Any:
     from PIL import Image
 
     return Image.new("RGB", (width, height), (255, 255, 255))

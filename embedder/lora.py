@@ -93,6 +93,11 @@ class TaskLoRA:
         return self._active
 
     @property
+    def scale(self) -> float:
+        """``lora_alpha / r``: the factor on ``B @ A`` in every merge."""
+        return self._scale
+
+    @property
     def factors(self) -> Mapping[Task, Mapping[str, LoraFactors]]:
         return self._factors
 
