@@ -469,20 +469,48 @@ class MilvusStore(VectorStore):
                 keys = [key for key, _, _ in previous]
                 result = self.layout.rerank(tokens, keys, stage.limit, known)
         else:
-            restrict = expr if previous is None else cv.in_expr(PK, [key for key, _, _ in previous])
-            output = [PAYLOAD] if stage.limit <= limit else []
-            request = cv.dense_search_request(
-                stage.field,
-                vectors[stage.field],
-                stage.limit,
-                restrict,
-                [*output, *self.layout.candidate_fields],
-                cv.metric(self.spec, stage.field),
-            )
-            answer = self.client.search(self.name, **request, **self._target.read)
-            result = parse_hits(answer, known)
+            result = self._dense_stage(stage, vectors[stage.field], expr, previous, limit, known)
         done[stages] = result
         return result
+
+    def _dense_stage(
+        self,
+        stage: Stage,
+        vector: np.ndarray,
+        expr: str,
+        previous: list[Scored] | None,
+        limit: int,
+        known: dict[str, dict[str, Any]] | None,
+    ) -> list[Scored]:
+        """One HNSW search: of the filtered collection (a first stage) or of the previous
+        stage's candidates (``pk in [...]``), with ef widened for the restriction."""
+        keys = None if previous is None else [key for key, _, _ in previous]
+        ef = self._restricted_ef(stage.limit, expr, keys)
+        if ef == 0:
+            return []
+        output = [PAYLOAD] if stage.limit <= limit else []
+        request = cv.dense_search_request(
+            stage.field,
+            vector,
+            stage.limit,
+            expr if keys is None else cv.in_expr(PK, keys),
+            [*output, *self.layout.candidate_fields],
+            cv.metric(self.spec, stage.field),
+            ef,
+        )
+        return parse_hits(self.client.search(self.name, **request, **self._target.read), known)
+
+    def _restricted_ef(self, limit: int, expr: str, keys: list[str] | None) -> int | None:
+        """HNSW breadth for a dense stage searching only part of the collection (the filter's
+        matches, or the previous stage's candidates), widened by the share of rows it may
+        return (``convert.filtered_ef``): None when unrestricted, 0 when nothing matches.
+        Two ``count(*)`` queries (~2 ms each on Milvus Lite) per restricted stage."""
+        if keys is None and not expr:
+            return None
+        matches = len(keys) if keys is not None else self._count_expr(expr)
+        if matches == 0:
+            return 0
+        return cv.filtered_ef(limit, matches, self._count_expr(""))
 
     def _struct_fusion(
         self, layout: StructLayout, plan: SearchPlan, vectors: dict[str, Any], expr: str
@@ -500,6 +528,7 @@ class MilvusStore(VectorStore):
             plan.limit,
             expr,
             plan.rrf_k,
+            ef=self._restricted_ef(dense_stage.limit, expr, None),
         )
 
     def _hits(self, scored: list[Scored]) -> list[Hit]:
@@ -560,7 +589,9 @@ class MilvusStore(VectorStore):
             quiet.removeFilter(_no_mvcc_warning)
 
     def _count(self, filter: Filter | None) -> int:
-        expr = self._expr(filter)
+        return self._count_expr(self._expr(filter))
+
+    def _count_expr(self, expr: str) -> int:
         rows = self.client.query(
             self.name, filter=expr, output_fields=["count(*)"], **self._target.read
         )

@@ -111,16 +111,18 @@ def fusion_request(
     limit: int,
     expr: str,
     rrf_k: int,
+    ef: int | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of ``MilvusClient.hybrid_search``: RRF of the dense ranking and MaxSim
-    over the same dense candidates (the SearchPlan's fusion), in one server round trip."""
+    over the same dense candidates (the SearchPlan's fusion), in one server round trip
+    (``ef``: the dense search's breadth under a filter, ``convert.filtered_ef``)."""
     AnnSearchRequest, RRFRanker = pymilvus().AnnSearchRequest, pymilvus().RRFRanker
 
     reqs = [
         AnnSearchRequest(
             data=[np.asarray(dense, dtype=np.float32).tolist()],
             anns_field=dense_field,
-            param=dense_search_params(prefetch),
+            param=dense_search_params(prefetch, ef=ef),
             limit=prefetch,
             expr=expr or None,
         ),
@@ -213,11 +215,21 @@ class StructLayout(TokenLayout):
         limit: int,
         expr: str,
         rrf_k: int,
+        ef: int | None = None,
     ) -> list[Scored]:
         """Server-side RRF (hybrid_search) of the dense ranking and MaxSim over the candidates."""
         t = self.target
         request = fusion_request(
-            t.spec.dense_field, dense, self.field, tokens, candidates, prefetch, limit, expr, rrf_k
+            t.spec.dense_field,
+            dense,
+            self.field,
+            tokens,
+            candidates,
+            prefetch,
+            limit,
+            expr,
+            rrf_k,
+            ef,
         )
         return parse_hits(t.client.hybrid_search(t.name, **request, **t.read))
 
