@@ -2,7 +2,7 @@
 
 Heavy names (torch, transformers) load lazily on first attribute access (PEP 562), so
 ``import embedder`` stays cheap: the errors and the closed option sets (``Task``,
-``PromptName``, ``MultivectorDType``, from :mod:`embedder.options`) work without torch.
+``PromptName``, ``MultivectorDType``, ``Packing``, from :mod:`embedder.options`) work without torch.
 Without the ``[model]`` extra, the first heavy name raises MissingDependencyError.
 """
 
@@ -19,6 +19,7 @@ from .errors import MissingDependencyError as MissingDependencyError
 from .errors import OptionError as OptionError
 from .errors import TextInputError as TextInputError
 from .options import MultivectorDType as MultivectorDType
+from .options import Packing as Packing
 from .options import PromptName as PromptName
 from .options import Task as Task
 
@@ -54,6 +55,7 @@ __all__ = [
     "MissingDependencyError",
     "MultivectorDType",
     "OptionError",
+    "Packing",
     "PromptName",
     "Task",
     "TextInputError",

@@ -1,24 +1,41 @@
-"""Batched window attention for the vision tower (one SDPA call per window length).
+"""Attention over packed sequences: the vision tower's windows and the decoder's packed rows.
 
-With ``sdpa``, transformers' Qwen2.5-VL vision attention loops in Python over every
-attention window of every image: 28 windowed blocks x ~46 windows x 64 pages is ~80k
-tiny SDPA calls per batch, which dominates image throughput on a GPU. For
+Vision: with ``sdpa``, transformers' Qwen2.5-VL vision attention loops in Python over
+every attention window of every image: 28 windowed blocks x ~46 windows x 64 pages is
+~80k tiny SDPA calls per batch, which dominates image throughput on a GPU. For
 flash-attention backends it instead passes the packed sequence plus ``cu_seqlens``
-(the window boundaries) in one call. This function takes that call and runs all windows
-of equal length as one batched ``scaled_dot_product_attention``: the same math, per
-window, with a handful of kernel launches.
+(the window boundaries) in one call. :func:`windowed_sdpa` takes that call and runs all
+windows of equal length as one batched ``scaled_dot_product_attention``: the same math,
+per window, with a handful of kernel launches. transformers picks the packed call for
+any implementation whose name contains "flash" (``is_flash_attention_requested``),
+hence the name. When called without ``cu_seqlens`` (per window, as for any other
+backend) it is plain SDPA, so it stays correct either way.
 
-transformers picks the packed call for any implementation whose name contains "flash"
-(``is_flash_attention_requested``), hence the name. When called without ``cu_seqlens``
-(per window, as for any other backend) it is plain SDPA, so it stays correct either way.
+Decoder: :func:`packed_causal_attention` serves packed text rows (see
+:mod:`.packing`): the sequences of a batch lie end to end in one row and
+``cu_seq_lens_q`` marks where each starts. Attention is causal within a sequence and
+never crosses into another. On CUDA in bf16/fp16 it is torch's variable-length flash
+kernel (``torch.nn.attention.varlen``); elsewhere (the CPU reference and tests) causal
+SDPA per sequence, grouped by length. Its name has no "flash" in it, so transformers
+builds the decoder's usual masks; called without ``cu_seq_lens_q`` (a padded batch) it
+is exactly transformers' own sdpa function with the same mask.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
+from collections.abc import Callable
+from functools import cache
+
 import torch
 import torch.nn.functional as F
 
+logger = logging.getLogger(__name__)
+
 VISION_ATTENTION = "flash_jina_windowed_sdpa"
+DECODER_ATTENTION = "jina_packed_causal_sdpa"
+_VARLEN_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def windowed_sdpa(
@@ -38,34 +55,161 @@ def windowed_sdpa(
             query, key, value, attn_mask=attention_mask, scale=scaling
         )
         return out.transpose(1, 2).contiguous(), None  # (B, N, heads, d)
-    _, heads, total, dim = query.shape  # (1, heads, N, d)
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (N, heads, d)
-    out = torch.empty_like(q)  # (N, heads, d)
-    bounds = cu_seq_lens_q.tolist()
-    starts, lengths = bounds[:-1], [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return sdpa_by_length(q, k, v, cu_seq_lens_q.tolist(), scaling, causal=False).unsqueeze(
+        0
+    ), None  # (1, N, heads, d)
+
+
+def sdpa_by_length(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bounds: list[int],
+    scale: float | None,
+    *,
+    causal: bool,
+) -> torch.Tensor:
+    """SDPA within each segment ``bounds[i]:bounds[i+1]`` of a packed row, equal lengths batched.
+
+    Args:
+        q: (N, heads_q, d); k, v: (N, heads_kv, d) with heads_q a multiple of heads_kv.
+        bounds: Segment starts and the end, ``[0, ..., N]``.
+
+    Returns:
+        (N, heads_q, d).
+    """
+    total, heads, dim = q.shape
+    gqa = k.shape[1] != heads
+    out = torch.empty_like(q)  # (N, heads_q, d)
+    lengths = [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if sum(lengths) != total:
+        raise ValueError(f"segment boundaries cover {sum(lengths)} of {total} positions")
     by_length: dict[int, list[int]] = {}
-    for start, length in zip(starts, lengths, strict=True):
+    for start, length in zip(bounds[:-1], lengths, strict=True):
         if length > 0:
             by_length.setdefault(length, []).append(start)
     for length, group in by_length.items():
         first = torch.tensor(group, device=q.device)  # (n,)
         rows = (first[:, None] + torch.arange(length, device=q.device)).reshape(-1)  # (n * L,)
-        shape = (len(group), length, heads, dim)
+
+        shape = (len(group), length)
 
         def gather(
             t: torch.Tensor, rows: torch.Tensor = rows, shape: tuple = shape
         ) -> torch.Tensor:
-            return t.index_select(0, rows).view(shape).transpose(1, 2)  # (n, heads, L, d)
+            return t.index_select(0, rows).view(*shape, t.shape[1], dim).transpose(1, 2)
 
-        res = F.scaled_dot_product_attention(gather(q), gather(k), gather(v), scale=scaling)
-        out.index_copy_(0, rows, res.transpose(1, 2).reshape(-1, heads, dim))  # (n * L, heads, d)
-    if sum(lengths) != total:
-        raise ValueError(f"window boundaries cover {sum(lengths)} of {total} positions")
-    return out.unsqueeze(0), None  # (1, N, heads, d)
+        res = F.scaled_dot_product_attention(
+            gather(q), gather(k), gather(v), scale=scale, is_causal=causal, enable_gqa=gqa
+        )  # (n, heads_q, L, d)
+        out.index_copy_(0, rows, res.transpose(1, 2).reshape(-1, heads, dim))
+    return out
+
+
+def packed_causal_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """Causal attention within each packed sequence; returns (1, N, heads, head_dim).
+
+    ``query`` is (1, heads_q, N, d), ``key`` / ``value`` (1, heads_kv, N, d), as the decoder
+    layer hands them over. Without ``cu_seq_lens_q`` in ``kwargs`` it is transformers'
+    sdpa function, called with exactly the arguments it was given.
+    """
+    cu_seqlens = kwargs.get("cu_seq_lens_q")
+    if cu_seqlens is None:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        return ALL_ATTENTION_FUNCTIONS["sdpa"](module, query, key, value, attention_mask, **kwargs)
+    if not isinstance(cu_seqlens, torch.Tensor) or query.shape[0] != 1:
+        raise ValueError("packed attention needs one row and cu_seq_lens_q as a tensor")
+    scaling = kwargs.get("scaling")
+    scale = float(scaling) if isinstance(scaling, (int, float)) else None
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (N, heads, d)
+    varlen = _varlen_kernel() if q.is_cuda and q.dtype in _VARLEN_DTYPES else None
+    if varlen is not None:
+        max_len = kwargs.get("max_length_q")
+        if not isinstance(max_len, int):
+            raise ValueError("packed attention on CUDA needs max_length_q as an int")
+        out = varlen(q, k, v, cu_seqlens, max_len, scale)  # (N, heads_q, d)
+    else:
+        bounds = cu_seqlens.tolist()  # a device sync per layer off CUDA's fast path
+        out = sdpa_by_length(q, k, v, bounds, scale, causal=True)
+    return out.unsqueeze(0), None  # (1, N, heads_q, d)
+
+
+VarlenFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, "float | None"], torch.Tensor
+]
+
+
+@cache
+def _varlen_kernel() -> VarlenFn | None:
+    """torch's varlen flash attention, adapted to the installed signature; None if absent.
+
+    torch 2.10 takes ``is_causal``; later versions take ``window_size=(-1, 0)`` for causal,
+    and ``enable_gqa`` (from 2.12) for fewer key/value heads than query heads. Without
+    ``enable_gqa`` the key/value heads are repeated (the kernel then sees plain MHA).
+    """
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    params = inspect.signature(varlen_attn).parameters
+    causal: dict[str, object]
+    if "window_size" in params:
+        causal = {"window_size": (-1, 0)}
+    elif "is_causal" in params:
+        causal = {"is_causal": True}
+    else:
+        logger.warning("torch.nn.attention.varlen.varlen_attn has no causal option: not used")
+        return None
+    native_gqa = "enable_gqa" in params
+    has_scale = "scale" in params
+
+    def run(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cu: torch.Tensor,
+        max_len: int,
+        scale: float | None,
+    ) -> torch.Tensor:
+        extra = dict(causal)
+        if k.shape[1] != q.shape[1]:
+            if native_gqa:
+                extra["enable_gqa"] = True
+            else:
+                groups = q.shape[1] // k.shape[1]
+                k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        if has_scale:
+            extra["scale"] = scale
+        elif scale is not None and abs(scale - q.shape[-1] ** -0.5) > 1e-12:
+            raise ValueError(f"this torch's varlen_attn cannot take scale={scale}")
+        out = varlen_attn(q, k, v, cu, cu, max_len, max_len, **extra)  # type: ignore[arg-type]
+        return out if isinstance(out, torch.Tensor) else out[0]  # (N, heads_q, d)
+
+    return run
+
+
+def varlen_available() -> bool:
+    """Whether this torch has the variable-length flash kernel the CUDA packed path uses."""
+    return _varlen_kernel() is not None
 
 
 def register() -> None:
-    """Make the function known to transformers (idempotent; called when a model is built)."""
+    """Make both functions known to transformers (idempotent; called when a model is built).
+
+    The decoder function gets sdpa's mask builder, so a padded batch sees the same mask.
+    """
     from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
     AttentionInterface.register(VISION_ATTENTION, windowed_sdpa)
+    AttentionInterface.register(DECODER_ATTENTION, packed_causal_attention)
+    AttentionMaskInterface.register(DECODER_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])

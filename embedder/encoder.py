@@ -26,11 +26,13 @@ from .options import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_LENGTH,
     MultivectorDType,
+    Packing,
     PromptName,
     Task,
     prompt_prefix,
 )
 from .outputs import EmbeddingBatch
+from .packing import enable_packing, forward_packed, pack, resolve_packing
 from .processing import Processor
 
 logger = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class JinaV4Embedder:
         *,
         device: torch.device,
         dtype: torch.dtype,
+        packing: str | Packing = Packing.AUTO,
     ) -> None:
         self._model = model
         self._lora = lora
@@ -83,6 +86,10 @@ class JinaV4Embedder:
         #: (name, folder) of the checkpoint, for ``identity``; None when built otherwise.
         self._checkpoint: tuple[str, Path] | None = None
         self._identity: ModelIdentity | None = None
+        attn = model.model.language_model.config._attn_implementation
+        self._packed = resolve_packing(Packing.parse(packing, what="packing"), device, dtype, attn)
+        if self._packed:
+            enable_packing(model)
 
     @classmethod
     def from_pretrained(
@@ -92,6 +99,7 @@ class JinaV4Embedder:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
         attn_implementation: str = "sdpa",
+        packing: str | Packing = Packing.AUTO,
     ) -> JinaV4Embedder:
         """Load a checkpoint in the jinaai/jina-embeddings-v4 layout.
 
@@ -101,6 +109,9 @@ class JinaV4Embedder:
             dtype: Default: bfloat16 on CUDA, float32 on CPU.
             attn_implementation: transformers attention backend ("sdpa", "eager",
                 "flash_attention_2" when flash-attn is installed).
+            packing: "packed" runs each batch as one row without padding (variable-length
+                attention), "padded" as right-padded rows; "auto" packs on CUDA in
+                bf16/fp16 and pads elsewhere. "packed" needs ``attn_implementation="sdpa"``.
 
         Raises:
             CheckpointError: A file is missing, or tensor names / shapes do not match
@@ -112,7 +123,7 @@ class JinaV4Embedder:
         logger.info("attention implementation: %s", attn_implementation)
         model, lora = load_model(folder, dev, dt, attn_implementation)
         processor = Processor(load_tokenizer(folder), read_image_spec(folder), model.config)
-        embedder = cls(model, lora, processor, device=dev, dtype=dt)
+        embedder = cls(model, lora, processor, device=dev, dtype=dt, packing=packing)
         embedder._checkpoint = (str(name_or_path), folder)
         return embedder
 
@@ -152,6 +163,11 @@ class JinaV4Embedder:
     @property
     def dtype(self) -> torch.dtype:
         return self._dtype
+
+    @property
+    def packed(self) -> bool:
+        """Whether batches run packed into one row (see ``packing`` in :meth:`from_pretrained`)."""
+        return self._packed
 
     # ------------------------------------------------------------------ sizes
 
@@ -343,8 +359,7 @@ class JinaV4Embedder:
 
         def forward(batch: Batch, inputs: ModelInputs) -> Rows:
             self._lora.activate(cast(Task, batch.group))  # grouped by task above
-            out = self._model(inputs.to(self._device), multivector=opts.multivector)
-            return self._to_numpy(out, opts)
+            return self._to_numpy(self._forward(inputs, opts.multivector), opts)
 
         def run(batch: Batch, inputs: ModelInputs) -> Rows:
             return self._backoff.run(batch, inputs, forward, prepare, costs)
@@ -362,6 +377,12 @@ class JinaV4Embedder:
             if len(multi) != n:
                 raise EmbedderError(f"internal error: {n - len(multi)} items got no multi-vectors")
         return EmbeddingBatch(dense=dense, multivectors=multi, token_counts=counts)
+
+    def _forward(self, inputs: ModelInputs, multivector: bool) -> EmbedderOutput:
+        if self._packed:
+            packed = pack(inputs, self._model.config).to(self._device)
+            return forward_packed(self._model, packed, multivector=multivector)
+        return self._model(inputs.to(self._device), multivector=multivector)
 
     @staticmethod
     def _to_numpy(

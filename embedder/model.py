@@ -106,14 +106,7 @@ class JinaV4Model(nn.Module):
             grid = batch.image_grid_thw
             if grid is None:
                 raise EmbedderError("pixel_values given without image_grid_thw")
-            image_embeds = self._image_features(batch.pixel_values, grid)
-            image_mask = (ids == self.config.image_token_id).unsqueeze(-1)  # (B, L, 1)
-            if int(image_mask.sum()) != image_embeds.shape[0]:
-                raise EmbedderError(
-                    f"{int(image_mask.sum())} image tokens in the batch but the vision tower "
-                    f"gave {image_embeds.shape[0]} features"
-                )
-            embeds = embeds.masked_scatter(image_mask, image_embeds.to(embeds.dtype))  # (B, L, H)
+            embeds = self.merge_images(embeds, ids, batch.pixel_values, grid)  # (B, L, H)
             position_ids = mrope_position_ids(ids, attn, grid, self.config)  # (3, B, L)
         hidden = lm(
             inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids, use_cache=False
@@ -129,6 +122,23 @@ class JinaV4Model(nn.Module):
             proj = self.multi_vector_projector(hidden)  # (B, L, P), model dtype
             multi = F.normalize(proj.float(), dim=-1)  # (B, L, P) float32
         return EmbedderOutput(dense=dense, multi=multi, mask=batch.attention_mask.bool())
+
+    def merge_images(
+        self,
+        embeds: torch.Tensor,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        grid_thw: torch.Tensor,
+    ) -> torch.Tensor:
+        """Token embeddings (..., L, H) with the vision tower's features at the image tokens."""
+        image_embeds = self._image_features(pixel_values, grid_thw)
+        image_mask = (input_ids == self.config.image_token_id).unsqueeze(-1)  # (..., L, 1)
+        if int(image_mask.sum()) != image_embeds.shape[0]:
+            raise EmbedderError(
+                f"{int(image_mask.sum())} image tokens in the batch but the vision tower "
+                f"gave {image_embeds.shape[0]} features"
+            )
+        return embeds.masked_scatter(image_mask, image_embeds.to(embeds.dtype))  # (..., L, H)
 
     def _image_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
         visual = self.model.visual

@@ -83,6 +83,21 @@ class MultivectorDType(_ClosedSet):
     FLOAT16 = "float16"
 
 
+class Packing(_ClosedSet):
+    """How a batch's sequences reach the decoder.
+
+    ``padded``: one row per sequence, right-padded to the longest (the reference path).
+    ``packed``: all sequences concatenated into one row, attention kept within each
+    sequence (variable-length attention), positions restarting per sequence: no compute
+    spent on padding. ``auto``: packed on CUDA (bf16/fp16 with torch's varlen kernel),
+    padded elsewhere.
+    """
+
+    AUTO = "auto"
+    PACKED = "packed"
+    PADDED = "padded"
+
+
 def prompt_prefix(task: Task, prompt_name: PromptName) -> str:
     """The text prepended to an input before tokenisation.
 

@@ -326,6 +326,7 @@ def random_embedder(
     dtype: str | torch.dtype | None = None,
     seed: int = 0,
     attn_implementation: str = "sdpa",
+    packing: str = "auto",
 ) -> Any:
     """A JinaV4Embedder with random weights, built in memory (no checkpoint written).
 
@@ -364,4 +365,4 @@ def random_embedder(
     base = BaseWeights.spill({n: lin.weight for n, lin in model.lora_targets().items()})
     lora = TaskLoRA(model.lora_targets(), factors, scale=1.0, base=base)
     processor = Processor(load_tokenizer(folder), read_image_spec(folder), config)
-    return JinaV4Embedder(model, lora, processor, device=dev, dtype=dt)
+    return JinaV4Embedder(model, lora, processor, device=dev, dtype=dt, packing=packing)
