@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .model import EmbedderOutput, JinaV4Model, ModelInputs
 from .options import (
     DEFAULT_BATCH_TOKENS,
     DEFAULT_MAX_LENGTH,
+    CompileOptions,
     MultivectorDType,
     Packing,
     PromptName,
@@ -34,6 +35,9 @@ from .options import (
 from .outputs import EmbeddingBatch
 from .packing import enable_packing, forward_packed, pack, resolve_packing
 from .processing import Processor
+
+if TYPE_CHECKING:
+    from .compiled import CompileStats
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +104,7 @@ class JinaV4Embedder:
         dtype: str | torch.dtype | None = None,
         attn_implementation: str = "sdpa",
         packing: str | Packing = Packing.AUTO,
+        compile: bool | CompileOptions = False,
     ) -> JinaV4Embedder:
         """Load a checkpoint in the jinaai/jina-embeddings-v4 layout.
 
@@ -112,6 +117,7 @@ class JinaV4Embedder:
             packing: "packed" runs each batch as one row without padding (variable-length
                 attention), "padded" as right-padded rows; "auto" packs on CUDA in
                 bf16/fp16 and pads elsewhere. "packed" needs ``attn_implementation="sdpa"``.
+            compile: True (default options) or CompileOptions: see :meth:`enable_compile`.
 
         Raises:
             CheckpointError: A file is missing, or tensor names / shapes do not match
@@ -125,7 +131,32 @@ class JinaV4Embedder:
         processor = Processor(load_tokenizer(folder), read_image_spec(folder), model.config)
         embedder = cls(model, lora, processor, device=dev, dtype=dt, packing=packing)
         embedder._checkpoint = (str(name_or_path), folder)
+        if compile is not False:
+            embedder.enable_compile(None if compile is True else compile)
         return embedder
+
+    def enable_compile(self, options: CompileOptions | None = None) -> None:
+        """Run the decoder through ``torch.compile`` (and CUDA graphs for single queries).
+
+        Opt-in: the first batch of each new kind pays the compile (seconds to minutes);
+        outputs match the eager path to float rounding. See :mod:`embedder.compiled`.
+
+        Raises:
+            OptionError: An option this device cannot honour (CUDA graphs on a CPU).
+        """
+        from .compiled import CompiledDecoder
+
+        opts = options if options is not None else CompileOptions()
+        if not isinstance(opts, CompileOptions):
+            raise OptionError(f"compile options must be CompileOptions, got {opts!r}")
+        decoder = CompiledDecoder(self._model.model.language_model, self._device, opts)
+        self._model.compiled_decoder = decoder
+
+    @property
+    def compile_stats(self) -> CompileStats | None:
+        """Counters of the compiled decoder (graphs compiled, replays...); None when off."""
+        decoder = self._model.compiled_decoder
+        return getattr(decoder, "stats", None)
 
     # ------------------------------------------------------------------ properties
 

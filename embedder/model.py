@@ -11,7 +11,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,9 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLModel
 from . import attention
 from .config import ModelSpec
 from .errors import EmbedderError
+
+if TYPE_CHECKING:
+    from .compiled import CompiledDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,9 @@ class JinaV4Model(nn.Module):
         self.spec = spec
         self.model = Qwen2_5_VLModel(config)
         self.multi_vector_projector = nn.Linear(spec.hidden_size, spec.multi_vector_dim, bias=True)
+        #: (embeds, attention mask, positions) -> last hidden state; set by
+        #: ``JinaV4Embedder.enable_compile`` (a plain object, not a submodule).
+        self.compiled_decoder: CompiledDecoder | None = None
 
     def lora_targets(self) -> dict[str, nn.Linear]:
         """Adapted module name (reference naming) -> Linear, for every layer and the projector."""
@@ -108,10 +114,18 @@ class JinaV4Model(nn.Module):
                 raise EmbedderError("pixel_values given without image_grid_thw")
             embeds = self.merge_images(embeds, ids, batch.pixel_values, grid)  # (B, L, H)
             position_ids = mrope_position_ids(ids, attn, grid, self.config)  # (3, B, L)
-        hidden = lm(
-            inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids, use_cache=False
-        ).last_hidden_state  # (B, L, H), after the final RMSNorm
+        hidden = self._decode(embeds, attn, position_ids)  # (B, L, H), after the final RMSNorm
         return self._heads(hidden, batch, multivector)
+
+    def _decode(
+        self, embeds: torch.Tensor, attn: torch.Tensor, position_ids: torch.Tensor
+    ) -> torch.Tensor:
+        if self.compiled_decoder is not None:  # opt-in, see embedder.compiled
+            return self.compiled_decoder(embeds, attn, position_ids)  # (B, L, H)
+        lm = self.model.language_model
+        return lm(
+            inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids, use_cache=False
+        ).last_hidden_state  # (B, L, H)
 
     def _heads(self, hidden: torch.Tensor, batch: ModelInputs, multivector: bool) -> EmbedderOutput:
         pool = batch.pool_mask.to(torch.float32).unsqueeze(-1)  # (B, L, 1)

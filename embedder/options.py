@@ -8,6 +8,7 @@ encoder import them from here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
@@ -113,3 +114,51 @@ def prompt_prefix(task: Task, prompt_name: PromptName) -> str:
     if task is Task.TEXT_MATCHING or prompt_name is PromptName.QUERY:
         return QUERY_PREFIX
     return PASSAGE_PREFIX
+
+
+class CompileBackend(_ClosedSet):
+    """The ``torch.compile`` backend of the compiled decoder (see :mod:`embedder.compiled`)."""
+
+    #: Generated kernels (Triton on CUDA, C++ on CPU): the fast one.
+    INDUCTOR = "inductor"
+    #: Traced and decomposed but run by eager kernels: checks tracing without codegen (tests).
+    AOT_EAGER = "aot_eager"
+    #: Traced only: the cheapest check that the stack compiles without graph breaks.
+    EAGER = "eager"
+
+
+#: Longest single query (tokens, prompt included) replayed from a CUDA graph; longer ones
+#: run the compiled decoder without a graph. One graph per length bucket up to this.
+DEFAULT_GRAPH_MAX_LENGTH = 512
+#: Compiled graph variants allowed before new shapes run eagerly (with a WARNING): with
+#: dynamic batch and length dims the decoder needs 2 (batch 1 is specialised by dynamo).
+DEFAULT_MAX_COMPILES = 4
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Opt-in compiled hot path of the decoder (off by default; see README "Compiled decoder").
+
+    Attributes:
+        backend: The ``torch.compile`` backend.
+        cuda_graphs: Replay single queries (batch of 1, at most ``graph_max_length``
+            tokens) from CUDA graphs captured per length bucket. None: on for CUDA, off
+            on CPU. True on a CPU device is refused (CUDA graphs need CUDA).
+        graph_max_length: Longest single query replayed from a graph.
+        max_compiles: Bound on compiled variants of the decoder; past it, a shape that
+            would recompile runs eagerly and a WARNING says so.
+    """
+
+    backend: CompileBackend = CompileBackend.INDUCTOR
+    cuda_graphs: bool | None = None
+    graph_max_length: int = DEFAULT_GRAPH_MAX_LENGTH
+    max_compiles: int = DEFAULT_MAX_COMPILES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backend", CompileBackend.parse(self.backend, what="backend"))
+        if self.cuda_graphs not in (None, True, False):
+            raise OptionError(f"cuda_graphs must be True, False or None, got {self.cuda_graphs!r}")
+        for name in ("graph_max_length", "max_compiles"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OptionError(f"{name} must be a positive int, got {value!r}")

@@ -112,6 +112,15 @@ def forward_packed(
         if batch.image_grid_thw is None:
             raise ValueError("pixel_values given without image_grid_thw")
         embeds = model.merge_images(embeds, ids, batch.pixel_values, batch.image_grid_thw)
+    if model.compiled_decoder is not None:  # opt-in, see embedder.compiled
+        return _packed_heads(
+            model,
+            model.compiled_decoder.run_packed(
+                embeds, batch.position_ids, batch.segment, batch.cu_seqlens, batch.max_length
+            ),  # (N, H)
+            batch,
+            multivector,
+        )
     hidden = lm(
         inputs_embeds=embeds,
         # A ready mask per layer type skips transformers' mask building (an N x N mask).

@@ -64,6 +64,14 @@ TaskOpt = Annotated[str, typer.Option(help=f"LoRA task: {', '.join(Task.values()
 DeviceOpt = Annotated[
     str | None, typer.Option(help="torch device (default: cuda when available, else cpu).")
 ]
+CompileOpt = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch.compile the decoder (CUDA graphs for single queries on CUDA); the first "
+        "batches pay the compile. Off by default (see README 'Compiled decoder').",
+    ),
+]
 MaxImagePixelsOpt = Annotated[
     int | None,
     typer.Option(
@@ -223,6 +231,7 @@ def ingest(
         float, typer.Option(help="Seconds allowed for one image URL download, in all.")
     ] = _SOURCE.image_timeout,
     device: DeviceOpt = None,
+    compile: CompileOpt = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or progress logs.")
     ] = False,
@@ -292,10 +301,12 @@ def ingest(
             set_max_image_pixels(max_image_pixels)
         on_ray, dtype = None, None
         if ray is not None:  # checked before the model loads
+            if compile:
+                raise ValueError("--compile is not supported with --ray (workers run eagerly)")
             on_ray = ray_cli.ray_options(ray, device, workers, gpus_per_worker, writers, where)
             # The driver's copy only gives the tokenizer, dims and identity; workers encode.
             device, dtype = "cpu", "bfloat16"
-        encoder = cs.load_encoder(model, device=device, dtype=dtype)
+        encoder = cs.load_encoder(model, device=device, dtype=dtype, compile=compile)
         spec, explicit = cs.build_spec(
             encoder,
             dim=dim,
@@ -646,6 +657,7 @@ def serve(
         ),
     ] = 200.0,
     device: DeviceOpt = None,
+    compile: CompileOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Keep the model loaded behind an HTTP API (embeddings, collections) with dynamic batching."""
@@ -670,7 +682,7 @@ def serve(
             batch_tokens=batch_tokens,
             task_patience_ms=task_patience_ms,
         )
-        encoder = cs.load_encoder(model, device=device)
+        encoder = cs.load_encoder(model, device=device, compile=compile)
         run_server(encoder, settings, model_name=model, host=host, port=port)
 
 

@@ -155,15 +155,21 @@ def tiny_checkpoint() -> Path:
     return target
 
 
-def load_encoder(model: str, *, device: str | None = None, dtype: str | None = None) -> Any:
-    """``--model``: "tiny", a local checkpoint folder, or a hub id (clear error when offline)."""
+def load_encoder(
+    model: str, *, device: str | None = None, dtype: str | None = None, compile: bool = False
+) -> Any:
+    """``--model``: "tiny", a local checkpoint folder, or a hub id (clear error when offline).
+
+    ``compile``: ``--compile``, the compiled decoder with its default options.
+    """
     from embedder import JinaV4Embedder
 
+    kwargs: dict[str, Any] = {"device": device, "dtype": dtype, "compile": compile}
     if model == TINY:
-        return JinaV4Embedder.from_pretrained(tiny_checkpoint(), device=device, dtype=dtype)
+        return JinaV4Embedder.from_pretrained(tiny_checkpoint(), **kwargs)
     local = Path(model).expanduser().is_dir()
     try:
-        return JinaV4Embedder.from_pretrained(model, device=device, dtype=dtype)
+        return JinaV4Embedder.from_pretrained(model, **kwargs)
     except Exception as e:
         if local or not _looks_offline(e):
             raise
