@@ -76,9 +76,12 @@ def timed(device: Any, fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def reset_peak(device: Any) -> None:
+    """Start a new peak: cached blocks released first, so the reserved peak is this run's."""
     if getattr(device, "type", "") == "cuda":
         import torch
 
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
 
 
