@@ -209,6 +209,8 @@ class Report:
     def finish(self, **extra: Any) -> None:
         self.summary.update({k: _plain(v) for k, v in extra.items()})
         self._write({"bench": self.bench, "stage": "summary", **self.summary})
+        if not self.rows:
+            return
         print("\n| stage | result | detail |\n|---|---:|---|")
         for stage, value, detail in self.rows:
             print(f"| {stage} | {value} | {detail} |")

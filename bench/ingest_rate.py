@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchkit  # noqa: E402
 
 from connectors import CollectionSpec  # noqa: E402
 from connectors.stores import open_store  # noqa: E402
@@ -68,6 +71,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--store", default=None, help="store URL (default: qdrant-edge in a temp folder)"
     )
+    p.add_argument("--json", default=None, help="append the figures as JSON lines here")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -215,6 +219,29 @@ def main() -> None:
     print(f"[bench] ingest / embed-only rate: {embed_s / ingest_s:.1%}")
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in summary.stage_seconds.items())
     print(f"[bench] ingest stages (busy / encoder waits): {stages}")
+    rep = benchkit.Report("ingest_rate", args.json)
+    rep.emit(
+        "setup",
+        device=str(model.device),
+        dtype=str(model.dtype),
+        store=url.split(":")[0],
+        items=n,
+        texts=n_text,
+        tokens=tokens,
+        pages=pages,
+    )
+    rep.emit(
+        "rates",
+        embed_only_items_per_s=n / embed_s,
+        ingest_items_per_s=n / ingest_s,
+        embed_only_tok_per_s=tokens / embed_s,
+        ingest_tok_per_s=tokens / ingest_s,
+        ingest_vs_embed_only=embed_s / ingest_s,
+        embed_only_seconds=[first, second],
+        ingest_seconds=ingest_s,
+        ingest_stage_seconds=dict(summary.stage_seconds),
+    )
+    rep.finish()
 
 
 if __name__ == "__main__":
