@@ -24,12 +24,18 @@ from .options import PromptName as PromptName
 from .options import Task as Task
 
 if TYPE_CHECKING:
+    from .description import ImageFit as ImageFit
+    from .description import ModelDescription as ModelDescription
+    from .description import describe_checkpoint as describe_checkpoint
     from .encoder import JinaV4Embedder as JinaV4Embedder
     from .outputs import EmbeddingBatch as EmbeddingBatch
     from .testing import make_tiny_checkpoint as make_tiny_checkpoint
 
 _LAZY = {
     "JinaV4Embedder": ".encoder",
+    "ModelDescription": ".description",
+    "ImageFit": ".description",
+    "describe_checkpoint": ".description",
     "EmbeddingBatch": ".outputs",
     "make_tiny_checkpoint": ".testing",
 }
@@ -49,16 +55,19 @@ __all__ = [
     "CheckpointError",
     "EmbedderError",
     "EmbeddingBatch",
+    "ImageFit",
     "ImageInputError",
     "InputError",
     "JinaV4Embedder",
     "MissingDependencyError",
+    "ModelDescription",
     "MultivectorDType",
     "OptionError",
     "Packing",
     "PromptName",
     "Task",
     "TextInputError",
+    "describe_checkpoint",
     "make_tiny_checkpoint",
 ]
 

@@ -208,16 +208,13 @@ class JinaV4Embedder:
         Args:
             max_pixels: The pixel budget (default: preprocessor_config.json's).
         """
-        pixels = self._processor.check_max_pixels(max_pixels)
-        return self._processor.max_image_sequence_length(pixels)
+        return self._processor.image_token_count(max_pixels)
 
     def prompt_token_count(
         self, task: str | Task, prompt_name: str | PromptName = PromptName.PASSAGE
     ) -> int:
         """Tokens the prompt prefix adds to a text of this task and side."""
-        t = Task.parse(task, what="task")
-        name = PromptName.parse(prompt_name, what="prompt_name")
-        return self._processor.prefix_length(prompt_prefix(t, name))
+        return self._processor.prompt_token_count(task, prompt_name)
 
     # ------------------------------------------------------------------ encoding
 

@@ -16,6 +16,7 @@ from transformers import Qwen2_5_VLConfig
 from .config import ImageSpec
 from .errors import CheckpointError, ImageInputError, OptionError
 from .model import ModelInputs
+from .options import PromptName, Task, prompt_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -29,13 +30,26 @@ IMAGE_TEMPLATE = (
 _PREPROCESS_THREADS = 8
 
 
-def _image_processor_class() -> type:
-    # The PIL/numpy processor (the reference's default "slow" one); transformers 5.x
-    # names it Qwen2VLImageProcessorPil, older versions Qwen2VLImageProcessor.
+def image_processor_class() -> type:
+    """The PIL/numpy image processor (the reference's default "slow" one)."""
+    # transformers 5.x names it Qwen2VLImageProcessorPil, older versions Qwen2VLImageProcessor.
     import transformers
 
     cls = getattr(transformers, "Qwen2VLImageProcessorPil", None)
     return cls if cls is not None else transformers.Qwen2VLImageProcessor
+
+
+def smart_resize(
+    height: int, width: int, *, factor: int, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """(height, width) the image processor resizes an image to (transformers' own rule).
+
+    Raises:
+        ValueError: an aspect ratio the processor refuses (over 200).
+    """
+    rule = importlib.import_module(image_processor_class().__module__).smart_resize
+    h, w = rule(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
+    return int(h), int(w)
 
 
 class Processor:
@@ -65,9 +79,7 @@ class Processor:
             [config.vision_end_token_id],
         ):
             raise CheckpointError("the tokenizer does not keep the vision tokens whole")
-        cls = _image_processor_class()
-        self._smart_resize = importlib.import_module(cls.__module__).smart_resize
-        self.image_processor = cls(
+        self.image_processor = image_processor_class()(
             min_pixels=image_spec.min_pixels,
             max_pixels=image_spec.max_pixels,
             patch_size=image_spec.patch_size,
@@ -143,7 +155,7 @@ class Processor:
         """(rows, cols) of vision patches after the processor's resize."""
         spec = self.image_spec
         try:
-            h, w = self._smart_resize(
+            h, w = smart_resize(
                 image.height,
                 image.width,
                 factor=spec.factor,
@@ -153,6 +165,16 @@ class Processor:
         except ValueError as e:  # e.g. an aspect ratio over 200
             raise ImageInputError(f"{image.width}x{image.height} image: {e}", index=index) from e
         return h // spec.patch_size, w // spec.patch_size
+
+    def image_token_count(self, max_pixels: int | None) -> int:
+        """The most per-token vectors one image yields at ``max_pixels`` (template included)."""
+        return self.max_image_sequence_length(self.check_max_pixels(max_pixels))
+
+    def prompt_token_count(self, task: str | Task, prompt_name: str | PromptName) -> int:
+        """Tokens the prompt prefix adds to a text of this task and side."""
+        t = Task.parse(task, what="task")
+        name = PromptName.parse(prompt_name, what="prompt_name")
+        return self.prefix_length(prompt_prefix(t, name))
 
     def image_sequence_length(self, grid: tuple[int, int]) -> int:
         """Tokens of the whole templated sequence for an image of this patch grid."""

@@ -299,14 +299,15 @@ def ingest(
         storage.check(multivector)  # and token options without token vectors
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
-        on_ray, dtype = None, None
+        on_ray = None
         if ray is not None:  # checked before the model loads
             if compile:
                 raise ValueError("--compile is not supported with --ray (workers run eagerly)")
             on_ray = ray_cli.ray_options(ray, device, workers, gpus_per_worker, writers, where)
-            # The driver's copy only gives the tokenizer, dims and identity; workers encode.
-            device, dtype = "cpu", "bfloat16"
-        encoder = cs.load_encoder(model, device=device, dtype=dtype, compile=compile)
+            # The driver needs the tokenizer, dims and identity, not weights: workers encode.
+            encoder = cs.describe_model(model)
+        else:
+            encoder = cs.load_encoder(model, device=device, compile=compile)
         spec, explicit = cs.build_spec(
             encoder,
             dim=dim,

@@ -48,20 +48,23 @@ def run(
     paths: list[Path],
     where: StoreURL,
     db: VectorStore,
-    encoder: Any,
+    description: Any,
     source_opts: Any,
     ingest_opts: Any,
     options: RayOptions,
     model: str,
 ) -> Any:
-    """Run the ingest as a Ray job into the open collection ``db``."""
+    """Run the ingest as a Ray job into the open collection ``db``.
+
+    ``description``: the model without its weights (``embedder.describe_checkpoint``).
+    """
     return ray_ingest(
         paths,
         model,
-        encoder.tokenizer,
         db,
         ingest_opts,
         sources=source_opts,
         ray_options=options,
         store_url=str(where) if where.server else None,
+        description=description,
     )

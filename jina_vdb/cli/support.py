@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
@@ -165,11 +165,23 @@ def load_encoder(
     from embedder import JinaV4Embedder
 
     kwargs: dict[str, Any] = {"device": device, "dtype": dtype, "compile": compile}
+    return _from_checkpoint(lambda where: JinaV4Embedder.from_pretrained(where, **kwargs), model)
+
+
+def describe_model(model: str) -> Any:
+    """``--model`` described without its weights (``embedder.describe_checkpoint``): the
+    tokenizer, dims, identity and sizes of a model that other processes load."""
+    from embedder import describe_checkpoint
+
+    return _from_checkpoint(describe_checkpoint, model)
+
+
+def _from_checkpoint(build: Callable[[str | Path], Any], model: str) -> Any:
     if model == TINY:
-        return JinaV4Embedder.from_pretrained(tiny_checkpoint(), **kwargs)
+        return build(tiny_checkpoint())
     local = Path(model).expanduser().is_dir()
     try:
-        return JinaV4Embedder.from_pretrained(model, **kwargs)
+        return build(model)
     except Exception as e:
         if local or not _looks_offline(e):
             raise

@@ -1,7 +1,10 @@
 """Ingest on Ray Data: the local pipeline's sources, ids, skips, batches and summary, on a cluster.
 
-    summary = ray_ingest(paths, "jinaai/jina-embeddings-v4", tokenizer, store,
+    summary = ray_ingest(paths, "jinaai/jina-embeddings-v4", store,
                          ray_options=RayOptions(address="auto"))
+
+The driver loads no weights: ``embedder.describe_checkpoint`` gives it the tokenizer (for
+chunking in the reading tasks) and the image budget; the encoder actors load the model.
 
 Two Ray Data passes over the files, both listed on the driver (``walk_files``):
 
@@ -9,7 +12,9 @@ Two Ray Data passes over the files, both listed on the driver (``walk_files``):
    entries in walk order and checks the ids against the store (``listing.Listing``), before
    anything is decoded or encoded;
 2. **work**: the files with items to encode are read again in CPU tasks (the driver keeps
-   ids, not texts), their images decoded and PDF pages rendered (CPU tasks), encoded by an
+   ids, not texts), their images decoded and PDF pages rendered (CPU tasks) and shrunk there
+   to the model's pixel budget (``embedder.ImageFit``: the encoder's own resize, so the
+   vectors are bit-identical, and a page crosses the object store budget-sized), encoded by an
    actor pool (one ``JinaV4Embedder`` per actor: per GPU, or CPU actors without GPUs), and
    written: to a server store by writer actors, each with its own connection; to an
    embedded store (a qdrant-edge folder, a Milvus Lite file: one process may open it) by
@@ -33,7 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +52,9 @@ from ..sources.files import SourceOptions, walk_files
 from ..sync import delete_stale, prune_vanished
 from . import stages
 from .listing import Listing, Wanted
+
+if TYPE_CHECKING:
+    from embedder import ModelDescription
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +126,13 @@ def require_ray() -> ModuleType:
 def ray_ingest(
     paths: Iterable[str | os.PathLike[str]],
     model: str | os.PathLike[str],
-    tokenizer: Any,
     store: VectorStore,
     options: IngestOptions | None = None,
     *,
     sources: SourceOptions | None = None,
     ray_options: RayOptions | None = None,
     store_url: str | None = None,
+    description: ModelDescription | None = None,
 ) -> IngestSummary:
     """Ingest files and folders on Ray: what ``ingest(iter_items(paths), ...)`` does locally.
 
@@ -132,7 +140,6 @@ def ray_ingest(
         paths: files and folders, as for ``jina_vdb.sources.iter_items``.
         model: the checkpoint every encoder actor loads (a folder its node can read, or a
             hub id).
-        tokenizer: that model's tokenizer, for chunking in the reading tasks.
         store: the open collection: the driver checks ids against it, deletes stale records
             and, for an embedded store, writes.
         options: batching and behaviour, as for ``ingest``.
@@ -140,6 +147,8 @@ def ray_ingest(
         ray_options: the cluster and the pool sizes.
         store_url: the server URL of ``store`` (``qdrant+http://…``, ``milvus+http://…``):
             writer actors open the collection by it. None: the driver writes.
+        description: ``model`` described without its weights (``embedder.describe_checkpoint``),
+            when the caller has it already; None: described here.
 
     Returns:
         The same summary as ``ingest``.
@@ -160,10 +169,14 @@ def ray_ingest(
             f"writers={ropts.writers}: an embedded store is written by the driver alone; "
             "parallel writers need a server store (qdrant+http://, milvus+http://)"
         )
+    if description is None:
+        from embedder import describe_checkpoint
+
+        description = describe_checkpoint(model)
     job = _RayJob(
         ray,
         str(model),
-        tokenizer,
+        description,
         store,
         options or IngestOptions(),
         sources or SourceOptions(),
@@ -193,15 +206,18 @@ class _RayJob:
         self,
         ray: ModuleType,
         model: str,
-        tokenizer: Any,
+        description: ModelDescription,
         store: VectorStore,
         opts: IngestOptions,
         sources: SourceOptions,
         ropts: RayOptions,
         store_url: str | None,
     ) -> None:
-        self.ray, self.model, self.tokenizer, self.store = ray, model, tokenizer, store
+        self.ray, self.model, self.store = ray, model, store
         self.opts, self.ropts, self.store_url = opts, ropts, store_url
+        self.tokenizer = description.tokenizer
+        # Refuses a max_pixels the encoder would refuse, before any work.
+        self.fit = description.image_fit(opts.max_pixels)
         # Tasks never raise for a bad source: the driver applies strictness, in walk order.
         self.sources = replace(sources, strict=False)
         self.source_strict = sources.strict
@@ -309,6 +325,7 @@ class _RayJob:
                 stages.load_rows,
                 batch_size=_LOAD_BATCH,
                 batch_format="numpy",
+                fn_kwargs={"fit": self.fit},
                 num_cpus=1,
                 max_retries=retries,
             )

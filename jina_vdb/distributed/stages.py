@@ -25,7 +25,7 @@ import contextlib
 import logging
 import pickle
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,8 +111,12 @@ def expand_wanted(batch: Batch, *, tokenizer: Any, options: SourceOptions) -> Ba
     }
 
 
-def load_rows(batch: Batch) -> Batch:
-    """Load each item's content: decode images, render PDF pages (a failure is reported)."""
+def load_rows(batch: Batch, *, fit: Callable[[Any], Any]) -> Batch:
+    """Load each item's content: decode images, render PDF pages (a failure is reported).
+
+    Images leave at the size the encoder would resize them to (``fit``, an
+    ``embedder.ImageFit``): the same vectors, a fraction of the bytes in transit.
+    """
     contents: list[bytes] = []
     failures: list[bytes] = list(batch["failure"])
     for i, data in enumerate(batch["item"]):
@@ -121,7 +125,10 @@ def load_rows(batch: Batch) -> Batch:
             continue
         item: Item = loads(data)
         try:
-            contents.append(dumps(item.load()))
+            content = item.load()
+            if item.modality is Modality.IMAGE:
+                content = fit(content)
+            contents.append(dumps(content))
         except Exception as e:  # noqa: BLE001 - a bad item fails alone, reported
             contents.append(_EMPTY)
             failures[i] = dumps(failure_of(item, e))

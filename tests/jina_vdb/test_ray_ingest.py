@@ -30,7 +30,10 @@ from jina_vdb.sources.samples import minimal_pdf, write_sample_corpus
 
 pytestmark = pytest.mark.slow
 
-OPTS = IngestOptions(text_batch=4, image_batch=2, check_batch=8, progress=False)
+#: A 16-image-token budget: the 40-DPI pages (340x440) and the sample images are shrunk in
+#: the load tasks, so identical records prove the shrinking changes no vector.
+BUDGET = 12_544
+OPTS = IngestOptions(text_batch=4, image_batch=2, check_batch=8, max_pixels=BUDGET, progress=False)
 SOURCES = SourceOptions(task="auto", pdf_dpi=40)
 
 
@@ -92,7 +95,6 @@ def _ray_ingest(
     return ray_ingest(
         [corpus],
         checkpoint,
-        embedder.tokenizer,
         store,
         OPTS,
         sources=SOURCES,
@@ -285,3 +287,29 @@ def test_parallel_writers_fill_a_milvus_server_with_every_item_once(
     assert (summary.added, summary.failed) == (len(items), [])
     assert (again.added, again.skipped) == (0, len(items))
     assert {r.id: r.payload for r in stored} == {it.id: it.payload for it in items}
+
+
+def test_the_load_tasks_ship_pages_shrunk_to_the_pixel_budget(
+    tmp_path: Path, tiny_checkpoint: Path, tiny_embedder: Any
+) -> None:
+    from embedder import describe_checkpoint
+    from jina_vdb.distributed import stages
+
+    pdf = tmp_path / "letter.pdf"
+    pdf.write_bytes(minimal_pdf([["A letter-size page."]]))
+    options = SourceOptions(pdf_dpi=150)
+    items = list(iter_items([pdf], tokenizer=tiny_embedder.tokenizer, options=options))
+    batch = {
+        "file_no": np.zeros(len(items), dtype=np.int64),
+        "item": stages.column([stages.dumps(it) for it in items]),
+        "failure": stages.column([b""] * len(items)),
+    }
+    fit = describe_checkpoint(tiny_checkpoint).image_fit(BUDGET)
+
+    loaded = stages.load_rows(batch, fit=fit)
+
+    rendered = items[0].load()
+    page = stages.loads(loaded["content"][0])
+    assert rendered.width * rendered.height > 4 * BUDGET  # the full 150-DPI render
+    assert page.width * page.height <= BUDGET
+    assert len(loaded["content"][0]) * 20 < len(stages.dumps(rendered))
