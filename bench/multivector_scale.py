@@ -67,6 +67,14 @@ def _muvera() -> dict[str, Any]:
     return {"muvera": MuveraParams()}
 
 
+def _small(pool: int) -> dict[str, Any]:
+    return {"token_pooling": pool, "multivector_dtype": "uint8", "dense_dtype": "float16"}
+
+
+#: A 2,048-d MUVERA encoding (8 repetitions x 16 buckets x 16 dims): 4 KB in float16.
+_SMALL_MUVERA = {"k_sim": 4, "dim_proj": 16, "r_reps": 8}
+
+
 OPTIONS: dict[str, StorageOption] = {
     "float16": StorageOption(dict),  # today's default
     "pool2": StorageOption(lambda: {"token_pooling": 2}),
@@ -76,6 +84,14 @@ OPTIONS: dict[str, StorageOption] = {
     "binary": StorageOption(lambda: {"multivector_quantization": "binary"}),
     "pool3+int8": StorageOption(lambda: {"token_pooling": 3, "multivector_quantization": "int8"}),
     "muvera": StorageOption(_muvera, modes=("muvera",)),
+    # uint8 token vectors without float originals (connectors/token_codec.py), float16 dense.
+    "uint8": StorageOption(lambda: {"multivector_dtype": "uint8"}),
+    "dense16": StorageOption(lambda: {"dense_dtype": "float16"}),
+    "pool3+uint8+dense16": StorageOption(lambda: {**_small(3)}),
+    "pool4+uint8+dense16": StorageOption(lambda: {**_small(4)}),
+    "pool4+uint8+dense16+muvera2k": StorageOption(
+        lambda: {**_small(4), "muvera": _SMALL_MUVERA}, modes=("muvera",)
+    ),
 }
 
 

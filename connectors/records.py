@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import token_codec
 from .errors import RecordError
 from .muvera import encode_document
 from .payload import MAX_PAYLOAD_BYTES, PayloadError, check_payload_values, payload_nbytes
@@ -179,9 +180,12 @@ def prepare_record(
         )
         if spec.token_pooling is not None:  # documents only: queries never pass here
             multi = pool_tokens(multi, spec.token_pooling)
-        dtype = np.float16 if spec.multivector_dtype is VectorDtype.FLOAT16 else np.float32
         unit = l2_normalize(multi)
-        multi = unit.astype(dtype)
+        if spec.multivector_dtype is VectorDtype.UINT8:
+            multi = token_codec.to_codes(unit)  # (t, 128) uint8: what the store keeps
+        else:
+            dtype = np.float16 if spec.multivector_dtype is VectorDtype.FLOAT16 else np.float32
+            multi = unit.astype(dtype)
         vectors[spec.multivector_field] = multi
         nbytes += multi.nbytes
         if spec.muvera is not None:  # the stored (pooled) tokens in float32, like the query

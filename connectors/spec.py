@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from . import token_codec
 from .errors import SchemaMismatchError, UnsupportedSpecError
 from .payload_index import PayloadIndexes, normalize_indexes
 
@@ -21,6 +22,9 @@ class Distance(str, enum.Enum):
 class VectorDtype(str, enum.Enum):
     FLOAT32 = "float32"
     FLOAT16 = "float16"
+    #: Token vectors only: one byte per dimension, ``round(127 * x) + 128`` of the unit vector,
+    #: and no float originals (connectors/token_codec.py: why MaxSim's order survives it).
+    UINT8 = "uint8"
 
 
 class Quantization(str, enum.Enum):
@@ -102,7 +106,12 @@ class CollectionSpec:
         prefetch_dims: Matryoshka prefix widths stored as their own renormalised vectors
             (named ``dense_<k>``), used as cheap first stages of a funnel query.
         multivector: whether a (t, 128) token matrix is stored per document for MaxSim.
-        multivector_dtype: storage dtype of the token vectors.
+        multivector_dtype: storage dtype of the token vectors: float16 (default), float32,
+            or uint8 (1 byte per dimension, no float originals: token_codec.py; qdrant-edge
+            and Qdrant servers only).
+        dense_dtype: storage dtype of the dense fields (the full vector and its Matryoshka
+            prefixes): float32 (default) or float16 (half the bytes; qdrant-edge and Qdrant
+            servers only).
         multivector_dim: width of one token vector.
         distance: similarity of every vector field.
         quantization: optional quantization of the full dense vector (int8 scalar or
@@ -142,6 +151,7 @@ class CollectionSpec:
     prefetch_dims: tuple[int, ...] = (128,)
     multivector: bool = True
     multivector_dtype: VectorDtype = VectorDtype.FLOAT16
+    dense_dtype: VectorDtype = VectorDtype.FLOAT32
     multivector_dim: int = MULTIVECTOR_DIM
     distance: Distance = Distance.COSINE
     quantization: Quantization = Quantization.NONE
@@ -175,6 +185,7 @@ class CollectionSpec:
             raise ValueError(f"multivector_dim must be positive, got {self.multivector_dim!r}")
         for name, enum_type in (
             ("multivector_dtype", VectorDtype),
+            ("dense_dtype", VectorDtype),
             ("distance", Distance),
             ("quantization", Quantization),
             ("multivector_quantization", Quantization),
@@ -185,6 +196,18 @@ class CollectionSpec:
             except ValueError:
                 valid = ", ".join(repr(v.value) for v in enum_type)
                 raise ValueError(f"{name} must be one of {valid}, got {value!r}") from None
+        if self.dense_dtype is VectorDtype.UINT8:
+            raise ValueError("dense_dtype must be 'float32' or 'float16', got 'uint8'")
+        if (
+            self.multivector_dtype is VectorDtype.UINT8
+            and self.multivector_quantization is not Quantization.NONE
+        ):
+            raise ValueError(
+                "multivector_quantization needs float originals to rescore with; "
+                "multivector_dtype='uint8' keeps none (use one or the other)"
+            )
+        if self.multivector_dtype is VectorDtype.UINT8:
+            token_codec.check_dim(self.multivector_dim)
         object.__setattr__(self, "muvera", MuveraParams.from_value(self.muvera))
         if self.muvera is not None:
             if not self.multivector:
@@ -235,7 +258,13 @@ class CollectionSpec:
             data.pop("extra")
         data["prefetch_dims"] = list(self.prefetch_dims)
         data["payload_indexes"] = {key: kind.value for key, kind in self.payload_indexes}
-        for key in ("multivector_dtype", "distance", "quantization", "multivector_quantization"):
+        for key in (
+            "multivector_dtype",
+            "dense_dtype",
+            "distance",
+            "quantization",
+            "multivector_quantization",
+        ):
             data[key] = getattr(self, key).value
         return data
 
@@ -292,6 +321,7 @@ SPEC_ARG_DEFAULTS: dict[str, Any] = {
     "prefetch_dims": (128,),
     "multivector": True,
     "multivector_dtype": "float16",
+    "dense_dtype": "float32",
     "quantization": "none",
     "multivector_quantization": "none",
     "token_pooling": None,
@@ -321,6 +351,8 @@ def resolve_spec(spec: CollectionSpec | None, **fields: Any) -> CollectionSpec:
 #: instead of being accepted and ignored. (Placements are checked by each backend's
 #: StoragePolicy, below; token_pooling is done before any backend sees the vectors.)
 OPTIONAL_FEATURES: dict[str, Any] = {
+    "multivector_dtype": VectorDtype.FLOAT16,
+    "dense_dtype": VectorDtype.FLOAT32,
     "quantization": Quantization.NONE,
     "multivector_quantization": Quantization.NONE,
     "muvera": None,

@@ -73,7 +73,9 @@ _LAYOUTS: dict[Layout, type[TokenLayout]] = {
 class MilvusStore(VectorStore):
     """One jina-vdb collection in Milvus. Create with ``create()``, reopen with ``open()``."""
 
-    spec_features = frozenset({"muvera"})  # the MUVERA field is one more dense field
+    #: The MUVERA field is one more dense field; token vectors are float16 or float32 (Milvus
+    #: Lite has no float16 / uint8 vector type: the layouts store float bytes).
+    spec_features = frozenset({"muvera", "multivector_dtype=float32"})
 
     #: ~45 s of retries (0.5, 1, 2, 4, 8, 10, 10, 10 s): a server restarted after a crash is
     #: healthy in ~8 s, then answers "collection not loaded" until the dead process's etcd

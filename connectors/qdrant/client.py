@@ -55,11 +55,12 @@ LOCAL_STORAGE = StoragePolicy(
     "(path=) or a server",
 )
 #: The optional spec fields local mode honours (quantization is not one: see below).
-LOCAL_FEATURES = frozenset({"muvera"})
-#: Why local mode refuses quantization (its searches are exact: it never builds the copy).
+LOCAL_FEATURES = frozenset({"muvera", "multivector_dtype=float32"})
+#: Why local mode refuses quantization and the storage datatypes (it never builds the copy,
+#: and holds every vector as a float numpy array whatever the datatype says).
 LOCAL_QUANTIZATION = (
-    "it keeps no quantized copy (its searches are brute force on the originals) and would "
-    "ignore the option; use qdrant-edge (path=) or a server"
+    "it keeps no quantized copy and no other datatype (its searches are brute force on "
+    "float arrays) and would ignore the option; use qdrant-edge (path=) or a server"
 )
 
 
@@ -232,7 +233,7 @@ class ClientQdrantStore(QdrantStore):
 
     # -- writes -------------------------------------------------------------------------
     def _write(self, records: Sequence[PreparedRecord]) -> None:
-        points = convert.client_points(records)
+        points = convert.client_points(records, self.spec)
         self._call(lambda c: c.upsert(self.name, points=points, wait=True))
 
     def _create_payload_indexes(self, indexes: PayloadIndexes) -> None:
@@ -259,10 +260,12 @@ class ClientQdrantStore(QdrantStore):
 
     # -- reads --------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
+        vectors, scores = convert.encode_query_tokens(self.spec, plan, vectors)
         kwargs = convert.client_query(
             plan, vectors, hnsw_ef=self.hnsw_ef, rescoring=self._rescoring()
         )
-        return self._hits(self._call(lambda c: c.query_points(self.name, **kwargs)).points)
+        points = self._call(lambda c: c.query_points(self.name, **kwargs)).points
+        return scores(self._hits(points))
 
     def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:
         point_ids = self._point_ids(ids)

@@ -7,15 +7,16 @@ Two flavours of every object: ``qdrant_edge`` (embedded shard) and ``qdrant_clie
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from .. import token_codec
 from ..filters import And, AnyOf, Eq, Filter, Not, Or, Range
 from ..query import Hit, SearchPlan, Stage
 from ..records import PreparedRecord, Record, RecordId, stable_uuid
-from ..spec import CollectionSpec
+from ..spec import CollectionSpec, VectorDtype
 from . import _deps
 
 #: Payload key holding a string id (Qdrant point ids are ints or UUIDs only).
@@ -56,6 +57,8 @@ def to_record(point: Any, spec: CollectionSpec, with_vectors: bool) -> Record:
     vectors = point.vector if with_vectors and isinstance(point.vector, dict) else {}
     dense = vectors.get(spec.dense_field)
     multi = vectors.get(spec.multivector_field)
+    if multi is not None and spec.multivector_dtype is VectorDtype.UINT8:
+        multi = token_codec.from_codes(token_codec.codes_of_stored(multi, spec.multivector_dim))
     return Record(
         id=rid,
         dense=None if dense is None else np.asarray(dense, dtype=np.float32),
@@ -64,28 +67,54 @@ def to_record(point: Any, spec: CollectionSpec, with_vectors: bool) -> Record:
     )
 
 
-def _vector_lists(record: PreparedRecord) -> dict[str, list[Any]]:
+def _vector_lists(record: PreparedRecord, spec: CollectionSpec) -> dict[str, list[Any]]:
     # tolist() is the fastest hand-over to both bindings (numpy arrays go element by element).
-    return {name: vec.tolist() for name, vec in record.vectors.items()}
+    vectors = dict(record.vectors)
+    tokens = vectors.get(spec.multivector_field)
+    if tokens is not None and spec.multivector_dtype is VectorDtype.UINT8:
+        vectors[spec.multivector_field] = token_codec.stored_bytes(tokens)  # (t, 128 + EXTRA)
+    return {name: vec.tolist() for name, vec in vectors.items()}
 
 
-def edge_points(records: Sequence[PreparedRecord]) -> list[Any]:
+def edge_points(records: Sequence[PreparedRecord], spec: CollectionSpec) -> list[Any]:
     """qdrant_edge Points for prepared records."""
     qe = _deps.edge()
     return [
-        qe.Point(point_id(r.id), _vector_lists(r), stored_payload(r.id, r.payload)) for r in records
+        qe.Point(point_id(r.id), _vector_lists(r, spec), stored_payload(r.id, r.payload))
+        for r in records
     ]
 
 
-def client_points(records: Sequence[PreparedRecord]) -> list[Any]:
+def client_points(records: Sequence[PreparedRecord], spec: CollectionSpec) -> list[Any]:
     """qdrant_client PointStructs for prepared records."""
     m = _deps.models()
     return [
         m.PointStruct(
-            id=point_id(r.id), vector=_vector_lists(r), payload=stored_payload(r.id, r.payload)
+            id=point_id(r.id),
+            vector=_vector_lists(r, spec),
+            payload=stored_payload(r.id, r.payload),
         )
         for r in records
     ]
+
+
+def encode_query_tokens(
+    spec: CollectionSpec, plan: SearchPlan, vectors: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], Callable[[list[Hit]], list[Hit]]]:
+    """The query vectors as a uint8 token field takes them, and how to read the hits' scores
+    back as MaxSim (when the plan's answer is a MaxSim stage); unchanged for float tokens."""
+    tokens = vectors.get(spec.multivector_field)
+    if tokens is None or spec.multivector_dtype is not VectorDtype.UINT8:
+        return vectors, _same
+    codes = token_codec.encode_query(tokens)
+    encoded = {**vectors, spec.multivector_field: codes.vectors}
+    if plan.fused or not plan.cascades[0][-1].maxsim:
+        return encoded, _same  # RRF or a dense answer: no MaxSim score to convert
+    return encoded, lambda hits: [replace(h, score=codes.maxsim(h.score)) for h in hits]
+
+
+def _same(hits: list[Hit]) -> list[Hit]:
+    return hits
 
 
 # -- filters ------------------------------------------------------------------------------

@@ -182,7 +182,9 @@ class EdgeQdrantStore(QdrantStore):
     # -- writes -------------------------------------------------------------------------
     def _write(self, records: Sequence[PreparedRecord]) -> None:
         qe = _deps.edge()
-        self._live().update(qe.UpdateOperation.upsert_points(convert.edge_points(records)))
+        self._live().update(
+            qe.UpdateOperation.upsert_points(convert.edge_points(records, self.spec))
+        )
         self._pending += len(records)
         self._pending_bytes += sum(r.nbytes for r in records)
 
@@ -227,10 +229,11 @@ class EdgeQdrantStore(QdrantStore):
 
     # -- reads --------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
+        vectors, scores = convert.encode_query_tokens(self.spec, plan, vectors)
         request = convert.edge_request(
             plan, vectors, hnsw_ef=self.hnsw_ef, rescoring=self._rescoring()
         )
-        return self._hits(self._live().query(request))
+        return scores(self._hits(self._live().query(request)))
 
     def _get(self, ids: list[RecordId], with_vectors: bool) -> list[Record]:
         point_ids = self._point_ids(ids)
@@ -389,7 +392,7 @@ def _check_shard_matches(folder: Path, spec: CollectionSpec) -> None:
         raise SchemaMismatchError(f"cannot read {folder / SHARD_DIR / EDGE_CONFIG}: {e}") from e
     wanted = {spec.dense_field: spec.dim, **{spec.prefix_field(k): k for k in spec.prefetch_dims}}
     if spec.multivector:
-        wanted[spec.multivector_field] = spec.multivector_dim
+        wanted[spec.multivector_field] = schema.token_width(spec)
     if spec.muvera is not None:
         wanted[spec.muvera_field] = spec.muvera.dim
     if stored != wanted:

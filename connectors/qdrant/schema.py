@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import token_codec
 from ..errors import SchemaMismatchError
 from ..payload_index import PayloadIndexes, PayloadType
 from ..spec import CollectionSpec, Quantization, VectorDtype
@@ -63,28 +64,34 @@ def _memory(on_disk: bool | None) -> Any:
 def _named_vectors(
     spec: CollectionSpec,
     dense: Callable[[int, Quantization, bool], Any],
-    tokens: Callable[[int, bool, bool, Quantization], Any],
+    tokens: Callable[[int, VectorDtype, bool, Quantization], Any],
     encoding: Callable[[int, bool], Any],
 ) -> dict[str, Any]:
     """The named vectors of a spec in one flavour, written once for both.
 
-    ``dense(size, quantization, on_disk)``, ``tokens(size, float16, on_disk, quantization)``
+    ``dense(size, quantization, on_disk)``, ``tokens(size, dtype, on_disk, quantization)``
     and ``encoding(size, on_disk)`` (the MUVERA field: dot product) build one flavour's
-    params.
+    params; every dense field is stored as ``spec.dense_dtype``. uint8 tokens are wider by
+    the codec's sum-correction bytes (token_codec.py) and scored by dot product.
     """
     on_disk = bool(spec.dense_on_disk)
     vectors = {spec.dense_field: dense(spec.dim, spec.quantization, on_disk)}
     for k in spec.prefetch_dims:
         vectors[spec.prefix_field(k)] = dense(k, Quantization.NONE, on_disk)
     if spec.multivector:
-        float16 = spec.multivector_dtype is VectorDtype.FLOAT16
         tokens_on_disk = bool(spec.multivector_on_disk)
         vectors[spec.multivector_field] = tokens(
-            spec.multivector_dim, float16, tokens_on_disk, spec.multivector_quantization
+            token_width(spec), spec.multivector_dtype, tokens_on_disk, spec.multivector_quantization
         )
     if spec.muvera is not None:
         vectors[spec.muvera_field] = encoding(spec.muvera.dim, on_disk)
     return vectors
+
+
+def token_width(spec: CollectionSpec) -> int:
+    """Stored width of a token vector: uint8 adds the codec's correction bytes."""
+    extra = token_codec.EXTRA if spec.multivector_dtype is VectorDtype.UINT8 else 0
+    return spec.multivector_dim + extra
 
 
 def quantized_fields(spec: CollectionSpec) -> frozenset[str]:
@@ -113,22 +120,30 @@ def _edge_quantization(quantization: Quantization) -> Any:
 def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
     """The ``qdrant_edge.EdgeConfig`` of a spec: named vectors dense, dense_<k>, multi."""
     qe = _deps.edge()
+    storage = qe.VectorStorageDatatype
+    datatypes = {
+        VectorDtype.FLOAT32: storage.Float32,
+        VectorDtype.FLOAT16: storage.Float16,
+        VectorDtype.UINT8: storage.Uint8,
+    }
+    dense_type = datatypes[spec.dense_dtype]
 
     def dense(size: int, quantization: Quantization, on_disk: bool) -> Any:
         return qe.EdgeVectorParams(
             size=size,
             distance=qe.Distance.Cosine,
+            datatype=dense_type,
             quantization_config=_edge_quantization(quantization),
             memory=_memory(on_disk),
         )
 
-    def tokens(size: int, float16: bool, on_disk: bool, quantization: Quantization) -> Any:
-        storage = qe.VectorStorageDatatype
+    def tokens(size: int, dtype: VectorDtype, on_disk: bool, quantization: Quantization) -> Any:
+        uint8 = dtype is VectorDtype.UINT8
         return qe.EdgeVectorParams(
             size=size,
-            distance=qe.Distance.Cosine,
+            distance=qe.Distance.Dot if uint8 else qe.Distance.Cosine,
             multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-            datatype=storage.Float16 if float16 else storage.Float32,
+            datatype=datatypes[dtype],
             quantization_config=_edge_quantization(quantization),
             # HnswIndexConfig needs all three numbers; only m=0 matters (no graph).
             hnsw_config=qe.HnswIndexConfig(
@@ -140,7 +155,9 @@ def edge_config(spec: CollectionSpec, tuning: EdgeTuning) -> Any:
         )
 
     def encoding(size: int, on_disk: bool) -> Any:
-        return qe.EdgeVectorParams(size=size, distance=qe.Distance.Dot, memory=_memory(on_disk))
+        return qe.EdgeVectorParams(
+            size=size, distance=qe.Distance.Dot, datatype=dense_type, memory=_memory(on_disk)
+        )
 
     graph = qe.HnswIndexConfig(
         m=tuning.m,
@@ -170,23 +187,32 @@ def _client_quantization(quantization: Quantization) -> Any:
 def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
     """``vectors_config`` for ``QdrantClient.create_collection``."""
     m = _deps.models()
+    datatypes = {
+        VectorDtype.FLOAT32: m.Datatype.FLOAT32,
+        VectorDtype.FLOAT16: m.Datatype.FLOAT16,
+        VectorDtype.UINT8: m.Datatype.UINT8,
+    }
+    # float32 is left unset (the server's default), as collections made before dense_dtype.
+    dense_type = None if spec.dense_dtype is VectorDtype.FLOAT32 else datatypes[spec.dense_dtype]
 
     def dense(size: int, quantization: Quantization, on_disk: bool) -> Any:
         return m.VectorParams(
             size=size,
             distance=m.Distance.COSINE,
+            datatype=dense_type,
             quantization_config=_client_quantization(quantization),
             on_disk=True if on_disk else None,
             hnsw_config=m.HnswConfigDiff(on_disk=True) if on_disk else None,
         )
 
-    def tokens(size: int, float16: bool, on_disk: bool, quantization: Quantization) -> Any:
+    def tokens(size: int, dtype: VectorDtype, on_disk: bool, quantization: Quantization) -> Any:
+        uint8 = dtype is VectorDtype.UINT8
         return m.VectorParams(
             size=size,
-            distance=m.Distance.COSINE,
+            distance=m.Distance.DOT if uint8 else m.Distance.COSINE,
             multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
             hnsw_config=m.HnswConfigDiff(m=MULTI_HNSW_M),
-            datatype=m.Datatype.FLOAT16 if float16 else m.Datatype.FLOAT32,
+            datatype=datatypes[dtype],
             quantization_config=_client_quantization(quantization),
             on_disk=True if on_disk else None,
         )
@@ -195,6 +221,7 @@ def client_vectors_config(spec: CollectionSpec) -> dict[str, Any]:
         return m.VectorParams(
             size=size,
             distance=m.Distance.DOT,
+            datatype=dense_type,
             on_disk=True if on_disk else None,
             hnsw_config=m.HnswConfigDiff(on_disk=True) if on_disk else None,
         )

@@ -71,7 +71,9 @@ def _milvus_lite_open(tmp: Path, name: str) -> VectorStore:
 
 
 #: qdrant-edge and servers; local mode keeps no quantized copy and refuses quantization.
-QDRANT_FEATURES = frozenset({"quantization", "multivector_quantization", "muvera"})
+QDRANT_FEATURES = frozenset(
+    {"quantization", "multivector_quantization", "muvera", "multivector_dtype", "dense_dtype"}
+)
 BACKENDS = {
     "qdrant-edge": Backend(
         "qdrant-edge",
@@ -84,14 +86,14 @@ BACKENDS = {
         "qdrant-local",
         _qdrant_local_create,
         _qdrant_local_open,
-        spec_features=frozenset({"muvera"}),
+        spec_features=frozenset({"muvera", "multivector_dtype=float32"}),
         lose_collection=lambda store: store._client.delete_collection(store.name),
     ),
     "milvus-lite": Backend(
         "milvus-lite",
         _milvus_lite_create,
         _milvus_lite_open,
-        spec_features=frozenset({"muvera"}),
+        spec_features=frozenset({"muvera", "multivector_dtype=float32"}),
         lose_collection=lambda store: store.client.drop_collection(store.name),
     ),
 }

@@ -71,7 +71,9 @@ def backend(server_uri: str):
         open_,
         embedded=False,
         prefix_fields=multi,
-        spec_features=frozenset({"muvera"}) if multi else frozenset(),
+        spec_features=frozenset({"muvera", "multivector_dtype=float32"})
+        if multi
+        else frozenset({"multivector_dtype=float32"}),
         lose_collection=lambda store: store.client.drop_collection(store.name),
     )
     for name in [*created, cleanup.name]:
