@@ -67,6 +67,12 @@ def _muvera() -> dict[str, Any]:
     return {"muvera": MuveraParams()}
 
 
+def _preset(name: str) -> dict[str, Any]:
+    from connectors.spec import STORAGE_PRESETS  # type: ignore[attr-defined]
+
+    return STORAGE_PRESETS[name]
+
+
 def _small(pool: int) -> dict[str, Any]:
     return {"token_pooling": pool, "multivector_dtype": "uint8", "dense_dtype": "float16"}
 
@@ -89,6 +95,7 @@ OPTIONS: dict[str, StorageOption] = {
     "dense16": StorageOption(lambda: {"dense_dtype": "float16"}),
     "pool3+uint8+dense16": StorageOption(lambda: {**_small(3)}),
     "pool4+uint8+dense16": StorageOption(lambda: {**_small(4)}),
+    "compact": StorageOption(lambda: dict(_preset("compact"))),  # ingest --storage compact
     "pool4+uint8+dense16+muvera2k": StorageOption(
         lambda: {**_small(4), "muvera": _SMALL_MUVERA}, modes=("muvera",)
     ),

@@ -6,6 +6,7 @@ one line on stderr with exit code 1; ``--verbose`` adds the traceback and debug 
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import typer
 
 from connectors.filters import parse_filter_args
 from connectors.query import Query, SearchMode
-from connectors.spec import CollectionSpec, Quantization
+from connectors.spec import STORAGE_PRESETS, CollectionSpec, Quantization
 from connectors.stores import (
     STORE_URL_FORMS,
     StoreURL,
@@ -35,6 +36,9 @@ from . import output, ray_cli
 from . import support as cs
 
 logger = logging.getLogger(__name__)
+
+#: ``ingest --storage``: the names of ``connectors.spec.STORAGE_PRESETS``.
+StoragePreset = enum.Enum("StoragePreset", {name: name for name in STORAGE_PRESETS}, type=str)
 
 # Option defaults come from the library's own defaults, never repeated here.
 _SOURCE = SourceOptions()
@@ -175,6 +179,18 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    storage_preset: Annotated[
+        StoragePreset | None,
+        typer.Option(
+            "--storage",
+            case_sensitive=False,
+            help="New collection: a bundle of storage options. compact: token pooling 3, "
+            "uint8 token vectors (no float copy) and float16 dense vectors, ~1/4 of the "
+            "bytes per document (qdrant-edge, Qdrant servers); --token-pooling overrides "
+            "its factor.",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = cs.DEFAULT_MODEL,
     max_pixels: Annotated[
         int | None,
@@ -295,7 +311,12 @@ def ingest(
             cs.show_progress_logs()
         where = parse_store_url(store)  # a bad URL fails before the model loads
         muvera_spec = cs.parse_muvera(muvera, muvera_params)  # so does a bad --muvera-params
-        storage = cs.TokenStorage(token_pooling, token_quantization, dense_quantization)
+        storage = cs.TokenStorage(
+            token_pooling,
+            token_quantization,
+            dense_quantization,
+            storage_preset.value if storage_preset is not None else None,
+        )
         storage.check(multivector)  # and token options without token vectors
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)

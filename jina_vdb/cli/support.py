@@ -23,7 +23,7 @@ from typing import Any
 import typer
 
 from connectors.payload_index import normalize_indexes
-from connectors.spec import CollectionSpec, MuveraParams, Quantization
+from connectors.spec import STORAGE_PRESETS, CollectionSpec, MuveraParams, Quantization
 from jina_vdb.payload import INDEXED_PAYLOAD
 
 logger = logging.getLogger(__name__)
@@ -223,6 +223,8 @@ class TokenStorage:
     token_pooling: int | None = None
     token_quantization: Quantization | None = None
     dense_quantization: Quantization | None = None
+    #: A ``connectors.spec.STORAGE_PRESETS`` name; the options above override its fields.
+    preset: str | None = None
 
     def given(self) -> bool:
         return any(v is not None for v in astuple(self))
@@ -234,11 +236,24 @@ class TokenStorage:
                 "--token-pooling and --token-quantization apply to token vectors: they "
                 "cannot go with --no-multivector"
             )
+        if not multivector and self.preset:
+            raise ValueError(
+                f"--storage {self.preset} stores token vectors compactly: it cannot go with "
+                "--no-multivector"
+            )
+        self.spec_fields()  # conflicting options fail before the model loads
 
     def spec_fields(self) -> dict[str, Any]:
         none = Quantization.NONE
+        preset = dict(STORAGE_PRESETS[self.preset]) if self.preset else {}
+        if self.token_quantization is not None and preset.get("multivector_dtype") == "uint8":
+            raise ValueError(
+                f"--token-quantization needs float token vectors; --storage {self.preset} "
+                "stores them as uint8 (use one or the other)"
+            )
         return {
-            "token_pooling": self.token_pooling,
+            **preset,
+            "token_pooling": self.token_pooling or preset.get("token_pooling"),
             "multivector_quantization": self.token_quantization or none,
             "quantization": self.dense_quantization or none,
         }

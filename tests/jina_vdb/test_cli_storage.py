@@ -86,3 +86,48 @@ def test_options_a_backend_cannot_honour_are_refused(tmp_path: Path, tiny_checkp
     assert dense_only.returncode == 1
     assert dense_only.stderr.startswith("error: --token-pooling and --token-quantization")
     assert "cannot go with --no-multivector" in dense_only.stderr
+
+
+def test_compact_storage_preset(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """``--storage compact``: pooled uint8 token vectors and float16 dense vectors, recorded,
+    searchable; Milvus refuses it in one line and creates nothing."""
+    corpus = tmp_path / "corpus"
+    write_sample_corpus(corpus)
+    (corpus / "images").rename(tmp_path / "images")
+    store = f"qdrant:{tmp_path / 'q'}"
+    done = _ingest(corpus, store, "compact", tiny_checkpoint, "--storage", "compact")
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(
+        run_cli("info", "--store", store, "--collection", "compact", "--json").stdout
+    )["spec"]
+    assert (spec["token_pooling"], spec["multivector_dtype"], spec["dense_dtype"]) == (
+        3,
+        "uint8",
+        "float16",
+    )
+    hits = run_cli(
+        "search", "quarterly revenue", "--store", store, "--collection", "compact",
+        "--model", str(tiny_checkpoint), "--device", "cpu", "--json",
+    )  # fmt: skip
+    assert hits.returncode == 0 and json.loads(hits.stdout), hits.stderr
+
+    conflict = _ingest(
+        corpus,
+        store,
+        "other",
+        tiny_checkpoint,
+        "--storage",
+        "compact",
+        "--token-quantization",
+        "int8",
+    )
+    assert conflict.returncode == 1
+    assert conflict.stderr.startswith("error: --token-quantization needs float token vectors")
+
+    milvus = f"milvus:{tmp_path / 'm.db'}"
+    refused = _ingest(corpus, milvus, "docs", tiny_checkpoint, "--storage", "compact")
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not implement" in lines[0], refused.stderr
+    info = run_cli("info", "--store", milvus, "--collection", "docs")
+    assert info.returncode == 1 and "no collection 'docs'" in info.stderr
