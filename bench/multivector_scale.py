@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from topic_corpus import BUCKETS, TopicCorpus, exact_maxsim, top_k  # noqa: E402
+from topic_corpus import BUCKETS, TopicCorpus, maxsim_block, top_k  # noqa: E402
 
 from connectors import CollectionSpec, Eq, Query, Record, VectorStore  # noqa: E402
 from connectors.errors import ConnectorError  # noqa: E402
@@ -161,16 +161,21 @@ class Cached:
                 folder / "tokens.npy", mode="w+", dtype=np.float16, shape=shape
             )
             dense = np.empty((corpus.n, corpus.dim), dtype=np.float32)
+            scores = np.empty((queries, corpus.n), dtype=np.float32)
             for ids, d, t in corpus.batches():
                 tokens[ids[0] : ids[-1] + 1] = t
                 dense[ids[0] : ids[-1] + 1] = d
+                # exact scores on the float32 originals, while the batch is at hand
+                scores[:, ids[0] : ids[-1] + 1] = maxsim_block(qtokens, t)
             tokens.flush()
             del tokens
             np.save(folder / "dense.npy", dense)
-            logger.info("generated %d documents in %.0fs", corpus.n, time.perf_counter() - start)
-            start = time.perf_counter()
-            scores = exact_maxsim(corpus, qtokens)  # float32 originals, generated again
-            logger.info("exact MaxSim of %d queries in %.0fs", queries, time.perf_counter() - start)
+            logger.info(
+                "generated %d documents and the exact MaxSim of %d queries in %.0fs",
+                corpus.n,
+                queries,
+                time.perf_counter() - start,
+            )
             np.savez(folder / "queries.npz", targets=targets, dense=qdense, tokens=qtokens)
             np.save(folder / "exact.npy", scores)
             done.write_text(json.dumps({"n": corpus.n, "queries": queries}))

@@ -124,16 +124,23 @@ def exact_maxsim(corpus: TopicCorpus, queries: np.ndarray, chunk: int = 50) -> n
     Uses the float32 token vectors (not what a store keeps): the reference every storage
     option is measured against.
     """
+    scores = np.empty((len(queries), corpus.n), dtype=np.float32)
+    for ids, _, tokens in corpus.batches():
+        scores[:, ids] = maxsim_block(queries, tokens, chunk)
+    return scores
+
+
+def maxsim_block(queries: np.ndarray, tokens: np.ndarray, chunk: int = 50) -> np.ndarray:
+    """(q, b) float32 MaxSim of (q, qt, 128) queries against (b, t, 128) documents."""
     q, qt, _ = queries.shape
     flat = queries.reshape(q * qt, TOKEN_DIM)
-    scores = np.empty((q, corpus.n), dtype=np.float32)
-    for ids, _, tokens in corpus.batches():
-        for s in range(0, len(ids), chunk):
-            part = tokens[s : s + chunk]  # (c, t, 128)
-            sim = flat @ part.reshape(-1, TOKEN_DIM).T  # (q*qt, c*t)
-            best = sim.reshape(q, qt, len(part), corpus.tokens).max(axis=3)  # (q, qt, c)
-            scores[:, ids[s : s + len(part)]] = best.sum(axis=1)
-    return scores
+    out = np.empty((q, len(tokens)), dtype=np.float32)
+    for s in range(0, len(tokens), chunk):
+        part = tokens[s : s + chunk]  # (c, t, 128)
+        sim = flat @ part.reshape(-1, TOKEN_DIM).T  # (q*qt, c*t)
+        best = sim.reshape(q, qt, len(part), tokens.shape[1]).max(axis=3)  # (q, qt, c)
+        out[:, s : s + len(part)] = best.sum(axis=1)
+    return out
 
 
 def top_k(scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[list[int]]:
