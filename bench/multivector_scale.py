@@ -93,6 +93,9 @@ OPTIONS: dict[str, StorageOption] = {
     # uint8 token vectors without float originals (connectors/token_codec.py), float16 dense.
     "uint8": StorageOption(lambda: {"multivector_dtype": "uint8"}),
     "dense16": StorageOption(lambda: {"dense_dtype": "float16"}),
+    "uint8+dense16": StorageOption(
+        lambda: {"multivector_dtype": "uint8", "dense_dtype": "float16"}
+    ),
     "pool3+uint8+dense16": StorageOption(lambda: {**_small(3)}),
     "pool4+uint8+dense16": StorageOption(lambda: {**_small(4)}),
     "compact": StorageOption(lambda: dict(_preset("compact"))),  # ingest --storage compact
@@ -236,8 +239,12 @@ def run(
     except ConnectorError as e:
         return {**row, "status": f"refused: {e}"}
     start = time.perf_counter()
+    done = 0
     for batch in data.records():
         store.upsert(batch)
+        done += len(batch)
+        if done % 10_000 == 0:  # a long run shows where it is
+            logger.info("%d documents in %.0fs", done, time.perf_counter() - start)
     store.close()
     seconds = time.perf_counter() - start
     row.update(insert_docs_per_s=round(data.corpus.n / seconds, 1), insert_s=round(seconds, 1))
