@@ -75,6 +75,15 @@ _PRESETS: dict[str, dict[str, Any]] = {
                     out_hidden_size=2048, fullatt_block_indexes=[7, 15, 23, 31]),
         matryoshka_dims=[128, 256, 512, 1024, 2048],
     ),
+    # Between the two, for CPU benchmarks of the decoder (bench/compiled_decoder.py).
+    "mid": dict(
+        text=dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8,
+                  num_key_value_heads=2, intermediate_size=2048, vocab_size=None,
+                  rope_scaling={"type": "mrope", "mrope_section": [8, 12, 12]}),
+        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2,
+                    out_hidden_size=512, fullatt_block_indexes=[1]),
+        matryoshka_dims=[128, 256, 512],
+    ),
     # Small enough for CPU tests; the image path keeps patch 14, temporal 2, merge 2.
     "tiny": dict(
         text=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
