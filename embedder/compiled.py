@@ -141,13 +141,7 @@ class _CountingBackend:
 
     def __call__(self, gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable:
         self._stats.graphs_compiled += 1
-        shapes = [tuple(t.shape) for t in example_inputs if isinstance(t, torch.Tensor)][:3]
-        logger.info(
-            "compiling the decoder (%s, graph %d; first inputs %s)",
-            self._name,
-            self._stats.graphs_compiled,
-            shapes,
-        )
+        logger.info("compiling the decoder (%s, graph %d)", self._name, self._stats.graphs_compiled)
         return self._inner(gm, example_inputs)
 
 
@@ -344,7 +338,9 @@ class _QueryGraphs:
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool):
+        # thread_local: other threads (the serve batcher's, the prepare worker) may use
+        # CUDA while this thread captures.
+        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
             s_out = self._run(s_embeds, s_segments, s_pos)  # (1, cols, H)
         entry = (graph, s_embeds, s_segments, s_pos, s_out)
         self._graphs[cols] = entry

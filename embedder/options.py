@@ -131,8 +131,9 @@ class CompileBackend(_ClosedSet):
 #: run the compiled decoder without a graph. One graph per length bucket up to this.
 DEFAULT_GRAPH_MAX_LENGTH = 512
 #: Compiled graph variants allowed before new shapes run eagerly (with a WARNING): with
-#: dynamic batch and length dims the decoder needs 2 (batch 1 is specialised by dynamo).
-DEFAULT_MAX_COMPILES = 4
+#: dynamic batch and length dims padded batches need 2 (dynamo specialises batch 1),
+#: packed rows on CUDA 2 more (the varlen kernel's max length turns dynamic on the second).
+DEFAULT_MAX_COMPILES = 6
 
 
 @dataclass(frozen=True)
