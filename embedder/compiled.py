@@ -152,6 +152,14 @@ class CompiledDecoder:
     """
 
     def __init__(self, language_model: nn.Module, device: torch.device, options: CompileOptions):
+        from .attention import DECODER_ATTENTION
+
+        attn = language_model.config._attn_implementation
+        if attn not in ("sdpa", DECODER_ATTENTION):
+            # The stack hands the layers a boolean mask, which only SDPA reads as such.
+            raise OptionError(
+                f"the compiled decoder needs attn_implementation='sdpa', the model has {attn!r}"
+            )
         if options.cuda_graphs and device.type != "cuda":
             raise OptionError(
                 f"cuda_graphs=True needs a CUDA device, the model is on {device.type!r}; "

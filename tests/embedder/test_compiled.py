@@ -87,6 +87,9 @@ def test_cuda_graphs_on_cpu_are_refused() -> None:
     with pytest.raises(OptionError, match="cuda_graphs=True needs a CUDA device.*'cpu'"):
         emb.enable_compile(CompileOptions(backend="aot_eager", cuda_graphs=True))
     assert emb.compile_stats is None  # nothing half-enabled
+    eager_attention = random_embedder("tiny", device="cpu", attn_implementation="eager")
+    with pytest.raises(OptionError, match="needs attn_implementation='sdpa'.*'eager'"):
+        eager_attention.enable_compile(CompileOptions(backend="eager"))
 
 
 def test_compiled_matches_eager_for_text_and_images() -> None:
