@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
     p.add_argument("--attn", default="sdpa", help="transformers attention implementation")
+    p.add_argument(
+        "--packing",
+        choices=["auto", "packed", "padded"],
+        default="auto",
+        help="project path: one packed row per batch or padded rows (auto: packed on CUDA)",
+    )
     p.add_argument("--passages", type=int, default=1024)
     p.add_argument("--median-tokens", type=int, default=184)
     p.add_argument("--max-tokens", type=int, default=2652)
@@ -304,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
         dtype=args.dtype,
         seed=args.seed,
         attn_implementation=args.attn,
+        packing=args.packing,
     )
     kit.sync(emb.device)
     gpu = torch.cuda.get_device_name(emb.device) if emb.device.type == "cuda" else "cpu"
@@ -311,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     rep.row(
         "build",
         f"{time.perf_counter() - start:.1f} s",
-        f"{args.preset}: {n_params / 1e9:.2f}B params on {gpu}, {emb.dtype}, attn {args.attn}",
+        f"{args.preset}: {n_params / 1e9:.2f}B params on {gpu}, {emb.dtype}, attn {args.attn}, "
+        f"{'packed' if emb.packed else 'padded'} batches",
     )
     measured = kit.measured_bf16_tflops(emb.device)
     sheet = kit.datasheet_bf16_tflops(emb.device)
@@ -329,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
         dtype=str(emb.dtype),
         preset=args.preset,
         attn=args.attn,
+        packed=emb.packed,
         torch=torch.__version__,
         transformers=transformers.__version__,
         bf16_peak_tflops_measured=measured,

@@ -22,13 +22,17 @@ class Batch:
 
     indices: tuple[int, ...]
     group: Hashable
-    padded_tokens: int  # len(indices) * longest item: what the batch costs the model
+    padded_tokens: int  # what the batch costs the model: len * longest, or the sum when packed
 
 
 def plan_batches(
-    costs: Sequence[int], budget: int, groups: Sequence[Hashable] | None = None
+    costs: Sequence[int],
+    budget: int,
+    groups: Sequence[Hashable] | None = None,
+    *,
+    packed: bool = False,
 ) -> list[Batch]:
-    """Split items into batches of one group each, padded size at most ``budget`` tokens.
+    """Split items into batches of one group each, at most ``budget`` tokens each.
 
     Items are sorted by group, then longest first, so each batch holds similar lengths
     and wastes little on padding (and the biggest batch runs first: out-of-memory shows
@@ -37,8 +41,10 @@ def plan_batches(
 
     Args:
         costs: Tokens per item (the padded length it needs).
-        budget: Max ``batch_size * longest_item`` tokens per batch.
+        budget: Max ``batch_size * longest_item`` tokens per batch (padded), or max
+            ``sum(costs)`` when ``packed``.
         groups: A label per item (e.g. the task); batches never mix labels.
+        packed: The batch runs as one packed row: its size is the sum of its costs.
     """
     if budget <= 0:
         raise ValueError(f"batch token budget must be > 0, got {budget}")
@@ -47,17 +53,18 @@ def plan_batches(
     order = sorted(range(len(costs)), key=lambda i: (group_order[labels[i]], -costs[i], i))
     batches: list[Batch] = []
     current: list[int] = []
+    cost = 0  # of ``current``: len * longest (sorted: the first is the longest), or the sum
     for i in order:
         if current:
-            longest = costs[current[0]]  # sorted: the first item is the longest
-            same_group = labels[current[0]] == labels[i]
-            if same_group and (len(current) + 1) * longest <= budget:
+            grown = cost + costs[i] if packed else (len(current) + 1) * costs[current[0]]
+            if labels[current[0]] == labels[i] and grown <= budget:
                 current.append(i)
+                cost = grown
                 continue
-            batches.append(Batch(tuple(current), labels[current[0]], len(current) * longest))
-        current = [i]
+            batches.append(Batch(tuple(current), labels[current[0]], cost))
+        current, cost = [i], costs[i]
     if current:
-        batches.append(Batch(tuple(current), labels[current[0]], len(current) * costs[current[0]]))
+        batches.append(Batch(tuple(current), labels[current[0]], cost))
     return batches
 
 

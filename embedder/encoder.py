@@ -242,7 +242,8 @@ class JinaV4Embedder:
             multivector: False skips the projector and the per-token transfer.
             max_length: Longer inputs (prefix included) are cut on the right, with one
                 WARNING per call giving how many were cut.
-            batch_tokens: Padded tokens per forward (default 64k on CUDA, 8k on CPU).
+            batch_tokens: Tokens per forward, padding included unless packed (default 64k
+                on CUDA, 8k on CPU).
             multivector_dtype: "float32" or "float16" for the multi-vectors.
             show_progress: A progress bar; None shows it when this logger emits INFO.
 
@@ -392,7 +393,8 @@ class JinaV4Embedder:
         def run(batch: Batch, inputs: ModelInputs) -> Rows:
             return self._backoff.run(batch, inputs, forward, prepare, costs)
 
-        batches = plan_batches(costs, self._backoff.budget(opts.batch_tokens), groups=tasks)
+        budget = self._backoff.budget(opts.batch_tokens)
+        batches = plan_batches(costs, budget, groups=tasks, packed=self._packed)
         show = progress_enabled(show_progress, logger)
         for batch, (d, mv) in Pipeline(prepare, run)(batches, total=n, show=show, desc=desc):
             idx = list(batch.indices)

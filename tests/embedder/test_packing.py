@@ -10,6 +10,7 @@ from PIL import Image
 
 from embedder import JinaV4Embedder, OptionError, Packing, Task
 from embedder.attention import DECODER_ATTENTION, packed_causal_attention, varlen_available
+from embedder.batching import plan_batches
 from embedder.model import mrope_position_ids
 from embedder.packing import pack, resolve_packing
 
@@ -218,3 +219,36 @@ def test_gpu_varlen_kernel_matches_sdpa_at_real_head_shapes() -> None:
     )  # fmt: skip
     cos = F.cosine_similarity(got.float().cpu().flatten(2), ref.flatten(2), dim=-1)
     assert float(cos.min()) >= 0.999
+
+
+def test_packed_batches_are_budgeted_by_real_tokens() -> None:
+    costs = [100, 10, 10, 10, 10, 10, 60, 5]
+    padded = plan_batches(costs, budget=120)
+    packed = plan_batches(costs, budget=120, packed=True)
+    assert [b.indices for b in padded] == [(0,), (6, 1), (2, 3, 4, 5, 7)]
+    assert [b.indices for b in packed] == [(0,), (6, 1, 2, 3, 4, 5, 7)]  # 60 + 5 x 10 + 5
+    assert [b.padded_tokens for b in packed] == [100, 115]
+    assert plan_batches([300, 5], budget=120, packed=True)[0].indices == (0,)  # alone
+
+
+def test_packed_out_of_memory_backs_off_and_keeps_every_item(
+    tiny_embedder, packed_embedder, monkeypatch
+) -> None:
+    import embedder.encoder as encoder_module
+
+    real = encoder_module.forward_packed
+    rows: list[int] = []
+
+    def small_memory(model, batch, **kwargs):
+        rows.append(batch.cu_seqlens.numel() - 1)  # sequences in this packed row
+        if rows[-1] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
+        return real(model, batch, **kwargs)
+
+    monkeypatch.setattr(encoder_module, "forward_packed", small_memory)
+    monkeypatch.setattr(
+        packed_embedder, "_backoff", type(packed_embedder._backoff)(torch.device("cpu"))
+    )
+    got = packed_embedder.encode_text(TEXTS, task="code", batch_tokens=100_000)
+    assert rows[0] == len(TEXTS) and sum(r for r in rows if r <= 2) == len(TEXTS)
+    _assert_close(tiny_embedder.encode_text(TEXTS, task="code"), got, 0.9999)
