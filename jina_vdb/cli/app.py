@@ -184,7 +184,7 @@ def ingest(
         typer.Option(
             "--storage",
             case_sensitive=False,
-            help="New collection: a bundle of storage options. compact: token pooling 3, "
+            help="New collection: a bundle of storage options. compact: token pooling 4, "
             "uint8 token vectors (no float copy) and float16 dense vectors, ~1/4 of the "
             "bytes per document (qdrant-edge, Qdrant servers); --token-pooling overrides "
             "its factor.",

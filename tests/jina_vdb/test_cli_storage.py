@@ -101,7 +101,7 @@ def test_compact_storage_preset(tmp_path: Path, tiny_checkpoint: Path) -> None:
         run_cli("info", "--store", store, "--collection", "compact", "--json").stdout
     )["spec"]
     assert (spec["token_pooling"], spec["multivector_dtype"], spec["dense_dtype"]) == (
-        3,
+        4,
         "uint8",
         "float16",
     )
