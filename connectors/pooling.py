@@ -89,4 +89,5 @@ def _row_distances(rows: np.ndarray) -> np.ndarray:
     sq = np.diag(gram)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
     upper = np.triu_indices(len(rows), k=1)
-    return np.sqrt(d2[upper])  # (t * (t - 1) / 2,) in pdist's order
+    distances: np.ndarray = np.sqrt(d2[upper])  # (t * (t - 1) / 2,) in pdist's order
+    return distances

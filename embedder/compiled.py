@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -94,9 +94,9 @@ class DecoderStack(nn.Module):
 
     def __init__(self, language_model: nn.Module) -> None:
         super().__init__()
-        self.layers = language_model.layers
-        self.rotary_emb = language_model.rotary_emb
-        self.norm = language_model.norm
+        self.layers = cast(nn.ModuleList, language_model.layers)
+        self.rotary_emb = cast(nn.Module, language_model.rotary_emb)
+        self.norm = cast(nn.Module, language_model.norm)
 
     def forward(
         self,
@@ -110,7 +110,7 @@ class DecoderStack(nn.Module):
         if cu_seqlens is not None:
             # One packed row: the decoder's packed attention (embedder.attention, set up by
             # embedder.packing) reads the boundaries; no (L, L) mask is built.
-            packed = {"cu_seq_lens_q": cu_seqlens, "cu_seq_lens_k": cu_seqlens}
+            packed: dict[str, Any] = {"cu_seq_lens_q": cu_seqlens, "cu_seq_lens_k": cu_seqlens}
             packed |= {"max_length_q": max_length, "max_length_k": max_length}
             hidden = embeds  # (1, N, H)
             for layer in self.layers:
@@ -142,7 +142,7 @@ class _CountingBackend:
     def __call__(self, gm: torch.fx.GraphModule, example_inputs: Sequence[Any]) -> Callable:
         self._stats.graphs_compiled += 1
         logger.info("compiling the decoder (%s, graph %d)", self._name, self._stats.graphs_compiled)
-        return self._inner(gm, example_inputs)
+        return self._inner(gm, list(example_inputs))
 
 
 class CompiledDecoder:
@@ -154,7 +154,7 @@ class CompiledDecoder:
     def __init__(self, language_model: nn.Module, device: torch.device, options: CompileOptions):
         from .attention import DECODER_ATTENTION
 
-        attn = language_model.config._attn_implementation
+        attn = cast(Any, language_model).config._attn_implementation
         if attn not in ("sdpa", DECODER_ATTENTION):
             # The stack hands the layers a boolean mask, which only SDPA reads as such.
             raise OptionError(
@@ -170,7 +170,7 @@ class CompiledDecoder:
         self._stack = DecoderStack(language_model)
         self._backend = _CountingBackend(options.backend.value, self.stats)
         self._compiled = torch.compile(self._stack, backend=self._backend, fullgraph=True)
-        self._eager_shapes: set[tuple[int, int]] = set()
+        self._eager_shapes: set[tuple[int, int, bool]] = set()
         self._graphs: _QueryGraphs | None = None
         use_graphs = device.type == "cuda" if options.cuda_graphs is None else options.cuda_graphs
         if use_graphs:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from PIL import Image
 
@@ -67,7 +67,7 @@ class ImageFit:
         if not settled or height * width >= rgb.height * rgb.width:
             return rgb  # left to the encoder (an enlargement saves nothing in transit)
         # The processor resizes a same-size image to a copy of itself: a no-op after this.
-        return rgb.resize((width, height), resample=image_processor_class().resample)
+        return rgb.resize((width, height), resample=cast(Any, image_processor_class()).resample)
 
     def _target(self, height: int, width: int) -> tuple[int, int]:
         return smart_resize(

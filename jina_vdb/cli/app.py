@@ -38,7 +38,10 @@ from . import support as cs
 logger = logging.getLogger(__name__)
 
 #: ``ingest --storage``: the names of ``connectors.spec.STORAGE_PRESETS``.
-StoragePreset = enum.Enum("StoragePreset", {name: name for name in STORAGE_PRESETS}, type=str)
+# mypy cannot see members of an Enum built from a mapping; typer reads them at run time.
+StoragePreset = enum.Enum(  # type: ignore[misc]
+    "StoragePreset", {name: name for name in STORAGE_PRESETS}, type=str
+)
 
 # Option defaults come from the library's own defaults, never repeated here.
 _SOURCE = SourceOptions()

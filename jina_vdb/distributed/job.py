@@ -172,7 +172,7 @@ def ray_ingest(
     if description is None:
         from embedder import describe_checkpoint
 
-        description = describe_checkpoint(model)
+        description = describe_checkpoint(os.fspath(model))
     job = _RayJob(
         ray,
         str(model),
