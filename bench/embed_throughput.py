@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchkit as kit  # noqa: E402
 import reference_style  # noqa: E402
 from benchkit import ratio  # noqa: E402
+from throughput_project import DEFAULT_PIXELS, Bench, page_key, run_project  # noqa: E402
 
-DEFAULT_PIXELS = 602112
+VARIANTS = ("padded", "packed", "compiled")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,6 +80,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference-queries", type=int, default=128)
     p.add_argument("--reference-pages", type=int, default=16)
     p.add_argument("--reference-pages-large", type=int, default=8)
+    p.add_argument(
+        "--packing",
+        choices=["auto", "packed", "padded"],
+        default="auto",
+        help="the project path's text/image batches (auto: packed on CUDA)",
+    )
+    p.add_argument("--compile", action="store_true", help="project path: compiled decoder")
+    p.add_argument("--compile-backend", default=None, help="default inductor (smoke: aot_eager)")
+    p.add_argument(
+        "--variants",
+        default="",
+        help=f"after the primary run, the project stages again with one option "
+        f"changed, in this order: any of {','.join(VARIANTS)} (compiled: last)",
+    )
     p.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak for MFU")
     p.add_argument("--json", default=None, help="append JSON lines here")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: a dry run of every stage")
@@ -91,33 +105,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.reference_passages, args.reference_queries = 16, 8
         args.reference_pages, args.reference_pages_large = 2, 1
         args.max_tokens = min(args.max_tokens, 512)
+        args.compile_backend = args.compile_backend or "aot_eager"  # no C++/Triton codegen
+    bad = [v for v in args.variants.split(",") if v and v not in VARIANTS]
+    if bad:
+        p.error(f"--variants: unknown {bad}; choose from {', '.join(VARIANTS)}")
     return args
-
-
-@dataclass
-class Bench:
-    """What every stage needs."""
-
-    emb: Any
-    args: argparse.Namespace
-    rep: kit.Report
-    flops: kit.FlopModel
-    peak_tflops: float | None
-    passages: list[str]
-    queries: list[str]
-    pages: dict[int, list[Any]]  # pixel budget -> pages
-
-    @property
-    def device(self) -> Any:
-        return self.emb.device
-
-    def mfu(self, flop: float, secs: float) -> tuple[float, float | None]:
-        tflops = flop / secs / 1e12
-        return tflops, None if not self.peak_tflops else tflops / self.peak_tflops
-
-
-def page_key(prefix: str, budget: int) -> str:
-    return f"{prefix}_pages_per_s" + ("" if budget == DEFAULT_PIXELS else f"_{budget}")
 
 
 # ---------------------------------------------------------------------- reference-style
@@ -178,106 +170,6 @@ def run_reference(b: Bench) -> dict[str, Any]:
     return {"dense": dense, "multi": multi}
 
 
-# ---------------------------------------------------------------------- project
-
-
-def run_project(b: Bench, kw: dict[str, Any]) -> Any:
-    emb, args, rep = b.emb, b.args, b.rep
-    kit.reset_peak(b.device)
-    warm = b.passages[:128]
-    _, secs = kit.timed(b.device, lambda: emb.encode_text(warm, task="retrieval", **kw))
-    _, secs2 = kit.timed(b.device, lambda: emb.encode_image([_blank(300, 200)], task="retrieval"))
-    rep.row("project warm-up", f"{secs + secs2:.1f} s", "kernels, allocator, LoRA merge")
-    budgets = [kw.get("batch_tokens")] + [int(v) for v in args.text_budgets.split(",") if v]
-    first = None
-    for budget in budgets:
-        run_kw = {**kw, "batch_tokens": budget} if budget else kw
-        out = project_passages(b, run_kw, budget, primary=first is None)
-        first = first if first is not None else out
-    project_queries(b, kw)
-    for i, (budget, pages) in enumerate(b.pages.items()):
-        n = args.pages if i == 0 else args.pages_large
-        out, secs = kit.timed(
-            b.device,
-            lambda p=pages[:n], m=budget: emb.encode_image(p, task="retrieval", max_pixels=m, **kw),
-        )
-        rows, cols = emb._processor.image_grid(pages[0], budget, 0)
-        tflops, mfu = b.mfu(n * b.flops.page(rows * cols, int(out.token_counts[0])), secs)
-        seq = int(out.token_counts[0])
-        detail = f"{n} pages -> {seq} tokens each, {secs:.2f} s, ~{tflops:.0f} TFLOP/s"
-        rep.row(f"project pages @{budget}", f"{n / secs:.2f} pages/s", detail)
-        suffix = "" if budget == DEFAULT_PIXELS else f"_{budget}"
-        rep.emit(
-            f"project pages @{budget}",
-            **{
-                page_key("project", budget): n / secs,
-                f"project_pages_mfu{suffix}": mfu,
-                f"page_tflop{suffix}": b.flops.page(rows * cols, int(out.token_counts[0])) / 1e12,
-            },
-        )
-    peak, reserved = kit.peak_gib(b.device)
-    if peak is not None:
-        rep.row("project peak GPU memory", f"{peak:.1f} GiB", f"reserved {reserved:.1f} GiB")
-    rep.emit("project peak memory", project_peak_gib=peak, project_reserved_gib=reserved)
-    return first
-
-
-def project_passages(b: Bench, kw: dict[str, Any], budget: int | None, primary: bool) -> Any:
-    out, secs = kit.timed(
-        b.device,
-        lambda: b.emb.encode_text(b.passages, task="retrieval", prompt_name="passage", **kw),
-    )
-    tokens = int(out.token_counts.sum())
-    tflops, mfu = b.mfu(b.flops.text(tokens), secs)
-    label = "project passages" + (f" @{budget}" if budget else "")
-    counts = out.token_counts
-    b.rep.row(
-        label,
-        f"{tokens / secs:,.0f} tok/s",
-        f"{len(b.passages)} passages, {tokens} tokens (median {int(np.median(counts))}, "
-        f"max {counts.max()}), {secs:.2f} s, ~{tflops:.1f} TFLOP/s",
-    )
-    keys = {
-        "project_tok_per_s": tokens / secs,
-        "project_passages_per_s": len(b.passages) / secs,
-        "project_tflops": tflops,
-        "project_mfu": mfu,
-    }
-    if not primary:
-        keys = {f"{k}_at_{budget}": v for k, v in keys.items()}
-    b.rep.emit(label, **keys, _tokens=tokens, _seconds=secs, _batch_tokens=budget)
-    if not np.isfinite(out.dense).all():
-        b.rep.row("WARNING", "non-finite", "dense vectors hold NaN/inf (random weights overflowed)")
-    return out
-
-
-def project_queries(b: Bench, kw: dict[str, Any]) -> None:
-    emb, rep = b.emb, b.rep
-    out, secs = kit.timed(b.device, lambda: emb.encode_text(b.queries, task="retrieval", **kw))
-    detail = f"{len(b.queries)} queries, {int(out.token_counts.sum())} tokens, {secs:.3f} s"
-    rep.row("project queries (one call)", f"{len(b.queries) / secs:,.0f} q/s", detail)
-    rep.emit("project queries", project_queries_per_s=len(b.queries) / secs)
-    singles = b.queries[: b.args.latency_queries]
-    times = [
-        kit.timed(b.device, lambda q=q: emb.encode_text([q], task="retrieval", **kw))[1]
-        for q in singles
-    ]
-    p50, p95 = np.percentile(times, [50, 95]) * 1000
-    rep.row("project single query", f"{p50:.1f} ms p50", f"p95 {p95:.1f} ms, {len(times)} calls")
-    # The model's forward alone on the same kind of input: the rest is encoder overhead.
-    ids = emb._processor.tokenize_texts(singles[:1], ["Query: "], 64)[0]
-    batch = emb._processor.collate_text(ids).to(emb.device)
-    fwd = [kit.timed(b.device, lambda: emb._model(batch, multivector=True))[1] for _ in times]
-    fwd_ms = float(np.median(fwd)) * 1000
-    rep.row("project query forward only", f"{fwd_ms:.1f} ms p50", f"{len(ids[0])} tokens")
-    rep.emit(
-        "project single query",
-        single_query_p50_ms=p50,
-        single_query_p95_ms=p95,
-        query_forward_p50_ms=fwd_ms,
-    )
-
-
 # ---------------------------------------------------------------------- main
 
 
@@ -312,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         attn_implementation=args.attn,
         packing=args.packing,
     )
+    if args.compile:
+        set_compiled(emb, args, True)
     kit.sync(emb.device)
     gpu = torch.cuda.get_device_name(emb.device) if emb.device.type == "cuda" else "cpu"
     n_params = sum(p.numel() for p in emb._model.parameters())
@@ -345,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
         mfu_peak_tflops=peak,
         gflop_per_text_token=flops.per_text_token / 1e9,
         smoke=args.smoke,
+        project_packed=emb.packed,
+        project_compiled=args.compile,
     )
     rng = np.random.default_rng(args.seed)
     lengths = kit.passage_lengths(args.passages, args.median_tokens, args.max_tokens, rng)
@@ -363,7 +259,46 @@ def main(argv: list[str] | None = None) -> None:
     project = run_project(b, kw)
     if ref is not None and project.multivectors is not None:
         cross_check(b, ref, project)
+    for variant in [v for v in VARIANTS if v in args.variants.split(",")]:
+        run_variant(b, kw, variant)
     rep.finish(**ratios_against_reference(rep, budgets))
+
+
+def set_compiled(emb: Any, args: argparse.Namespace, on: bool) -> None:
+    from embedder.options import CompileOptions
+
+    if on:
+        emb.enable_compile(CompileOptions(backend=args.compile_backend or "inductor"))
+    else:
+        emb._model.compiled_decoder = None
+
+
+def run_variant(b: Bench, kw: dict[str, Any], variant: str) -> None:
+    """The project stages with one option changed on the same model, then restored."""
+    from embedder.packing import enable_packing
+
+    emb, args = b.emb, b.args
+    was_packed, was_compiled = emb.packed, emb._model.compiled_decoder is not None
+    if (
+        variant == "compiled"
+        and was_compiled
+        or variant in ("packed", "padded")
+        and ((variant == "packed") == was_packed)
+    ):
+        b.rep.row(f"project[{variant}]", "skipped", "the primary run is already that")
+        return
+    if variant == "compiled":
+        set_compiled(emb, args, True)
+    else:
+        if variant == "packed":
+            enable_packing(emb._model)  # padded batches keep working with it
+        emb._packed = variant == "packed"
+    try:
+        run_project(b, kw, variant)
+    finally:
+        emb._packed = was_packed
+        if variant == "compiled":
+            set_compiled(emb, args, was_compiled)
 
 
 def ratios_against_reference(rep: kit.Report, budgets: list[int]) -> dict[str, float | None]:
@@ -391,12 +326,6 @@ def ratios_against_reference(rep: kit.Report, budgets: list[int]) -> dict[str, f
         if ratios[key] is not None:
             rep.row(f"ratio: {what}", f"{ratios[key]:.2f}x", "project vs reference-style")
     return ratios
-
-
-def _blank(width: int, height: int) -> Any:
-    from PIL import Image
-
-    return Image.new("RGB", (width, height), (255, 255, 255))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ so that every throughput figure of ``embed_throughput.py`` is also a ratio again
 * the causal-LM forward: **all hidden states** kept (``output_hidden_states=True``) and
   **full-vocabulary logits** computed for every token (the checkpoint ties the LM head to
   the token embeddings, so the head is the embedding matrix: vocab x hidden);
-* transformers' own vision attention (``sdpa``: a Python loop over the windows), not this
-  project's batched windows;
+* transformers' own attention (``sdpa``; in the vision tower a Python loop over the
+  windows), not this project's batched windows, packed rows or compiled decoder;
 * bf16 autocast on CUDA, as the reference wraps its forward;
 * dense and multi-vector from **two passes** (the reference returns one kind per call).
 
@@ -36,6 +36,8 @@ from embedder import PromptName, Task
 from embedder.options import DEFAULT_MAX_LENGTH, prompt_prefix
 
 REFERENCE_BATCH = 8
+#: The attribute transformers sets on a model once its output-capturing hooks are in.
+_HOOKED = "_output_capturing_hooks_installed"
 
 
 class UnmergedLoRALinear(nn.Module):
@@ -74,6 +76,10 @@ def reference_mode(emb: Any, task: Task) -> Iterator[list[Any]]:
         )
     model = emb._model
     factors = emb._lora.factors[task]
+    # transformers installs forward hooks to collect hidden states on first use; they stay
+    # unless removed, and torch.compile of the project's decoder cannot trace them.
+    hooks_before = {id(m): set(m._forward_hooks) for m in model.modules()}
+    hooked_before = {id(m): vars(m).get(_HOOKED) for m in model.modules()}
     swapped: list[tuple[nn.Module, str, nn.Linear]] = []
     for name, linear in model.lora_targets().items():
         owner_name, _, leaf = name.rpartition(".")
@@ -93,12 +99,13 @@ def reference_mode(emb: Any, task: Task) -> Iterator[list[Any]]:
         return out
 
     lm.forward = causal_lm_forward
-    vision_configs = {
-        id(m.config): m.config for m in model.model.visual.modules() if hasattr(m, "config")
-    }
-    vision_impl = {k: c._attn_implementation for k, c in vision_configs.items()}
-    for c in vision_configs.values():
+    # transformers' own attention everywhere (the project's packed-capable decoder attention
+    # and batched vision windows off), and no compiled decoder.
+    configs = {id(m.config): m.config for m in model.model.modules() if hasattr(m, "config")}
+    impl = {k: c._attn_implementation for k, c in configs.items()}
+    for c in configs.values():
         c._attn_implementation = "sdpa"
+    compiled, model.compiled_decoder = getattr(model, "compiled_decoder", None), None
     autocast: Any = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if emb.device.type == "cuda"
@@ -111,8 +118,16 @@ def reference_mode(emb: Any, task: Task) -> Iterator[list[Any]]:
         del lm.forward  # back to the class's forward
         for owner, leaf, linear in swapped:
             setattr(owner, leaf, linear)
-        for k, c in vision_configs.items():
-            c._attn_implementation = vision_impl[k]
+        for k, c in configs.items():
+            c._attn_implementation = impl[k]
+        model.compiled_decoder = compiled
+        for m in model.modules():
+            for handle in set(m._forward_hooks) - hooks_before.get(id(m), set()):
+                del m._forward_hooks[handle]
+                m._forward_hooks_with_kwargs.pop(handle, None)
+                m._forward_hooks_always_called.pop(handle, None)
+            if vars(m).get(_HOOKED) != hooked_before.get(id(m)):
+                vars(m).pop(_HOOKED, None)
         held.clear()
 
 

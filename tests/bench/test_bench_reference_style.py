@@ -66,7 +66,18 @@ def test_reference_mode_restores_the_model_and_refuses_merged_weights(fresh_embe
     from embedder import Task
 
     model = fresh_embedder._model
-    before = {name: id(mod) for name, mod in model.named_modules()}
+
+    def state() -> dict[str, tuple[int, int, bool]]:
+        return {
+            name: (
+                id(mod),
+                len(mod._forward_hooks),
+                "_output_capturing_hooks_installed" in vars(mod),
+            )
+            for name, mod in model.named_modules()
+        }
+
+    before = state()
     lm = model.model.language_model
     with reference_style.reference_mode(fresh_embedder, Task.RETRIEVAL) as held:
         q_proj = lm.layers[0].self_attn.q_proj
@@ -76,7 +87,9 @@ def test_reference_mode_restores_the_model_and_refuses_merged_weights(fresh_embe
         hidden_states, logits = held[0]
         assert len(hidden_states) == len(lm.layers) + 1
         assert logits.shape[-1] == lm.embed_tokens.num_embeddings  # full vocabulary
-    assert {name: id(mod) for name, mod in model.named_modules()} == before
+    # The same modules, and no hook left behind (torch.compile cannot trace transformers'
+    # hidden-state collectors).
+    assert state() == before
     assert "forward" not in vars(lm)
     fresh_embedder.encode_text(["abc"], task="retrieval")  # merges retrieval
     with pytest.raises(RuntimeError, match="merged"):
@@ -88,7 +101,7 @@ def test_reference_mode_restores_the_model_and_refuses_merged_weights(fresh_embe
 def test_embed_throughput_dry_run_writes_every_key(tmp_path: Path) -> None:
     out = tmp_path / "throughput.jsonl"
     cmd = [sys.executable, str(ROOT / "bench" / "embed_throughput.py"), "--model", "tiny",
-           "--device", "cpu", "--smoke", "--json", str(out)]  # fmt: skip
+           "--device", "cpu", "--smoke", "--variants", "packed", "--json", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -99,6 +112,8 @@ def test_embed_throughput_dry_run_writes_every_key(tmp_path: Path) -> None:
         "project_queries_per_s", "single_query_p50_ms", "single_query_p95_ms",
         "reference_tok_per_s", "reference_pages_per_s", "reference_queries_per_s",
         "reference_single_query_p50_ms", "tok_per_s_ratio", "pages_per_s_ratio",
+        "project_tok_per_s_packed", "single_query_p50_ms_packed", "project_pages_per_s_packed",
     ):  # fmt: skip
         assert summary[key] > 0, key
     assert summary["reference_vs_project_dense_cos_min"] > 0.9999
+    assert summary["project_packed"] is False  # CPU: the primary run is padded
