@@ -80,12 +80,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--reference-queries", type=int, default=128)
     p.add_argument("--reference-pages", type=int, default=16)
     p.add_argument("--reference-pages-large", type=int, default=8)
-    p.add_argument(
-        "--packing",
-        choices=["auto", "packed", "padded"],
-        default="auto",
-        help="the project path's text/image batches (auto: packed on CUDA)",
-    )
     p.add_argument("--compile", action="store_true", help="project path: compiled decoder")
     p.add_argument("--compile-backend", default=None, help="default inductor (smoke: aot_eager)")
     p.add_argument(
@@ -239,7 +233,6 @@ def main(argv: list[str] | None = None) -> None:
         mfu_peak_tflops=peak,
         gflop_per_text_token=flops.per_text_token / 1e9,
         smoke=args.smoke,
-        project_packed=emb.packed,
         project_compiled=args.compile,
     )
     rng = np.random.default_rng(args.seed)

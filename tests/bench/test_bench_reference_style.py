@@ -116,4 +116,4 @@ def test_embed_throughput_dry_run_writes_every_key(tmp_path: Path) -> None:
     ):  # fmt: skip
         assert summary[key] > 0, key
     assert summary["reference_vs_project_dense_cos_min"] > 0.9999
-    assert summary["project_packed"] is False  # CPU: the primary run is padded
+    assert summary["packed"] is False  # CPU: the primary run is padded
