@@ -165,6 +165,10 @@ def budget_fit(emb: Any, rep: kit.Report, passages: list[str], args: argparse.Na
         rep.row(f"passages @{budget} peak reserved", _gib(reserved))
     slope, base = np.polyfit(sweep, peaks, 1)  # GiB per token, GiB at budget 0
     predicted = int((room - base) / slope) // 1024 * 1024 if slope > 0 else max(sweep)
+    # A budget above the corpus's tokens is never filled: the check could not fail.
+    corpus = sum(len(ids) for ids in emb.tokenizer(passages)["input_ids"]) // 1024 * 1024
+    limited = predicted > corpus
+    predicted = min(predicted, corpus)
     rep.emit(
         "budget sweep",
         sweep_budgets=sweep,
@@ -185,7 +189,7 @@ def budget_fit(emb: Any, rep: kit.Report, passages: list[str], args: argparse.Na
         rep.row(
             f"capped at {room:.2f} GiB: @{budget}",
             "fits" if fits else "backed off",
-            f"peak reserved {_gib(reserved)}",
+            f"peak reserved {_gib(reserved)}" + (" (the corpus's tokens: at least)" * limited),
         )
         if fits:
             break
@@ -195,6 +199,7 @@ def budget_fit(emb: Any, rep: kit.Report, passages: list[str], args: argparse.Na
         "budget fit",
         largest_budget_fitting_card=budget if fits else None,
         predicted_budget_fitting_card=predicted,
+        budget_limited_by_corpus=limited,
         card_gib=args.card_gib,
         allocator_cap_gib=room,
     )
@@ -221,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         device=gpu,
         dtype=str(emb.dtype),
         preset=args.preset,
+        packed=emb.packed,
         resident_weights_gib=held,
         parameter_gib=params,
         smoke=args.smoke,
