@@ -72,6 +72,12 @@ def parse_args() -> argparse.Namespace:
         "--store", default=None, help="store URL (default: qdrant-edge in a temp folder)"
     )
     p.add_argument("--json", default=None, help="append the figures as JSON lines here")
+    p.add_argument(
+        "--writer-process",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="write qdrant-edge from a child process (auto: on CUDA)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -175,6 +181,7 @@ def main() -> None:
     }
     opts = IngestOptions(
         max_pixels=args.max_pixels,
+        writer_process={"auto": None, "on": True, "off": False}[args.writer_process],
         progress=False,
         **{k: v for k, v in given.items() if v is not None},
     )
@@ -215,7 +222,7 @@ def main() -> None:
     for name, secs in (("embed-only ", embed_s), ("full ingest", ingest_s)):
         rates = f"{n / secs:9.1f} items/s  {tokens / secs:10.0f} tok/s  {pages / secs:7.2f} pages/s"
         print(f"[bench] {name}: {secs:8.2f} s  {rates}")
-    print(f"[bench] store: {url.split(':')[0]}")
+    print(f"[bench] store: {url.split(':')[0]}, writer process: {args.writer_process}")
     print(f"[bench] ingest / embed-only rate: {embed_s / ingest_s:.1%}")
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in summary.stage_seconds.items())
     print(f"[bench] ingest stages (busy / encoder waits): {stages}")

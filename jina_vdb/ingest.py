@@ -42,6 +42,7 @@ from .ingest_types import Encoder, IngestOptions, IngestSummary, Tally, failure_
 from .payload import INDEXED_PAYLOAD, item_location
 from .sources.files import Item, Modality
 from .sync import SourceLedger, delete_stale, prune_vanished, stored_payloads
+from .writer_process import writer_store
 
 __all__ = [
     "Encoder",
@@ -109,7 +110,9 @@ def ingest(
     """
     # An index is a hint: an existing collection gets the ones it lacks (idempotent).
     store.add_payload_indexes(INDEXED_PAYLOAD)
-    return _Pipeline(encoder, store, options or IngestOptions()).run(items, total_files)
+    opts = options or IngestOptions()
+    with writer_store(store, encoder, opts.writer_process) as target:
+        return _Pipeline(encoder, target, opts).run(items, total_files)
 
 
 def _file_key(entry: Item | Failure | Ignored, previous: str | None) -> str:

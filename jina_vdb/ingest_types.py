@@ -133,6 +133,11 @@ class IngestOptions:
             the log level (shown when INFO is enabled).
         log_every: seconds between one-line progress logs on the ``jina_vdb.progress``
             logger, for logs that are not a terminal (None: none; 0: one per file).
+        writer_process: write an embedded qdrant-edge store from a child process, so that
+            turning vectors into the binding's Python lists does not hold the encoder's GIL
+            (``connectors.store_process``). None: when the encoder runs on CUDA (on CPU the
+            encoder's own work releases the GIL and the child would only cost its start-up);
+            True with another store is refused.
     """
 
     text_batch: int = 512
@@ -150,6 +155,7 @@ class IngestOptions:
     prune_under: tuple[str, ...] = ()
     progress: bool | None = None
     log_every: float | None = None
+    writer_process: bool | None = None
 
     def __post_init__(self) -> None:
         if self.log_every is not None and not self.log_every >= 0:

@@ -14,7 +14,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -306,6 +307,21 @@ class EdgeQdrantStore(QdrantStore):
             self._shard = None
             if stats is not None:
                 edge_state.mark_closed(self.folder, stats)
+
+    @contextmanager
+    def released(self) -> Iterator[tuple[Path, str]]:
+        """Close the shard for another process to open ``(root, name)``; reload it after.
+
+        ``connectors.store_process`` uses it: the WAL lock admits one process at a time. The
+        spec is read back afterwards (the other process may have added payload indexes).
+        """
+        self.close()
+        try:
+            yield self.folder.parent, self.name
+        finally:
+            self.spec = _read_spec(self.folder) or self.spec
+            config = schema.edge_config(self.spec, self.tuning)
+            self._shard = _load_shard(self.name, self.folder, config)
 
     def _drop(self) -> None:
         """Delete the collection folder and everything in it; the store is closed."""

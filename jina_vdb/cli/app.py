@@ -249,6 +249,14 @@ def ingest(
     image_timeout: Annotated[
         float, typer.Option(help="Seconds allowed for one image URL download, in all.")
     ] = _SOURCE.image_timeout,
+    writer_process: Annotated[
+        bool | None,
+        typer.Option(
+            "--writer-process/--no-writer-process",
+            help="Write an embedded qdrant-edge store from a child process (off the "
+            "encoder's GIL). Default: on when the model runs on CUDA.",
+        ),
+    ] = None,
     device: DeviceOpt = None,
     compile: CompileOpt = False,
     quiet: Annotated[
@@ -309,6 +317,7 @@ def ingest(
             prune_under=tuple(cs.source_path(p) for p in paths) if prune else (),
             progress=not quiet and cs.stderr_is_tty(),
             log_every=None if quiet or cs.stderr_is_tty() else log_every,
+            writer_process=writer_process,
         )
         if ingest_opts.log_every is not None:
             cs.show_progress_logs()
@@ -324,6 +333,8 @@ def ingest(
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
         on_ray = None
+        if ray is not None and writer_process:
+            raise ValueError("--writer-process is for an ingest in this process, not --ray")
         if ray is not None:  # checked before the model loads
             if compile:
                 raise ValueError("--compile is not supported with --ray (workers run eagerly)")

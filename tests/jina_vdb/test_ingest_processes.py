@@ -1,0 +1,92 @@
+"""Ingest with its work in other processes (a writer process; preprocessing workers) stores
+exactly what the in-process pipeline stores, and reports failures the same way."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ingest_helpers import TINY_DIM, TINY_PREFETCH
+
+from connectors import CollectionSpec, UnsupportedSpecError
+from connectors.stores import open_store
+from jina_vdb.ingest import IngestOptions, ingest
+from jina_vdb.sources import SourceOptions, iter_items
+from jina_vdb.sources.samples import write_sample_corpus
+
+SPEC = CollectionSpec(dim=TINY_DIM, prefetch_dims=TINY_PREFETCH)
+FAST = IngestOptions(text_batch=4, image_batch=2, check_batch=8, progress=False)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    write_sample_corpus(root)
+    return root
+
+
+def _ingest(url: str, corpus: Path, embedder: Any, opts: IngestOptions) -> tuple[Any, list]:
+    items = list(
+        iter_items([corpus], tokenizer=embedder.tokenizer, options=SourceOptions(pdf_dpi=50))
+    )
+    with open_store(url, "docs", spec=SPEC) as store:
+        summary = ingest(items, embedder, store, opts)
+        records = store.get([it.id for it in items], with_vectors=True)
+    return summary, records
+
+
+def assert_same_records(a: list, b: list) -> None:
+    assert [r.id for r in a] == [r.id for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x.payload == y.payload, x.id
+        np.testing.assert_array_equal(x.dense, y.dense, err_msg=str(x.id))
+        np.testing.assert_array_equal(x.multivector, y.multivector, err_msg=str(x.id))
+
+
+def test_writer_process_stores_the_same_records(tmp_path: Path, corpus: Path, tiny_embedder):
+    base, expected = _ingest(f"qdrant:{tmp_path / 'a'}", corpus, tiny_embedder, FAST)
+    opts = dataclasses.replace(FAST, writer_process=True)
+    summary, records = _ingest(f"qdrant:{tmp_path / 'b'}", corpus, tiny_embedder, opts)
+    assert (summary.added, summary.failed) == (base.added, []) and base.pages == 4
+    assert_same_records(records, expected)
+    # a second run through the child skips everything (its get answers the skip check)
+    again, _ = _ingest(f"qdrant:{tmp_path / 'b'}", corpus, tiny_embedder, opts)
+    assert (again.added, again.skipped) == (0, base.added)
+
+
+def test_writer_process_is_refused_for_a_store_it_cannot_serve(
+    tmp_path: Path, corpus: Path, tiny_embedder
+):
+    pytest.importorskip("connectors.milvus")
+    opts = dataclasses.replace(FAST, writer_process=True)
+    with pytest.raises(UnsupportedSpecError, match="qdrant-edge"):
+        _ingest(f"milvus:{tmp_path / 'm.db'}", corpus, tiny_embedder, opts)
+
+
+def test_a_refused_record_fails_alone_through_the_writer_process(tmp_path: Path):
+    import threading
+
+    from connectors import Record
+    from connectors.qdrant import QdrantStore
+    from connectors.store_process import store_in_process
+    from jina_vdb.ingest import upsert_or_isolate
+
+    rng = np.random.default_rng(0)
+
+    def record(rid: str, dim: int = TINY_DIM) -> Record:
+        tokens = rng.standard_normal((3, 128)).astype(np.float32)
+        return Record(rid, rng.standard_normal(dim).astype(np.float32), tokens, {"n": rid})
+
+    failed: list[tuple[int, Exception]] = []
+    with QdrantStore.create("c", path=tmp_path, spec=SPEC) as store:
+        with store_in_process(store) as child:
+            batch = [record("a"), record("bad", dim=5), record("c")]
+            written = upsert_or_isolate(
+                child, batch, threading.Lock(), lambda i, e: failed.append((i, e))
+            )
+        assert written == [0, 2] and store.count() == 2
+    ((index, error),) = failed
+    assert index == 1 and "'bad'" in str(error)
