@@ -120,7 +120,7 @@ def test_the_child_closes_the_store_when_its_parent_dies(tmp_path, corpus):
     script = textwrap.dedent(
         f"""
         import os, sys
-        sys.path.insert(0, {str(REPO)!r}); sys.path.insert(1, {str(REPO / "tests" / "connectors")!r})
+        sys.path[:0] = [{str(REPO)!r}, {str(REPO / "tests" / "connectors")!r}]
         from corpus import make_corpus
         from connectors.store_process import StoreProcess
         if __name__ == "__main__":
