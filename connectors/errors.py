@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import pickle
 from collections.abc import Sequence
+from typing import Any
 
 
 class ConnectorError(Exception):
@@ -99,3 +102,34 @@ class TransientServerError(StoreUnavailableError):
 
 class StoreLockedError(ConnectorError, RuntimeError):
     """An embedded store folder is already opened by another process."""
+
+
+# -- errors across processes (connectors.store_process, jina_vdb.preprocess) -------------
+def pack_error(error: BaseException) -> tuple[Any, ...]:
+    """(module, class name, message, picklable attributes) of an exception."""
+    cls = type(error)
+    state = {}
+    for key, value in vars(error).items():
+        try:
+            pickle.dumps(value)
+        except Exception:
+            continue
+        state[key] = value
+    return cls.__module__, cls.__qualname__, str(error), state
+
+
+def unpack_error(module: str, qualname: str, message: str, state: dict) -> BaseException:
+    """The exception again, same class and attributes; a class that cannot be loaded here
+    becomes a BackendError carrying its name and message."""
+    try:
+        cls: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise TypeError(qualname)
+        error = cls.__new__(cls)
+        BaseException.__init__(error, message)
+        error.__dict__.update(state)
+        return error
+    except Exception:
+        return BackendError(f"{module}.{qualname}: {message}")

@@ -21,10 +21,8 @@ Errors come back with their type and attributes (``RecordError.index``,
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import multiprocessing
-import pickle
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from .errors import BackendError, UnsupportedSpecError
+from .errors import BackendError, UnsupportedSpecError, pack_error, unpack_error
 from .filters import Filter
 from .payload_index import PayloadIndexes
 from .records import Record, RecordId
@@ -156,7 +154,7 @@ class StoreProcess:
                     self.maintenance_listener(*body)
                 continue
             if kind == "raise":
-                raise _unpack_error(*body)
+                raise unpack_error(*body)
             return body[0]
 
     def _died(self) -> BackendError:
@@ -224,7 +222,7 @@ def _serve(conn: Connection, root: str, name: str, log_level: int) -> None:
         store.maintenance_listener = lambda what, seconds: conn.send(("event", what, seconds))
         conn.send(("ok", store.spec))
     except BaseException as e:
-        conn.send(("raise", *_pack_error(e)))
+        conn.send(("raise", *pack_error(e)))
         if store is not None:
             store.close()
         return
@@ -238,7 +236,7 @@ def _serve(conn: Connection, root: str, name: str, log_level: int) -> None:
             try:
                 result = _dispatch(store, scans, method, args, kwargs)
             except Exception as e:
-                conn.send(("raise", *_pack_error(e)))
+                conn.send(("raise", *pack_error(e)))
                 continue
             if method == "close":
                 store = None  # closed by _dispatch
@@ -275,33 +273,3 @@ def _dispatch(
     }:
         raise ValueError(f"unknown store call {method!r}")
     return getattr(store, method)(*args, **kwargs)
-
-
-def _pack_error(error: BaseException) -> tuple[Any, ...]:
-    """(module, class name, message, picklable attributes) of an exception."""
-    cls = type(error)
-    state = {}
-    for key, value in vars(error).items():
-        try:
-            pickle.dumps(value)
-        except Exception:
-            continue
-        state[key] = value
-    return cls.__module__, cls.__qualname__, str(error), state
-
-
-def _unpack_error(module: str, qualname: str, message: str, state: dict) -> BaseException:
-    """The exception again, same class and attributes; a class that cannot be loaded here
-    becomes a BackendError carrying its name and message."""
-    try:
-        cls: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-            raise TypeError(qualname)
-        error = cls.__new__(cls)
-        BaseException.__init__(error, message)
-        error.__dict__.update(state)
-        return error
-    except Exception:
-        return BackendError(f"{module}.{qualname}: {message}")

@@ -32,7 +32,8 @@ from .identity import ModelIdentity, checkpoint_identity
 from .inputs import load_image
 from .loading import check_layout, load_tokenizer, read_config, read_image_spec, resolve_checkpoint
 from .options import PromptName, Task
-from .processing import Processor, image_processor_class, smart_resize
+from .prepared import image_processor_class, smart_resize
+from .processing import Processor
 
 logger = logging.getLogger(__name__)
 

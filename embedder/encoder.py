@@ -18,7 +18,7 @@ from .config import ModelSpec, resolve_device, resolve_dtype
 from .errors import EmbedderError, OptionError
 from .fetch import DEFAULT_TIMEOUT_S
 from .identity import ModelIdentity, checkpoint_identity
-from .inputs import ImageSource, load_images, validate_texts
+from .inputs import ImageSource, validate_texts
 from .loading import load_model, load_tokenizer, read_image_spec, resolve_checkpoint
 from .lora import TaskLoRA
 from .model import EmbedderOutput, JinaV4Model, ModelInputs
@@ -34,6 +34,7 @@ from .options import (
 )
 from .outputs import EmbeddingBatch
 from .packing import enable_packing, forward_packed, pack, resolve_packing
+from .prepared import ImagePreparer, PreparedImage, load_batch
 from .processing import Processor
 
 if TYPE_CHECKING:
@@ -210,6 +211,14 @@ class JinaV4Embedder:
         """
         return self._processor.image_token_count(max_pixels)
 
+    def image_preparer(self, max_pixels: int | None = None) -> ImagePreparer:
+        """A picklable function: image source -> :class:`PreparedImage` for ``encode_image``
+        at this pixel budget; run it in worker processes to take image decoding and
+        preprocessing off the encoder's thread (``jina_vdb.preprocess``)."""
+        return ImagePreparer(
+            self._processor.image_spec, self._processor.check_max_pixels(max_pixels)
+        )
+
     def prompt_token_count(
         self, task: str | Task, prompt_name: str | PromptName = PromptName.PASSAGE
     ) -> int:
@@ -277,7 +286,7 @@ class JinaV4Embedder:
 
     def encode_image(
         self,
-        images: Sequence[ImageSource],
+        images: Sequence[ImageSource | PreparedImage],
         *,
         task: TaskArg,
         truncate_dim: int | None = None,
@@ -289,7 +298,8 @@ class JinaV4Embedder:
         timeout: float = DEFAULT_TIMEOUT_S,
         background: tuple[int, int, int] | None = None,
     ) -> EmbeddingBatch:
-        """Embed images (PIL, path, http(s) URL, bytes, base64, data URI) in the image template.
+        """Embed images (PIL, path, http(s) URL, bytes, base64, data URI, or a PreparedImage
+        from :meth:`image_preparer`) in the image template.
 
         The dense vector averages ``<|vision_start|>`` .. ``<|vision_end|>`` inclusive; the
         multi-vectors keep every token of the template.
@@ -314,7 +324,7 @@ class JinaV4Embedder:
         """
         pixels = self._processor.check_max_pixels(max_pixels)
         # Decoded images far over the budget are reduced at load (memory: see decoding.py).
-        pil = load_images(images, timeout=timeout, background=background, max_pixels=pixels)
+        pil = load_batch(images, timeout=timeout, background=background, max_pixels=pixels)
         tasks = self._tasks_per_item(task, len(pil))
         opts = self._options(truncate_dim, multivector, batch_tokens, multivector_dtype)
         grids = [self._processor.image_grid(im, pixels, i) for i, im in enumerate(pil)]

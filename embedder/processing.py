@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +12,12 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLConfig
 
+from . import prepared
 from .config import ImageSpec
-from .errors import CheckpointError, ImageInputError, OptionError
+from .errors import CheckpointError, OptionError
 from .model import ModelInputs
 from .options import PromptName, Task, prompt_prefix
+from .prepared import PreparedImage
 
 logger = logging.getLogger(__name__)
 
@@ -28,28 +29,6 @@ IMAGE_TEMPLATE = (
     f"<|im_start|>user\n{VISION_START}{IMAGE_PAD}{VISION_END}Describe the image.<|im_end|>\n"
 )
 _PREPROCESS_THREADS = 8
-
-
-def image_processor_class() -> type:
-    """The PIL/numpy image processor (the reference's default "slow" one)."""
-    # transformers 5.x names it Qwen2VLImageProcessorPil, older versions Qwen2VLImageProcessor.
-    import transformers
-
-    cls = getattr(transformers, "Qwen2VLImageProcessorPil", None)
-    return cls if cls is not None else transformers.Qwen2VLImageProcessor
-
-
-def smart_resize(
-    height: int, width: int, *, factor: int, min_pixels: int, max_pixels: int
-) -> tuple[int, int]:
-    """(height, width) the image processor resizes an image to (transformers' own rule).
-
-    Raises:
-        ValueError: an aspect ratio the processor refuses (over 200).
-    """
-    rule = importlib.import_module(image_processor_class().__module__).smart_resize
-    h, w = rule(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
-    return int(h), int(w)
 
 
 class Processor:
@@ -79,15 +58,7 @@ class Processor:
             [config.vision_end_token_id],
         ):
             raise CheckpointError("the tokenizer does not keep the vision tokens whole")
-        self.image_processor = image_processor_class()(
-            min_pixels=image_spec.min_pixels,
-            max_pixels=image_spec.max_pixels,
-            patch_size=image_spec.patch_size,
-            temporal_patch_size=image_spec.temporal_patch_size,
-            merge_size=image_spec.merge_size,
-            image_mean=list(image_spec.image_mean),
-            image_std=list(image_spec.image_std),
-        )
+        self.image_processor = prepared.image_processor(image_spec)
 
     def _check_token_ids(self, config: Qwen2_5_VLConfig) -> None:
         expected = {
@@ -151,20 +122,13 @@ class Processor:
             )
         return max_pixels
 
-    def image_grid(self, image: Image.Image, max_pixels: int, index: int) -> tuple[int, int]:
+    def image_grid(
+        self, image: Image.Image | PreparedImage, max_pixels: int, index: int
+    ) -> tuple[int, int]:
         """(rows, cols) of vision patches after the processor's resize."""
-        spec = self.image_spec
-        try:
-            h, w = smart_resize(
-                image.height,
-                image.width,
-                factor=spec.factor,
-                min_pixels=spec.min_pixels,
-                max_pixels=max_pixels,
-            )
-        except ValueError as e:  # e.g. an aspect ratio over 200
-            raise ImageInputError(f"{image.width}x{image.height} image: {e}", index=index) from e
-        return h // spec.patch_size, w // spec.patch_size
+        if isinstance(image, PreparedImage):
+            return image.grid
+        return prepared.image_grid(self.image_spec, image, max_pixels, index)
 
     def image_token_count(self, max_pixels: int | None) -> int:
         """The most per-token vectors one image yields at ``max_pixels`` (template included)."""
@@ -198,13 +162,24 @@ class Processor:
         """The template's token ids with the image placeholder expanded."""
         return [*self._prefix_ids, *[self.image_token_id] * n_image_tokens, *self._suffix_ids]
 
-    def collate_images(self, images: Sequence[Image.Image], max_pixels: int) -> ModelInputs:
-        """Resize, normalise and patchify images; build the templated, padded token batch.
+    def collate_images(
+        self, images: Sequence[Image.Image | PreparedImage], max_pixels: int
+    ) -> ModelInputs:
+        """Resize, normalise and patchify images (unless prepared already, e.g. by worker
+        processes); build the templated, padded token batch.
 
         The dense vector pools ``<|vision_start|>`` ... ``<|vision_end|>`` inclusive.
         """
-        with ThreadPoolExecutor(min(_PREPROCESS_THREADS, len(images))) as pool:
-            parts = list(pool.map(lambda im: self._preprocess_one(im, max_pixels), images))
+        todo = [im for im in images if not isinstance(im, PreparedImage)]
+        done: list[tuple[np.ndarray, tuple[int, int, int]]] = []
+        if todo:
+            with ThreadPoolExecutor(min(_PREPROCESS_THREADS, len(todo))) as pool:
+                done = list(pool.map(lambda im: self._preprocess_one(im, max_pixels), todo))
+        fresh = iter(done)
+        parts = [
+            (im.pixel_values, im.grid_thw) if isinstance(im, PreparedImage) else next(fresh)
+            for im in images
+        ]
         pixel_values = torch.from_numpy(np.concatenate([p for p, _ in parts]))  # (N, C*T*P*P)
         grid_thw = torch.tensor([g for _, g in parts], dtype=torch.long)  # (n, 3)
         merge2 = self.image_spec.merge_size**2
@@ -223,8 +198,7 @@ class Processor:
             image_grid_thw=grid_thw,
         )
 
-    def _preprocess_one(self, image: Image.Image, max_pixels: int) -> tuple[np.ndarray, list[int]]:
-        size = {"shortest_edge": self.image_spec.min_pixels, "longest_edge": max_pixels}
-        out = self.image_processor(images=[image], size=size, return_tensors="np")
-        grid = [int(v) for v in out["image_grid_thw"][0]]
-        return np.asarray(out["pixel_values"], dtype=np.float32), grid
+    def _preprocess_one(
+        self, image: Image.Image, max_pixels: int
+    ) -> tuple[np.ndarray, tuple[int, int, int]]:
+        return prepared.preprocess(self.image_spec, image, max_pixels)

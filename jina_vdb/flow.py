@@ -38,6 +38,9 @@ def content_bytes(content: Any) -> int:
     """Memory held by a loaded item: pixels x bands for an image, the string's size for text."""
     if isinstance(content, str):
         return sys.getsizeof(content)
+    nbytes = getattr(content, "nbytes", None)  # a preprocessed image (numpy patches)
+    if isinstance(nbytes, int):
+        return nbytes
     size, bands = getattr(content, "size", None), getattr(content, "getbands", None)
     if isinstance(size, tuple) and len(size) == 2 and callable(bands):
         return int(size[0]) * int(size[1]) * len(bands())

@@ -24,6 +24,7 @@ string, an image's is decoded by ``Item.load()``), and the encoder is a protocol
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import re
@@ -40,6 +41,7 @@ from .errors import Failure, Ignored, IngestError
 from .flow import ByteBudget, Stopped, content_bytes, wait_put
 from .ingest_types import Encoder, IngestOptions, IngestSummary, Tally, failure_of
 from .payload import INDEXED_PAYLOAD, item_location
+from .preprocess import Ahead, PreprocessPool, default_workers
 from .sources.files import Item, Modality
 from .sync import SourceLedger, delete_stale, prune_vanished, stored_payloads
 from .writer_process import writer_store
@@ -147,6 +149,12 @@ class _Pipeline:
         self.ledger = SourceLedger()
         self.errors: list[BaseException] = []
         self.tally: Tally
+        workers = opts.preprocess_workers
+        workers = default_workers(encoder) if workers is None else workers
+        preparer = getattr(encoder, "image_preparer", None)
+        self.pool = None if workers == 0 else PreprocessPool(workers, _preparer(preparer, opts))
+        # The reader's output, in order; image loads run ahead in the pool (if any).
+        self.ahead = Ahead(self._deliver, max(2 * workers, opts.image_batch), self.stop)
 
     # -- driver ------------------------------------------------------------------------
     def run(self, items: Iterable[Any], total_files: int | None = None) -> IngestSummary:
@@ -169,6 +177,9 @@ class _Pipeline:
                 writer.join()
                 self._leave_reader(reader)
                 raise
+            finally:
+                if self.pool is not None:
+                    self.pool.close()  # nothing to preprocess any more, whatever happened
             writer.join()
             reader.join()
             if not self.errors:
@@ -232,10 +243,10 @@ class _Pipeline:
                 file_key, file_no = key, file_no + 1
             self.tally.expect(file_no)
             if isinstance(item, Ignored):
-                self._put(self.loaded, _Event("ignored", file_no, ignored=item))
+                self.ahead.emit(_Event("ignored", file_no, ignored=item))
             elif isinstance(item, Failure):
                 self.ledger.fail(item.source)
-                self._put(self.loaded, _Event("failed", file_no, item))
+                self.ahead.emit(_Event("failed", file_no, item))
             elif item.id in seen:
                 first = item_location(seen[item.id])
                 repeat = Failure(
@@ -243,7 +254,7 @@ class _Pipeline:
                     f"id {item.id!r} is already used by {first}; only the first is ingested",
                     item.id,
                 )
-                self._put(self.loaded, _Event("duplicate", file_no, failure=repeat))
+                self.ahead.emit(_Event("duplicate", file_no, failure=repeat))
             else:
                 seen[item.id] = item.payload
                 self.ledger.add(item)
@@ -252,6 +263,7 @@ class _Pipeline:
                     self._check_and_load(pending)
                     pending = []
         self._check_and_load(pending)
+        self.ahead.drain()
         if file_no >= 0:
             self.tally.close_file(file_no)
         self._put(self.loaded, _END)
@@ -266,24 +278,45 @@ class _Pipeline:
                 stored, refused = stored_payloads(self.store, [it.id for it, _ in pending])
         for item, file_no in pending:
             if item.id in refused:  # an id this store cannot hold: that item fails alone
-                self._put(
-                    self.loaded, _Event("failed", file_no, failure_of(item, refused[item.id]))
-                )
+                self.ahead.emit(_Event("failed", file_no, failure_of(item, refused[item.id])))
                 continue
             if item.id in stored and stored[item.id] == item.payload:
-                self._put(self.loaded, _Event("skipped", file_no))
+                self.ahead.emit(_Event("skipped", file_no))
+                continue
+            updated = item.id in stored  # same id, changed content or payload: replaced
+            if self._in_pool(item):
+                finish = functools.partial(self._loaded_in_pool, item, file_no, updated)
+                self.ahead.emit_load(self.pool.submit(item), finish)  # type: ignore[union-attr]
                 continue
             try:
                 with self.tally.clock("read"):
                     content = item.load()
             except Exception as e:
-                self._put(self.loaded, _Event("failed", file_no, failure_of(item, e)))
+                self.ahead.emit(_Event("failed", file_no, failure_of(item, e)))
                 continue
-            if item.id in stored:
-                self.tally.add("updated")  # same id, changed content or payload: replaced
-            nbytes = content_bytes(content)
-            self.budget.take(nbytes, self.stop)
-            self._put(self.loaded, _Loaded(item, content, file_no, nbytes))
+            self.ahead.emit(self._loaded(item, content, file_no, updated))
+
+    def _in_pool(self, item: Item) -> bool:
+        return self.pool is not None and item.modality is not Modality.TEXT and self.pool.start()
+
+    def _loaded_in_pool(self, item: Item, file_no: int, updated: bool, future: Any) -> Any:
+        try:
+            content = PreprocessPool.result(future)
+        except Exception as e:
+            return _Event("failed", file_no, failure_of(item, e))
+        return self._loaded(item, content, file_no, updated)
+
+    def _loaded(self, item: Item, content: Any, file_no: int, updated: bool) -> _Loaded:
+        if updated:
+            self.tally.add("updated")
+        return _Loaded(item, content, file_no, content_bytes(content))
+
+    def _deliver(self, message: Any) -> None:
+        """To the encoder, in input order; loaded content first takes its bytes (which
+        blocks while the encoder holds too much)."""
+        if isinstance(message, _Loaded):
+            self.budget.take(message.nbytes, self.stop)
+        self._put(self.loaded, message)
 
     # -- encoder (calling thread) -----------------------------------------------------------
     def _encode_loop(self) -> None:
@@ -509,3 +542,14 @@ def upsert_or_isolate(
         else:
             written.append(i)
     return written
+
+
+def _preparer(image_preparer: Any, opts: IngestOptions) -> Any:
+    """The encoder's image preparer for the run's pixel budget (None: workers only load)."""
+    if image_preparer is None:
+        logger.warning(
+            "the encoder has no image_preparer: preprocessing workers only decode images and "
+            "render pages; the encoder resizes and normalises them"
+        )
+        return None
+    return image_preparer(opts.max_pixels)

@@ -138,6 +138,10 @@ class IngestOptions:
             (``connectors.store_process``). None: when the encoder runs on CUDA (on CPU the
             encoder's own work releases the GIL and the child would only cost its start-up);
             True with another store is refused.
+        preprocess_workers: processes that decode images, render PDF pages and resize +
+            normalise them ahead of the encoder, in input order (``jina_vdb.preprocess``);
+            0: in the reader thread. None: min(8, cores - 2) when the encoder runs on CUDA
+            (0 if that is under 2), else 0 (on CPU the encoder's threads use every core).
     """
 
     text_batch: int = 512
@@ -156,6 +160,7 @@ class IngestOptions:
     progress: bool | None = None
     log_every: float | None = None
     writer_process: bool | None = None
+    preprocess_workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.log_every is not None and not self.log_every >= 0:
@@ -175,6 +180,11 @@ class IngestOptions:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        workers = self.preprocess_workers
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 0
+        ):
+            raise ValueError(f"preprocess_workers must be an int >= 0 or None, got {workers!r}")
 
     @property
     def read_ahead(self) -> int:

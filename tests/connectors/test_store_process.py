@@ -21,8 +21,9 @@ from connectors import (
     RecordError,
     UnsupportedSpecError,
 )
+from connectors.errors import pack_error, unpack_error
 from connectors.qdrant import QdrantStore
-from connectors.store_process import StoreProcess, _pack_error, _unpack_error, store_in_process
+from connectors.store_process import StoreProcess, store_in_process
 
 pytest.importorskip("qdrant_edge")
 REPO = Path(__file__).resolve().parents[2]
@@ -84,10 +85,10 @@ def test_error_attributes_survive_the_pipe():
     error = PartialWriteError(
         "wrote 1 of 3", index=1, record_id="b", written_ids=["a"], unwritten_ids=["b", "c"]
     )
-    back = _unpack_error(*_pack_error(error))
+    back = unpack_error(*pack_error(error))
     assert type(back) is PartialWriteError and str(back) == "wrote 1 of 3"
     assert (back.index, back.written_ids, back.unwritten_ids) == (1, ["a"], ["b", "c"])
-    unknown = _unpack_error("no_such_module", "Oops", "it broke", {})
+    unknown = unpack_error("no_such_module", "Oops", "it broke", {})
     assert isinstance(unknown, BackendError) and "Oops: it broke" in str(unknown)
 
 

@@ -4,6 +4,7 @@ exactly what the in-process pipeline stores, and reports failures the same way."
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,52 @@ def test_a_refused_record_fails_alone_through_the_writer_process(tmp_path: Path)
         assert written == [0, 2] and store.count() == 2
     ((index, error),) = failed
     assert index == 1 and "'bad'" in str(error)
+
+
+def test_preprocess_workers_store_bit_identical_records(
+    tmp_path: Path, corpus: Path, tiny_embedder
+):
+    """Images and PDF pages decoded, rendered, resized and normalised in two worker
+    processes (the corpus has PNGs and a PDF): the same records, bit for bit."""
+    base, expected = _ingest(f"qdrant:{tmp_path / 'a'}", corpus, tiny_embedder, FAST)
+    opts = dataclasses.replace(FAST, preprocess_workers=2, writer_process=True)
+    summary, records = _ingest(f"qdrant:{tmp_path / 'b'}", corpus, tiny_embedder, opts)
+    assert (summary.added, summary.pages, summary.failed) == (base.added, base.pages, [])
+    assert base.pages == 4
+    assert_same_records(records, expected)
+    assert multiprocessing.active_children() == []  # the pool and the writer are gone
+
+
+def test_a_worker_failure_names_the_file_and_page(tmp_path: Path, tiny_embedder, caplog):
+    """A corrupt image, and a PDF broken after its pages were listed: each failure names
+    the item (file; file and page) exactly as the in-process load does."""
+    from jina_vdb.sources.samples import minimal_pdf
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "note.txt").write_text("a short note about trains", encoding="utf-8")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)
+    (folder / "pages.pdf").write_bytes(minimal_pdf([["one"], ["two"]]))
+    options = SourceOptions(pdf_dpi=50, pdf_text=False)
+    items = list(iter_items([folder], tokenizer=tiny_embedder.tokenizer, options=options))
+    (folder / "pages.pdf").write_bytes(b"%PDF-1.4 truncated")  # after listing: render fails
+
+    def failures(workers: int, name: str) -> list[tuple[str, str]]:
+        opts = dataclasses.replace(FAST, preprocess_workers=workers)
+        with open_store(f"qdrant:{tmp_path / name}", "docs", spec=SPEC) as store:
+            summary = ingest(items, tiny_embedder, store, opts)
+        assert summary.added == 1  # the text
+        return sorted((Path(f.source).name, f.reason) for f in summary.failed)
+
+    in_process = failures(0, "a")
+    with caplog.at_level("INFO", logger="jina_vdb.preprocess"):
+        in_workers = failures(2, "b")
+    assert "2 preprocessing worker processes started" in caplog.text
+    assert in_workers == in_process
+    assert [name for name, _ in in_workers] == [
+        "broken.png",
+        "pages.pdf#page=1",
+        "pages.pdf#page=2",
+    ]
+    assert "cannot open PDF" in in_workers[1][1]
+    assert multiprocessing.active_children() == []
