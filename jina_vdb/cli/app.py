@@ -257,6 +257,14 @@ def ingest(
             "encoder's GIL). Default: on when the model runs on CUDA.",
         ),
     ] = None,
+    preprocess_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Processes that decode images, render PDF pages and resize them ahead of "
+            "the model (0: none). Default: min(8, cores - 2) on CUDA, 0 on CPU.",
+        ),
+    ] = None,
     device: DeviceOpt = None,
     compile: CompileOpt = False,
     quiet: Annotated[
@@ -318,6 +326,7 @@ def ingest(
             progress=not quiet and cs.stderr_is_tty(),
             log_every=None if quiet or cs.stderr_is_tty() else log_every,
             writer_process=writer_process,
+            preprocess_workers=preprocess_workers,
         )
         if ingest_opts.log_every is not None:
             cs.show_progress_logs()
@@ -333,8 +342,11 @@ def ingest(
         if max_image_pixels is not None:
             set_max_image_pixels(max_image_pixels)
         on_ray = None
-        if ray is not None and writer_process:
-            raise ValueError("--writer-process is for an ingest in this process, not --ray")
+        if ray is not None and (writer_process or preprocess_workers):
+            raise ValueError(
+                "--writer-process and --preprocess-workers are for an ingest in this process, "
+                "not --ray"
+            )
         if ray is not None:  # checked before the model loads
             if compile:
                 raise ValueError("--compile is not supported with --ray (workers run eagerly)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import re
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,69 @@ def test_a_worker_failure_names_the_file_and_page(tmp_path: Path, tiny_embedder,
     ]
     assert "cannot open PDF" in in_workers[1][1]
     assert multiprocessing.active_children() == []
+
+
+def _children(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+def test_cli_ctrl_c_stops_the_workers_and_the_writer(tmp_path: Path, tiny_checkpoint: Path):
+    """One Ctrl-C mid-run: the worker processes and the writer process exit with the CLI,
+    the store is left closed (a rerun opens it) and the rerun completes the ingest."""
+    import signal
+    import subprocess
+    import time
+
+    from ingest_helpers import cli_command, subprocess_env
+    from PIL import Image
+
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        pixels = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i:02d}.png")
+    args = (
+        "ingest",
+        str(folder),
+        *("--store", f"qdrant:{tmp_path / 'q'}", "--model", str(tiny_checkpoint)),
+        *("--device", "cpu", "--preprocess-workers", "2", "--writer-process"),
+        *("--image-batch-size", "2", "-q"),
+    )
+    proc = subprocess.Popen(
+        cli_command(*args), env=subprocess_env(), stderr=subprocess.PIPE, text=True
+    )
+    children: set[int] = set()
+    deadline = time.monotonic() + 240
+    while len(children) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        children |= _children(proc.pid)  # the writer, then the workers (and spawn's helpers)
+        time.sleep(0.2)
+    assert len(children) >= 3, f"saw children {children}"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode != 0, stderr
+    time.sleep(1)
+    assert not [pid for pid in children if _alive(pid)], stderr
+    rerun = subprocess.run(
+        cli_command(*args), env=subprocess_env(), capture_output=True, text=True, timeout=600
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    counts = re.match(r"added (\d+), skipped (\d+)", rerun.stdout)
+    assert counts and int(counts[1]) + int(counts[2]) == 24, rerun.stdout
