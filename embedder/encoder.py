@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .backoff import MemoryBackoff, Rows
 from .batching import Batch, Pipeline, plan_batches, progress_enabled
@@ -36,6 +35,7 @@ from .outputs import EmbeddingBatch
 from .packing import enable_packing, forward_packed, pack, resolve_packing
 from .prepared import ImagePreparer, PreparedImage, load_batch
 from .processing import Processor
+from .transfer import pinning, to_host
 
 if TYPE_CHECKING:
     from .compiled import CompileStats
@@ -395,10 +395,13 @@ class JinaV4Embedder:
         multi: list[np.ndarray] | None = [] if opts.multivector else None
         slots: list[np.ndarray | None] = [None] * n
         counts = np.asarray(costs, dtype=np.int64)
+        prepare = pinning(prepare, self._device)  # CUDA: pinned on the preparing thread
+        one_copy = self._device.type != "cpu"  # one device-to-host copy per batch
 
         def forward(batch: Batch, inputs: ModelInputs) -> Rows:
             self._lora.activate(cast(Task, batch.group))  # grouped by task above
-            return self._to_numpy(self._forward(inputs, opts.multivector), opts)
+            out = self._forward(inputs, opts.multivector)
+            return to_host(out, opts.dim, opts.multivector_dtype, one_copy=one_copy)
 
         def run(batch: Batch, inputs: ModelInputs) -> Rows:
             return self._backoff.run(batch, inputs, forward, prepare, costs)
@@ -423,18 +426,3 @@ class JinaV4Embedder:
             packed = pack(inputs, self._model.config).to(self._device)
             return forward_packed(self._model, packed, multivector=multivector)
         return self._model(inputs.to(self._device), multivector=multivector)
-
-    @staticmethod
-    def _to_numpy(
-        out: EmbedderOutput, opts: _CallOptions
-    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
-        dense = out.dense  # (B, H) float32, normalised
-        if opts.dim < dense.shape[1]:
-            dense = F.normalize(dense[:, : opts.dim], dim=-1)  # (B, d) Matryoshka
-        dense_np = dense.cpu().numpy()
-        if out.multi is None:
-            return dense_np, None
-        rows = out.multi[out.mask].to(opts.multivector_dtype)  # (sum t_i, P), real tokens only
-        lengths = out.mask.sum(dim=1).tolist()  # (B,)
-        flat = rows.cpu().numpy()
-        return dense_np, np.split(flat, np.cumsum(lengths)[:-1])
