@@ -78,6 +78,12 @@ def parse_args() -> argparse.Namespace:
         default="auto",
         help="write qdrant-edge from a child process (auto: on CUDA)",
     )
+    p.add_argument(
+        "--preprocess-workers",
+        type=int,
+        default=None,
+        help="processes that load and preprocess pages (default: min(8, cores-2) on CUDA, else 0)",
+    )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
 
@@ -182,6 +188,7 @@ def main() -> None:
     opts = IngestOptions(
         max_pixels=args.max_pixels,
         writer_process={"auto": None, "on": True, "off": False}[args.writer_process],
+        preprocess_workers=args.preprocess_workers,
         progress=False,
         **{k: v for k, v in given.items() if v is not None},
     )
@@ -222,7 +229,10 @@ def main() -> None:
     for name, secs in (("embed-only ", embed_s), ("full ingest", ingest_s)):
         rates = f"{n / secs:9.1f} items/s  {tokens / secs:10.0f} tok/s  {pages / secs:7.2f} pages/s"
         print(f"[bench] {name}: {secs:8.2f} s  {rates}")
-    print(f"[bench] store: {url.split(':')[0]}, writer process: {args.writer_process}")
+    print(
+        f"[bench] store: {url.split(':')[0]}, writer process: {args.writer_process}, "
+        f"preprocess workers: {args.preprocess_workers}"
+    )
     print(f"[bench] ingest / embed-only rate: {embed_s / ingest_s:.1%}")
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in summary.stage_seconds.items())
     print(f"[bench] ingest stages (busy / encoder waits): {stages}")
@@ -232,6 +242,8 @@ def main() -> None:
         device=str(model.device),
         dtype=str(model.dtype),
         store=url.split(":")[0],
+        writer_process=args.writer_process,
+        preprocess_workers=args.preprocess_workers,
         items=n,
         texts=n_text,
         tokens=tokens,

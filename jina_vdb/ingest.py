@@ -41,7 +41,7 @@ from .errors import Failure, Ignored, IngestError
 from .flow import ByteBudget, Stopped, content_bytes, wait_put
 from .ingest_types import Encoder, IngestOptions, IngestSummary, Tally, failure_of
 from .payload import INDEXED_PAYLOAD, item_location
-from .preprocess import Ahead, PreprocessPool, default_workers
+from .preprocess import Ahead, PreprocessPool, pool_for
 from .sources.files import Item, Modality
 from .sync import SourceLedger, delete_stale, prune_vanished, stored_payloads
 from .writer_process import writer_store
@@ -149,12 +149,10 @@ class _Pipeline:
         self.ledger = SourceLedger()
         self.errors: list[BaseException] = []
         self.tally: Tally
-        workers = opts.preprocess_workers
-        workers = default_workers(encoder) if workers is None else workers
-        preparer = getattr(encoder, "image_preparer", None)
-        self.pool = None if workers == 0 else PreprocessPool(workers, _preparer(preparer, opts))
+        self.pool = pool_for(encoder, opts.preprocess_workers, opts.max_pixels)
         # The reader's output, in order; image loads run ahead in the pool (if any).
-        self.ahead = Ahead(self._deliver, max(2 * workers, opts.image_batch), self.stop)
+        depth = max(2 * self.pool.workers, opts.image_batch) if self.pool else 0
+        self.ahead = Ahead(self._deliver, depth, self.stop)
 
     # -- driver ------------------------------------------------------------------------
     def run(self, items: Iterable[Any], total_files: int | None = None) -> IngestSummary:
@@ -542,14 +540,3 @@ def upsert_or_isolate(
         else:
             written.append(i)
     return written
-
-
-def _preparer(image_preparer: Any, opts: IngestOptions) -> Any:
-    """The encoder's image preparer for the run's pixel budget (None: workers only load)."""
-    if image_preparer is None:
-        logger.warning(
-            "the encoder has no image_preparer: preprocessing workers only decode images and "
-            "render pages; the encoder resizes and normalises them"
-        )
-        return None
-    return image_preparer(opts.max_pixels)

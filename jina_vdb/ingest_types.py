@@ -137,7 +137,8 @@ class IngestOptions:
             turning vectors into the binding's Python lists does not hold the encoder's GIL
             (``connectors.store_process``). None: when the encoder runs on CUDA (on CPU the
             encoder's own work releases the GIL and the child would only cost its start-up);
-            True with another store is refused.
+            True with another store is refused. During the run the store is closed here and
+            open in the child (reopened when it ends): do not use it from other threads.
         preprocess_workers: processes that decode images, render PDF pages and resize +
             normalise them ahead of the encoder, in input order (``jina_vdb.preprocess``);
             0: in the reader thread. None: min(8, cores - 2) when the encoder runs on CUDA

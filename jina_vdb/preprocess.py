@@ -89,9 +89,16 @@ class PreprocessPool:
         self._preparer = preparer
         self._pool: cf.ProcessPoolExecutor | None = None
         self._failed_start = False
+        self._closed = False
 
     def start(self) -> bool:
-        """Start the workers (once); False, with a WARNING, when they cannot start."""
+        """Start the workers (once); False, with a WARNING, when they cannot start.
+
+        Raises:
+            Stopped: the pool was closed (the run is ending): nothing starts again.
+        """
+        if self._closed:
+            raise Stopped
         if self._pool is not None or self._failed_start:
             return self._pool is not None
         ctx = multiprocessing.get_context("spawn")
@@ -114,8 +121,15 @@ class PreprocessPool:
         return True
 
     def submit(self, item: Any) -> cf.Future[Any]:
-        assert self._pool is not None  # start() returned True
-        return self._pool.submit(_load_and_prepare, item, self._preparer)
+        pool = self._pool
+        try:
+            if pool is None:  # closed meanwhile (start() returned True before)
+                raise Stopped
+            return pool.submit(_load_and_prepare, item, self._preparer)
+        except RuntimeError:  # "cannot schedule new futures after shutdown"
+            if self._closed:
+                raise Stopped from None
+            raise
 
     @staticmethod
     def result(future: cf.Future[Any], timeout: float | None = None) -> Any:
@@ -127,9 +141,30 @@ class PreprocessPool:
 
     def close(self) -> None:
         """Cancel what has not started and wait for the workers to exit."""
+        self._closed = True
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def pool_for(encoder: Any, workers: int | None, max_pixels: int | None) -> PreprocessPool | None:
+    """The run's pool (not started: it starts on the first image item), or None for 0 workers.
+
+    ``workers`` None: :func:`default_workers`. The workers run the encoder's
+    ``image_preparer(max_pixels)``; an encoder without one gets workers that only decode
+    and render (a WARNING says so: the encoder then resizes and normalises).
+    """
+    count = default_workers(encoder) if workers is None else workers
+    if count == 0:
+        return None
+    make_preparer = getattr(encoder, "image_preparer", None)
+    if make_preparer is None:
+        logger.warning(
+            "the encoder has no image_preparer: preprocessing workers only decode images and "
+            "render pages; the encoder resizes and normalises them"
+        )
+        return PreprocessPool(count, None)
+    return PreprocessPool(count, make_preparer(max_pixels))
 
 
 class Ahead:
