@@ -8,11 +8,12 @@ chunking in the reading tasks) and the image budget; the encoder actors load the
 
 Two Ray Data passes over the files, both listed on the driver (``walk_files``):
 
-1. **listing**: CPU tasks read each file (decode, chunk, hash), the driver takes their
-   entries in walk order and checks the ids against the store (``listing.Listing``), before
-   anything is decoded or encoded;
-2. **work**: the files with items to encode are read again in CPU tasks (the driver keeps
-   ids, not texts), their images decoded and PDF pages rendered (CPU tasks) and shrunk there
+1. **listing**: CPU tasks read each file (decode, chunk, hash) into Ray's object store
+   (``materialize``: spilled to disk past its size); the driver takes the entries in walk
+   order and checks the ids against the store (``listing.Listing``), before anything is
+   decoded or encoded, and keeps ids only;
+2. **work**: the listed items still to encode (``select_wanted``: a file is read and
+   chunked once), their images decoded and PDF pages rendered (CPU tasks) and shrunk there
    to the model's pixel budget (``embedder.ImageFit``: the encoder's own resize, so the
    vectors are bit-identical, and a page crosses the object store budget-sized), encoded by an
    actor pool (one ``JinaV4Embedder`` per actor: per GPU, or CPU actors without GPUs), and
@@ -244,10 +245,11 @@ class _RayJob:
         try:
             with _job_errors(self.ray):
                 with _wall(tally, "listing"):
-                    work = self._list(files, listing)
+                    listed = self._read(files)
+                    work = self._list(listed, listing)
                 if work:
                     with _wall(tally, "encoding"):
-                        self._work(files, work, listing, tally, (workers, gpus))
+                        self._work(listed, work, listing, tally, (workers, gpus))
             self._sync(listing, tally)
             self.store.flush()
         finally:
@@ -258,37 +260,39 @@ class _RayJob:
         return summary
 
     # -- pass 1: listing -----------------------------------------------------------------
-    def _list(self, files: list[tuple[Path, Path | None]], listing: Listing) -> list[Any]:
-        """Each file's work, in walk order: [(file_no, wanted)] for files with items to encode."""
-        rows = [{"file_no": i, "file": stages.file_row(*f)} for i, f in enumerate(files)]
-        ds = self._read(rows, stages.expand_listing)
-        work: list[tuple[int, Wanted]] = []
+    def _list(self, listed: Any, listing: Listing) -> dict[int, Wanted]:
+        """Each file's work, in walk order: {file_no: wanted} for files with items to encode."""
+        work: dict[int, Wanted] = {}
         early: dict[int, bytes] = {}  # files listed before an earlier one
         next_no = 0
-        for batch in self._batches(ds):
+        for batch in self._batches(listed):
             early.update(zip((int(n) for n in batch["file_no"]), batch["entries"], strict=True))
             while next_no in early:
                 wanted = listing.file(next_no, stages.entries_of(early.pop(next_no)))
                 if wanted is None or wanted:
-                    work.append((next_no, wanted))
+                    work[next_no] = wanted
                 next_no += 1
         return work
 
-    def _read(self, rows: list[dict[str, Any]], fn: Any) -> Any:
-        """A dataset of ``rows`` (one per file) mapped by ``fn`` in CPU tasks, a file a call."""
+    def _read(self, files: list[tuple[Path, Path | None]]) -> Any:
+        """Every file's entries (read, chunked, hashed in CPU tasks, a file a call), kept in
+        the object store for both passes."""
         import ray.data
 
+        if not files:
+            return ray.data.from_items([])
+        rows = [{"file_no": i, "file": stages.file_row(*f)} for i, f in enumerate(files)]
         cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), _BLOCKS_PER_CPU * cpus))
         with _retries_named():
             return ds.map_batches(
-                fn,
+                stages.expand_listing,
                 batch_size=1,
                 batch_format="numpy",
                 fn_kwargs={"tokenizer": self.tokenizer, "options": self.sources},
                 num_cpus=1,
                 max_retries=self.ropts.max_retries,
-            )
+            ).materialize()
 
     def _batches(self, ds: Any) -> Iterator[dict[str, np.ndarray]]:
         return ds.iter_batches(batch_size=None, batch_format="numpy")  # type: ignore[no-any-return]
@@ -296,17 +300,22 @@ class _RayJob:
     # -- pass 2: read again, load, encode, write --------------------------------------------
     def _work(
         self,
-        files: list[tuple[Path, Path | None]],
-        work: list[tuple[int, Wanted]],
+        listed: Any,
+        work: dict[int, Wanted],
         listing: Listing,
         tally: Tally,
         pool: tuple[int, float],
     ) -> None:
-        rows = [
-            {"file_no": no, "file": stages.file_row(*files[no]), "wanted": stages.dumps(wanted)}
-            for no, wanted in work
-        ]
-        ds = self._stages(self._read(rows, stages.expand_wanted), *pool)
+        with _retries_named():
+            ds = listed.map_batches(
+                stages.select_wanted,
+                batch_size=None,  # a listed block at a time: unpickling, no reading
+                batch_format="numpy",
+                fn_kwargs={"wanted": work},
+                num_cpus=1,
+                max_retries=self.ropts.max_retries,
+            )
+        ds = self._stages(ds, *pool)
         for batch in self._batches(ds):
             if self.store_url is None:
                 with tally.clock("write"):

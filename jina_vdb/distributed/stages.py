@@ -10,8 +10,9 @@ Rows through the job:
 
 - listing (``expand_listing``): ``file_no``, ``entries`` (one file's Items, Failures and
   Ignored, pickled) -> the driver checks ids against the store;
-- work (``expand_wanted`` -> ``load_rows``): one row per item to encode: ``file_no``,
-  ``item``, ``content`` (the decoded image, rendered page or text) or ``failure``;
+- work (``select_wanted`` -> ``load_rows``): one row per item to encode: ``file_no``,
+  ``item``, ``content`` (the decoded image, rendered page or text, images shrunk to the
+  pixel budget) or ``failure``;
 - encoded (``EncodeWorker``): ``file_no``, ``key`` (id, payload), ``vectors`` (dense row,
   token matrix or None), ``cost``, ``image``, ``seconds`` (its share of the encode time),
   or ``failure``;
@@ -25,7 +26,7 @@ import contextlib
 import logging
 import pickle
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,39 +76,32 @@ def expand_listing(batch: Batch, *, tokenizer: Any, options: SourceOptions) -> B
     return {"file_no": np.asarray(batch["file_no"], dtype=np.int64), "entries": column(entries)}
 
 
-def expand_wanted(batch: Batch, *, tokenizer: Any, options: SourceOptions) -> Batch:
-    """The items of each file that the driver found missing from the store.
+def select_wanted(batch: Batch, *, wanted: Mapping[int, set[Any] | None]) -> Batch:
+    """The listed items the driver found missing from the store (``wanted``: ids per file,
+    None for all of them); files absent from ``wanted`` have nothing to encode.
 
-    A file is read again rather than its items being held by the driver from the listing:
-    the driver keeps only ids (none at all for a file whose every item is new). A wanted id
-    the file no longer gives (the file changed since the listing) fails, named.
+    The listing's own entries, kept in the object store: a file is read and chunked once,
+    and the items encoded are exactly the items checked.
     """
     file_nos: list[int] = []
     items: list[bytes] = []
-    failures: list[bytes] = []
-    for file_no, data, wanted_data in zip(
-        batch["file_no"], batch["file"], batch["wanted"], strict=True
-    ):
-        path, root = loads(data)
-        wanted: set[Any] | None = loads(wanted_data)
-        given = set()
-        for entry in file_entries(path, root, tokenizer=tokenizer, options=options):
+    for file_no, data in zip(batch["file_no"], batch["entries"], strict=True):
+        no = int(file_no)
+        if no not in wanted:
+            continue
+        ids = wanted[no]
+        given = set()  # the first item with an id, as the listing counted it
+        for entry in entries_of(data):
             if not isinstance(entry, Item) or entry.id in given:
                 continue
-            if wanted is None or entry.id in wanted:
+            if ids is None or entry.id in ids:
                 given.add(entry.id)
-                file_nos.append(int(file_no))
+                file_nos.append(no)
                 items.append(dumps(entry))
-                failures.append(_EMPTY)
-        for missing in sorted(wanted - given, key=str) if wanted is not None else ():
-            reason = "changed while being ingested (this item is gone); run the ingest again"
-            file_nos.append(int(file_no))
-            items.append(_EMPTY)
-            failures.append(dumps(Failure(str(path), reason, missing)))
     return {
         "file_no": np.asarray(file_nos, dtype=np.int64),
         "item": column(items),
-        "failure": column(failures),
+        "failure": column([_EMPTY] * len(items)),
     }
 
 
