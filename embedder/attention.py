@@ -136,6 +136,8 @@ def packed_causal_attention(
         max_len = kwargs.get("max_length_q")
         if not isinstance(max_len, int):
             raise ValueError("packed attention on CUDA needs max_length_q as an int")
+        # The flash kernel reads rows at one stride: no-ops when the layer's layout is (N, h, d).
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         out = varlen(q, k, v, cu_seqlens, max_len, scale)  # (N, heads_q, d)
     else:
         bounds = cu_seqlens.tolist()  # a device sync per layer off CUDA's fast path
