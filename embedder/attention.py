@@ -70,7 +70,12 @@ def sdpa_by_length(
     *,
     causal: bool,
 ) -> torch.Tensor:
-    """SDPA within each segment ``bounds[i]:bounds[i+1]`` of a packed row, equal lengths batched.
+    """SDPA within each segment ``bounds[i]:bounds[i+1]`` of a packed row, batched by length.
+
+    Non-causal segments are grouped by exact length. Causal ones are grouped by a length
+    bucket (:func:`_bucket`) and right-padded to it: under a causal mask a real position
+    never sees the padding after it, so this is exact, and short texts of many lengths
+    take a few SDPA calls instead of one per length.
 
     Args:
         q: (N, heads_q, d); k, v: (N, heads_kv, d) with heads_q a multiple of heads_kv.
@@ -85,26 +90,31 @@ def sdpa_by_length(
     lengths = [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     if sum(lengths) != total:
         raise ValueError(f"segment boundaries cover {sum(lengths)} of {total} positions")
-    by_length: dict[int, list[int]] = {}
+    groups: dict[int, list[tuple[int, int]]] = {}
     for start, length in zip(bounds[:-1], lengths, strict=True):
         if length > 0:
-            by_length.setdefault(length, []).append(start)
-    for length, group in by_length.items():
-        first = torch.tensor(group, device=q.device)  # (n,)
-        rows = (first[:, None] + torch.arange(length, device=q.device)).reshape(-1)  # (n * L,)
+            groups.setdefault(_bucket(length) if causal else length, []).append((start, length))
+    for width, group in groups.items():
+        starts = torch.tensor([a for a, _ in group], device=q.device)  # (n,)
+        ends = torch.tensor([a + n for a, n in group], device=q.device)  # (n,)
+        idx = starts[:, None] + torch.arange(width, device=q.device)  # (n, W)
+        real = idx < ends[:, None]  # (n, W), False on the right padding
+        idx = idx.clamp(max=total - 1)  # padding reads any row: only padding sees it
 
-        shape = (len(group), length)
-
-        def gather(
-            t: torch.Tensor, rows: torch.Tensor = rows, shape: tuple = shape
-        ) -> torch.Tensor:
-            return t.index_select(0, rows).view(*shape, t.shape[1], dim).transpose(1, 2)
+        def gather(t: torch.Tensor, idx: torch.Tensor = idx) -> torch.Tensor:
+            return t[idx].transpose(1, 2)  # (n, heads, W, d)
 
         res = F.scaled_dot_product_attention(
             gather(q), gather(k), gather(v), scale=scale, is_causal=causal, enable_gqa=gqa
-        )  # (n, heads_q, L, d)
-        out.index_copy_(0, rows, res.transpose(1, 2).reshape(-1, heads, dim))
+        )  # (n, heads_q, W, d)
+        out.index_copy_(0, idx[real], res.transpose(1, 2)[real])  # real rows only
     return out
+
+
+def _bucket(length: int) -> int:
+    """``length`` rounded up: to 16 up to 128, then to 1/8 of its power of two (<= 12.5 %)."""
+    step = max(16, 1 << max(0, length.bit_length() - 4))
+    return -(-length // step) * step
 
 
 def packed_causal_attention(

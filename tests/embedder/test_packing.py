@@ -115,7 +115,7 @@ def test_pack_layout(tiny_embedder) -> None:
 
 def test_packed_attention_is_causal_per_sequence() -> None:
     gen = torch.Generator().manual_seed(0)
-    lengths, heads, kv_heads, dim = [7, 1, 30, 7, 16], 4, 2, 8
+    lengths, heads, kv_heads, dim = [7, 1, 30, 7, 16, 150], 4, 2, 8  # buckets 16, 32, 160
     total = sum(lengths)
     q = torch.randn(1, heads, total, dim, generator=gen)
     k, v = (torch.randn(1, kv_heads, total, dim, generator=gen) for _ in range(2))
