@@ -118,7 +118,7 @@ def pack_error(error: BaseException) -> tuple[Any, ...]:
     return cls.__module__, cls.__qualname__, str(error), state
 
 
-def unpack_error(module: str, qualname: str, message: str, state: dict) -> BaseException:
+def unpack_error(module: str, qualname: str, message: str, state: dict[str, Any]) -> BaseException:
     """The exception again, same class and attributes; a class that cannot be loaded here
     becomes a BackendError carrying its name and message."""
     try:

@@ -249,7 +249,11 @@ def _serve(conn: Connection, root: str, name: str, log_level: int) -> None:
 
 
 def _dispatch(
-    store: Any, scans: list[tuple[Iterator[Record], int]], method: str, args: tuple, kwargs: dict
+    store: Any,
+    scans: list[tuple[Iterator[Record], int]],
+    method: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> Any:
     if method == "spec":
         return store.spec

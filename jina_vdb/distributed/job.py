@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -286,7 +286,7 @@ class _RayJob:
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), _BLOCKS_PER_CPU * cpus))
         with _retries_named():
             return ds.map_batches(
-                stages.expand_listing,
+                cast(Any, stages.expand_listing),  # keyword-only fn_kwargs: beyond Ray's stubs
                 batch_size=1,
                 batch_format="numpy",
                 fn_kwargs={"tokenizer": self.tokenizer, "options": self.sources},
