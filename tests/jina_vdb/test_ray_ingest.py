@@ -204,7 +204,8 @@ def test_a_killed_driver_then_a_rerun_gives_every_id_once(
 ) -> None:
     corpus = tmp_path / "corpus"
     write_text_corpus(corpus, 12, words=40)
-    url = f"milvus:{tmp_path / 'm.db'}"
+    # qdrant-edge: in-process, its writes survive SIGKILL (test_resume), no server to start.
+    url = f"qdrant:{tmp_path / 'q'}"
     cmd = cli_command(
         "ingest",
         str(corpus),
