@@ -2,7 +2,8 @@
 
 Heavy names (torch, transformers) load lazily on first attribute access (PEP 562), so
 ``import embedder`` stays cheap: the errors and the closed option sets (``Task``,
-``PromptName``, ``MultivectorDType``, ``Packing``, from :mod:`embedder.options`) work without torch.
+``PromptName``, ``MultivectorDType``, ``Packing``, ``CompileOptions``, from
+:mod:`embedder.options`) work without torch.
 Without the ``[model]`` extra, the first heavy name raises MissingDependencyError.
 """
 
@@ -18,6 +19,8 @@ from .errors import InputError as InputError
 from .errors import MissingDependencyError as MissingDependencyError
 from .errors import OptionError as OptionError
 from .errors import TextInputError as TextInputError
+from .options import CompileBackend as CompileBackend
+from .options import CompileOptions as CompileOptions
 from .options import MultivectorDType as MultivectorDType
 from .options import Packing as Packing
 from .options import PromptName as PromptName
@@ -53,6 +56,8 @@ _MODEL_PACKAGES = {
 
 __all__ = [
     "CheckpointError",
+    "CompileBackend",
+    "CompileOptions",
     "EmbedderError",
     "EmbeddingBatch",
     "ImageFit",
