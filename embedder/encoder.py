@@ -153,6 +153,10 @@ class JinaV4Embedder:
         decoder = CompiledDecoder(self._model.model.language_model, self._device, opts)
         self._model.compiled_decoder = decoder
 
+    def disable_compile(self) -> None:
+        """Back to the eager decoder (compiled code and CUDA graphs are dropped)."""
+        self._model.compiled_decoder = None
+
     @property
     def compile_stats(self) -> CompileStats | None:
         """Counters of the compiled decoder (graphs compiled, replays...); None when off."""
