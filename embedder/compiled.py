@@ -114,7 +114,9 @@ class DecoderStack(nn.Module):
             packed |= {"max_length_q": max_length, "max_length_k": max_length}
             hidden = embeds  # (1, N, H)
             for layer in self.layers:
-                hidden = layer(hidden, attention_mask=None, position_embeddings=rope, **packed)
+                hidden = _hidden(
+                    layer(hidden, attention_mask=None, position_embeddings=rope, **packed)
+                )
             return self.norm(hidden)  # (1, N, H)
         length = embeds.shape[1]
         pos = torch.arange(length, device=embeds.device)  # (L,)
@@ -125,8 +127,13 @@ class DecoderStack(nn.Module):
         mask = (causal & ((same & real_key) | diagonal)).unsqueeze(1)  # (B, 1, L, L) bool
         hidden = embeds  # (B, L, H)
         for layer in self.layers:
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=rope)
+            hidden = _hidden(layer(hidden, attention_mask=mask, position_embeddings=rope))
         return self.norm(hidden)  # (B, L, H)
+
+
+def _hidden(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """A decoder layer's hidden states: transformers 5 returns them, 4.x a 1-tuple."""
+    return out[0] if isinstance(out, tuple) else out
 
 
 class _CountingBackend:
