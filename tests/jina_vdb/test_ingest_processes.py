@@ -207,3 +207,25 @@ def test_cli_ctrl_c_stops_the_workers_and_the_writer(tmp_path: Path, tiny_checkp
     assert rerun.returncode == 0, rerun.stderr
     counts = re.match(r"added (\d+), skipped (\d+)", rerun.stdout)
     assert counts and int(counts[1]) + int(counts[2]) == 24, rerun.stdout
+
+
+def test_a_failing_run_shuts_the_workers_and_the_writer_down(
+    tmp_path: Path, corpus: Path, tiny_embedder, caplog
+):
+    """The encoder breaks mid-run: the error is raised, the worker processes and the writer
+    process are gone, and the store is usable here again."""
+    from ingest_helpers import SpyEncoder
+
+    broken = SpyEncoder(tiny_embedder, broken=True)  # no image_preparer: workers only load
+    opts = dataclasses.replace(FAST, preprocess_workers=2, writer_process=True)
+    with caplog.at_level("WARNING", logger="jina_vdb.preprocess"):
+        items = list(iter_items([corpus], tokenizer=tiny_embedder.tokenizer))
+        with (
+            open_store(f"qdrant:{tmp_path / 'q'}", "docs", spec=SPEC) as store,
+            pytest.raises(Exception, match="broken"),
+        ):
+            ingest(items, broken, store, opts)
+    assert "no image_preparer" in caplog.text
+    assert multiprocessing.active_children() == []
+    with open_store(f"qdrant:{tmp_path / 'q'}", "docs") as store:
+        assert store.count() == 0
