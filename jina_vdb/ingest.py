@@ -30,6 +30,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -286,20 +287,25 @@ class _Pipeline:
                 finish = functools.partial(self._loaded_in_pool, item, file_no, updated)
                 self.ahead.emit_load(self.pool.submit(item), finish)  # type: ignore[union-attr]
                 continue
-            try:
-                with self.tally.clock("read"):
-                    content = item.load()
-            except Exception as e:
-                self.ahead.emit(_Event("failed", file_no, failure_of(item, e)))
-                continue
-            self.ahead.emit(self._loaded(item, content, file_no, updated))
+            self.ahead.emit(self._load_here(item, file_no, updated))
 
     def _in_pool(self, item: Item) -> bool:
-        return self.pool is not None and item.modality is not Modality.TEXT and self.pool.start()
+        return self.pool is not None and item.modality is not Modality.TEXT and self.pool.ready()
 
     def _loaded_in_pool(self, item: Item, file_no: int, updated: bool, future: Any) -> Any:
         try:
             content = PreprocessPool.result(future)
+        except BrokenProcessPool as e:  # a worker died: this item and the rest load here
+            self.pool.broken(e)  # type: ignore[union-attr]
+            return self._load_here(item, file_no, updated)
+        except Exception as e:
+            return _Event("failed", file_no, failure_of(item, e))
+        return self._loaded(item, content, file_no, updated)
+
+    def _load_here(self, item: Item, file_no: int, updated: bool) -> Any:
+        try:
+            with self.tally.clock("read"):
+                content = item.load()
         except Exception as e:
             return _Event("failed", file_no, failure_of(item, e))
         return self._loaded(item, content, file_no, updated)

@@ -142,7 +142,9 @@ class IngestOptions:
         preprocess_workers: processes that decode images, render PDF pages and resize +
             normalise them ahead of the encoder, in input order (``jina_vdb.preprocess``);
             0: in the reader thread. None: min(8, cores - 2) when the encoder runs on CUDA
-            (0 if that is under 2), else 0 (on CPU the encoder's threads use every core).
+            (0 if that is under 2), else 0 (on CPU the encoder's threads use every core);
+            the default's workers start in the background (images load in-process until
+            they are up), an explicit count is waited for.
     """
 
     text_batch: int = 512

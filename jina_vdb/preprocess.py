@@ -11,8 +11,10 @@ same sequence of items, hence the same batches, as without workers.
 Workers are spawned (not forked: the caller runs threads), ignore SIGINT (the pipeline
 decides what is still written) and are shut down when the run ends, fails or is stopped.
 A failed item comes back as its error, re-raised here, so the pipeline names the item
-(file, page) as it does for an in-process load. The pool starts on the first image item;
-if it cannot start, a WARNING says so and items are loaded in-process.
+(file, page) as it does for an in-process load. The pool starts on the first image item,
+and items are loaded in-process until its workers are up (no stall while they import
+torch); if it cannot start, or a worker dies, a WARNING says so and the rest of the run
+loads in-process.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +37,8 @@ from .flow import Stopped
 
 logger = logging.getLogger(__name__)
 
-#: Seconds allowed for the workers to start (spawn + imports of torch/transformers).
+#: Seconds allowed for the workers to start (spawn + imports of torch/transformers); until
+#: they are up, items are loaded in-process.
 START_TIMEOUT_S = 300.0
 #: Most workers the default starts (decoding a page takes less than a GPU encodes it).
 MAX_DEFAULT_WORKERS = 8
@@ -82,43 +86,79 @@ class PreprocessPool:
     Args:
         workers: processes (>= 1).
         preparer: the encoder's ``image_preparer(max_pixels)``, or None to load only.
+        wait: the first image item waits for the workers to start (an explicit worker
+            count); False: items load in-process until they are up (the default count).
     """
 
-    def __init__(self, workers: int, preparer: Callable[[Any], Any] | None) -> None:
+    def __init__(
+        self, workers: int, preparer: Callable[[Any], Any] | None, *, wait: bool = True
+    ) -> None:
         self.workers = workers
+        self.wait = wait
         self._preparer = preparer
         self._pool: cf.ProcessPoolExecutor | None = None
         self._failed_start = False
         self._closed = False
+        self._starting: list[cf.Future[Any]] = []
+        self._started_at = 0.0
 
-    def start(self) -> bool:
-        """Start the workers (once); False, with a WARNING, when they cannot start.
+    def ready(self) -> bool:
+        """Whether items go to the workers now; the first call starts them. Unless
+        ``wait``, the reader loads in-process until they are up (spawned, torch imported:
+        seconds), so a run does not stall on the pool. A pool that fails to start, or is
+        not up after ``START_TIMEOUT_S``, gets a WARNING and the run goes on in-process.
 
         Raises:
             Stopped: the pool was closed (the run is ending): nothing starts again.
         """
         if self._closed:
             raise Stopped
-        if self._pool is not None or self._failed_start:
-            return self._pool is not None
-        ctx = multiprocessing.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker)
-        try:
-            for future in [pool.submit(_ready) for _ in range(self.workers)]:
-                future.result(timeout=START_TIMEOUT_S)
-        except Exception as e:
-            pool.shutdown(wait=False, cancel_futures=True)
-            self._failed_start = True
-            logger.warning(
-                "could not start %d preprocessing workers (%s: %s); loading images in-process",
-                self.workers,
-                type(e).__name__,
-                e,
-            )
+        if self._failed_start:
             return False
-        self._pool = pool
-        logger.info("%d preprocessing worker processes started", self.workers)
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            try:
+                self._pool = cf.ProcessPoolExecutor(
+                    self.workers, mp_context=ctx, initializer=_init_worker
+                )
+                self._starting = [self._pool.submit(_ready) for _ in range(self.workers)]
+            except Exception as e:
+                self._give_up(e)
+                return False
+            self._started_at = time.monotonic()
+            if not self.wait:
+                return False
+        if self._starting:
+            if self.wait:
+                cf.wait(self._starting, timeout=START_TIMEOUT_S)
+            if not all(f.done() for f in self._starting):
+                if time.monotonic() - self._started_at > START_TIMEOUT_S:
+                    self._give_up(TimeoutError(f"not up after {START_TIMEOUT_S:.0f}s"))
+                return False
+            errors = [f.exception() for f in self._starting if f.exception() is not None]
+            if errors:
+                self._give_up(errors[0])
+                return False
+            self._starting = []
+            logger.info("%d preprocessing worker processes started", self.workers)
         return True
+
+    def broken(self, error: BaseException) -> None:
+        """A worker died mid-run (killed, out of memory): the rest of the run is in-process."""
+        if not self._failed_start:  # every pending item reports it: warn once
+            self._give_up(error, started=True)
+
+    def _give_up(self, error: BaseException, *, started: bool = False) -> None:
+        self._failed_start = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        what = "a preprocessing worker failed" if started else "preprocessing workers failed"
+        logger.warning(
+            "%s (%s: %s); loading images in-process from now on",
+            what if started else f"{self.workers} {what} to start",
+            type(error).__name__,
+            error,
+        )
 
     def submit(self, item: Any) -> cf.Future[Any]:
         pool = self._pool
@@ -150,7 +190,9 @@ class PreprocessPool:
 def pool_for(encoder: Any, workers: int | None, max_pixels: int | None) -> PreprocessPool | None:
     """The run's pool (not started: it starts on the first image item), or None for 0 workers.
 
-    ``workers`` None: :func:`default_workers`. The workers run the encoder's
+    ``workers`` None: :func:`default_workers`, started in the background (images load
+    in-process until they are up); a count given: the first image waits for them. The
+    workers run the encoder's
     ``image_preparer(max_pixels)``; an encoder without one gets workers that only decode
     and render (a WARNING says so: the encoder then resizes and normalises).
     """
@@ -163,8 +205,8 @@ def pool_for(encoder: Any, workers: int | None, max_pixels: int | None) -> Prepr
             "the encoder has no image_preparer: preprocessing workers only decode images and "
             "render pages; the encoder resizes and normalises them"
         )
-        return PreprocessPool(count, None)
-    return PreprocessPool(count, make_preparer(max_pixels))
+        return PreprocessPool(count, None, wait=workers is not None)
+    return PreprocessPool(count, make_preparer(max_pixels), wait=workers is not None)
 
 
 class Ahead:
@@ -215,14 +257,10 @@ class Ahead:
     def _pop(self) -> None:
         future, value = self._queue[0]
         if future is not None:
-            while not self._stop.is_set():
-                try:
-                    future.result(timeout=0.1)  # a failed load returns _Failed: no raise
-                    break
-                except cf.TimeoutError:
-                    continue
-            else:
-                raise Stopped
+            while not future.done():  # ``finish`` reads its result or its error
+                if self._stop.is_set():
+                    raise Stopped
+                cf.wait([future], timeout=0.1)
             value = value(future)
         self._queue.popleft()
         self._put(value)

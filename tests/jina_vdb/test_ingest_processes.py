@@ -229,3 +229,46 @@ def test_a_failing_run_shuts_the_workers_and_the_writer_down(
     assert multiprocessing.active_children() == []
     with open_store(f"qdrant:{tmp_path / 'q'}", "docs") as store:
         assert store.count() == 0
+
+
+def _load_unless_in_a_worker(path: str) -> Any:
+    """An image loader that kills the worker process it runs in (a worker dying mid-run)."""
+    import os
+
+    from jina_vdb.sources.images import load_image_checked
+
+    if multiprocessing.parent_process() is not None:
+        os._exit(3)
+    return load_image_checked(path)
+
+
+def test_a_dead_worker_is_warned_about_and_the_run_goes_on_in_process(
+    tmp_path: Path, corpus: Path, tiny_embedder, caplog
+):
+    import functools
+
+    items = list(
+        iter_items([corpus], tokenizer=tiny_embedder.tokenizer, options=SourceOptions(pdf_dpi=50))
+    )
+    doomed = [
+        dataclasses.replace(it, _loader=functools.partial(_load_unless_in_a_worker, path))
+        if (path := it.payload.get("source", "")).endswith(".png")
+        else it
+        for it in items
+    ]
+    assert sum(d is not i for d, i in zip(doomed, items, strict=True)) == 2  # the PNGs
+
+    def run(name: str, chosen: list, workers: int) -> list:
+        opts = dataclasses.replace(FAST, preprocess_workers=workers)
+        with open_store(f"qdrant:{tmp_path / name}", "docs", spec=SPEC) as store:
+            summary = ingest(chosen, tiny_embedder, store, opts)
+            assert summary.added == len(items) and not summary.failed
+            return store.get([it.id for it in items], with_vectors=True)
+
+    expected = run("a", items, 0)
+    with caplog.at_level("WARNING", logger="jina_vdb.preprocess"):
+        records = run("b", doomed, 2)
+    assert "a preprocessing worker failed" in caplog.text
+    assert "loading images in-process from now on" in caplog.text
+    assert_same_records(records, expected)
+    assert multiprocessing.active_children() == []
