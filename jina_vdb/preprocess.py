@@ -135,7 +135,7 @@ class PreprocessPool:
                 if time.monotonic() - self._started_at > START_TIMEOUT_S:
                     self._give_up(TimeoutError(f"not up after {START_TIMEOUT_S:.0f}s"))
                 return False
-            errors = [f.exception() for f in self._starting if f.exception() is not None]
+            errors = [e for e in (f.exception() for f in self._starting) if e is not None]
             if errors:
                 self._give_up(errors[0])
                 return False
