@@ -22,6 +22,16 @@ T = TypeVar("T")
 DATASHEET_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4}
 
 
+# ---------------------------------------------------------------------- options
+
+
+def add_model_args(p: Any) -> None:
+    """``--preset``, ``--device``, ``--dtype``: which random model, where (an argparse parser)."""
+    p.add_argument("--preset", default="tiny", help="embedder.testing preset: tiny, mid, full")
+    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
+
+
 # ---------------------------------------------------------------------- corpus
 
 

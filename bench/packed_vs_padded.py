@@ -24,14 +24,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchkit import Report, make_texts, passage_lengths, ratio, timed  # noqa: E402
+import benchkit as kit  # noqa: E402
 
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny", help="embedder.testing preset: tiny, mid, full")
-    p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
+    kit.add_model_args(p)
     p.add_argument("--passages", type=int, default=300)
     p.add_argument("--median-tokens", type=int, default=184)
     p.add_argument("--max-tokens", type=int, default=2652)
@@ -63,12 +61,14 @@ def main() -> None:
 
     padded, packed = build("padded"), build("packed")
     rng = np.random.default_rng(args.seed)
-    lengths = passage_lengths(args.passages, args.median_tokens, args.max_tokens, rng)
+    lengths = kit.passage_lengths(args.passages, args.median_tokens, args.max_tokens, rng)
     corpora = {
-        "passages": make_texts(padded.tokenizer, lengths, rng),
-        "queries": make_texts(padded.tokenizer, rng.integers(6, 41, args.queries).tolist(), rng),
+        "passages": kit.make_texts(padded.tokenizer, lengths, rng),
+        "queries": kit.make_texts(
+            padded.tokenizer, rng.integers(6, 41, args.queries).tolist(), rng
+        ),
     }
-    report = Report("packed_vs_padded", args.json)
+    report = kit.Report("packed_vs_padded", args.json)
     device = padded.device
     for name, texts in corpora.items():
         kw = {"task": "retrieval", "prompt_name": "passage", "batch_tokens": args.batch_tokens}
@@ -77,7 +77,7 @@ def main() -> None:
         for mode, emb in (("padded", padded), ("packed", packed)):
             emb.encode_text(texts[:16], **kw)  # warm-up
             runs = [
-                timed(device, lambda e=emb, t=texts, k=kw: e.encode_text(t, **k))
+                kit.timed(device, lambda e=emb, t=texts, k=kw: e.encode_text(t, **k))
                 for _ in range(max(1, args.repeats))
             ]
             outs[mode] = runs[0][0]
@@ -93,7 +93,7 @@ def main() -> None:
             **{
                 f"{name}_padded_tok_per_s": tokens / best["padded"],
                 f"{name}_packed_tok_per_s": tokens / best["packed"],
-                f"{name}_speedup": ratio(best["padded"], best["packed"]),
+                f"{name}_speedup": kit.ratio(best["padded"], best["packed"]),
                 f"{name}_min_dense_cos": dense_cos,
                 f"{name}_min_token_cos": token_cos,
             },
