@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", "--preset", dest="preset", choices=["full", "tiny"], default="full")
+    p.add_argument(
+        "--model", "--preset", dest="preset", choices=["full", "mid", "tiny"], default="full"
+    )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", default=None, help="default: bfloat16 on cuda, float32 on cpu")
     p.add_argument("--attn", default="sdpa", help="transformers attention implementation")

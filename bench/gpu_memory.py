@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--model", "--preset", dest="preset", choices=["full", "tiny"], default="full")
+    p.add_argument(
+        "--model", "--preset", dest="preset", choices=["full", "mid", "tiny"], default="full"
+    )
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", default=None)
     p.add_argument("--passages", type=int, default=1024, help="the passage workload")
