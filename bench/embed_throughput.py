@@ -265,7 +265,7 @@ def set_compiled(emb: Any, args: argparse.Namespace, on: bool) -> None:
     if on:
         emb.enable_compile(CompileOptions(backend=args.compile_backend or "inductor"))
     else:
-        emb._model.compiled_decoder = None
+        emb.disable_compile()
 
 
 def run_variant(b: Bench, kw: dict[str, Any], variant: str) -> None:

@@ -9,7 +9,8 @@
 #   1. embed_throughput.py  project vs reference-style path, MFU; the project path again
 #                           padded and compiled (each option on/off)   -> throughput.jsonl
 #   2. gpu_memory.py        issue 17: peaks, 12 GB budget, task switches -> memory.jsonl
-#   3. ingest_rate.py       full ingest vs embed-only                    -> ingest.jsonl
+#   3. ingest_rate.py       full ingest vs embed-only; again with the writer process and
+#                           the preprocessing workers off               -> ingest.jsonl
 #   4. pytest -m gpu        the GPU-marked tests                         -> session.log
 # then gpu_summary.py merges the summaries into summary.json and prints the README rows.
 # Output (at most 8 files, as the `run` tool returns them): $OUT/{env.txt, session.log,
@@ -78,20 +79,20 @@ if ((SMOKE)); then
   MODEL=(--model tiny --smoke)
   SCALE=3  # the caps are sized for the GPU; a small shared CPU takes longer
   VARIANTS=(--variants packed,compiled)  # CPU: the primary run is padded
-  INGEST=(--preset tiny --texts 16 --pdf-pages 4)
+  INGEST=(--preset tiny --texts 16 --pdf-pages 4 --also-off)
 else
   MODEL=()
   SCALE=1
   VARIANTS=(--variants padded,compiled)  # CUDA: the primary run is packed (packing=auto)
-  INGEST=(--texts 128 --pdf-pages 8)
+  INGEST=(--texts 128 --pdf-pages 8 --also-off)
 fi
 # Caps add up to 360 s. The compiled variant runs last inside the throughput step: if its
 # compile outlasts the cap, only its own figures are lost (JSON lines are per stage).
-step throughput 190 "$PY" bench/embed_throughput.py "${MODEL[@]}" "${VARIANTS[@]}" \
+step throughput 185 "$PY" bench/embed_throughput.py "${MODEL[@]}" "${VARIANTS[@]}" \
   "${EXTRA[@]}" --json "$OUT/throughput.jsonl"
 step memory 65 "$PY" bench/gpu_memory.py "${MODEL[@]}" --switch-calls 4 \
   --call-passages 128 --json "$OUT/memory.jsonl"
-step ingest 50 "$PY" bench/ingest_rate.py "${INGEST[@]}" --json "$OUT/ingest.jsonl"
+step ingest 55 "$PY" bench/ingest_rate.py "${INGEST[@]}" --json "$OUT/ingest.jsonl"
 step pytest_gpu 55 "$PY" -m pytest -m gpu -q -rA -p no:cacheprovider \
   --continue-on-collection-errors tests
 "$PY" bench/gpu_summary.py "$OUT" >>"$LOG" 2>&1

@@ -48,6 +48,8 @@ ROWS: list[tuple[str, str, str, str, str | None]] = [
     ("reference vs project dense cosine (min)", ">= 0.999", "reference_vs_project_dense_cos_min",
      "{:.4f}", None),
     ("full ingest / embed-only", ">= 90%", "ingest_vs_embed_only", "{:.0%}", None),
+    ("full ingest / embed-only, writer process + workers off", "", "ingest_off_vs_embed_only",
+     "{:.0%}", None),
     ("query workload peak (GiB)", "<= 10 GB", "query_peak_gib", "{:.2f}", None),
     ("passage workload peak, default budget (GiB)", "<= 16 GB", "passage_peak_gib", "{:.2f}",
      None),

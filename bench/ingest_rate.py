@@ -15,6 +15,7 @@ fresh store (``--store``, default qdrant-edge in a temporary folder).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import tempfile
@@ -83,6 +84,11 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=None,
         help="processes that load and preprocess pages (default: min(8, cores-2) on CUDA, else 0)",
+    )
+    p.add_argument(
+        "--also-off",
+        action="store_true",
+        help="then the same ingest with --writer-process off and no preprocessing workers",
     )
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
@@ -213,15 +219,27 @@ def main() -> None:
         )  # warm-up: kernels, caches
         first = embed_only(model, items, opts, spec.multivector)
         url = args.store or f"qdrant:{root / 'qdrant'}"
-        with open_store(url, "bench", spec=spec) as store:
-            summary = ingest(
-                iter_items([root / "inputs"], tokenizer=model.tokenizer, options=source_opts),
-                model,
-                store,
-                opts,
-            )
-            assert summary.added == len(items) and not summary.failed, summary.lines()
+
+        def run_ingest(run_opts: IngestOptions, url: str, collection: str):
+            with open_store(url, collection, spec=spec) as store:
+                done = ingest(
+                    iter_items([root / "inputs"], tokenizer=model.tokenizer, options=source_opts),
+                    model,
+                    store,
+                    run_opts,
+                )
+                assert done.added == len(items) and not done.failed, done.lines()
+            return done
+
+        summary = run_ingest(opts, url, "bench")
         ingest_s = summary.seconds
+        off_s = None
+        if args.also_off:  # the same ingest with no writer process and no preprocessing pool
+            off_opts = dataclasses.replace(opts, writer_process=False, preprocess_workers=0)
+            off_s = run_ingest(
+                off_opts, args.store or f"qdrant:{root / 'qdrant-off'}", "bench_off"
+            ).seconds
+            print(f"[bench] full ingest, writer process and workers off: {off_s:.2f} s")
         second = embed_only(model, items, opts, spec.multivector)
         embed_s = min(first, second)  # the faster embed-only run: the ratio errs low, not high
         print(f"[bench] embed-only runs: {first:.2f} s before the ingest, {second:.2f} s after")
@@ -260,6 +278,13 @@ def main() -> None:
         ingest_seconds=ingest_s,
         ingest_stage_seconds=dict(summary.stage_seconds),
     )
+    if off_s is not None:
+        rep.emit(
+            "rates, writer process and preprocess workers off",
+            ingest_off_items_per_s=n / off_s,
+            ingest_off_vs_embed_only=embed_s / off_s,
+            ingest_off_seconds=off_s,
+        )
     rep.finish()
 
 
