@@ -37,7 +37,7 @@ LOG="$OUT/session.log"
 rm -f "$OUT"/throughput.jsonl "$OUT"/memory.jsonl "$OUT"/ingest.jsonl "$OUT"/summary.json
 SESSION_START=$(date +%s)
 
-if compgen -G ".whl/*.whl" >/dev/null; then
+if ((!SMOKE)) && compgen -G ".whl/*.whl" >/dev/null; then  # cp312 wheels: the GPU image's python
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 || echo "wheel install failed (see above)" >>"$LOG"
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
