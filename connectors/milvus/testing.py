@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -155,6 +156,7 @@ class LocalMilvusServer:
             raise RuntimeError(f"Milvus server {self.pid} is already running")
         if self._env is None:
             self._env = self._prepare()
+        on_main_thread = threading.current_thread() is threading.main_thread()
         log = (self.base_dir / "logs" / "milvus-stdout.log").open("ab")
         try:
             self.process = subprocess.Popen(
@@ -165,7 +167,10 @@ class LocalMilvusServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: stopped by PID, not by name
-                preexec_fn=_die_with_parent,
+                # The kernel sends the parent-death signal when the *thread* that forked
+                # exits: only the main thread outlives the server (a restart from a timer
+                # thread would otherwise be killed the moment that thread ends).
+                preexec_fn=_die_with_parent if on_main_thread else None,
             )
         finally:
             log.close()
