@@ -46,7 +46,7 @@ import reference_style  # noqa: E402
 from benchkit import ratio  # noqa: E402
 from throughput_project import DEFAULT_PIXELS, Bench, page_key, run_project  # noqa: E402
 
-VARIANTS = ("padded", "packed", "compiled")
+VARIANTS = ("padded", "packed", "vision-grouped", "compiled")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -269,10 +269,25 @@ def set_compiled(emb: Any, args: argparse.Namespace, on: bool) -> None:
 
 
 def run_variant(b: Bench, kw: dict[str, Any], variant: str) -> None:
-    """The project stages with one option changed on the same model, then restored."""
+    """The project stages with one option changed on the same model, then restored.
+
+    ``vision-grouped``: the vision tower's windows by grouped SDPA, not torch's varlen kernel.
+    """
+    from embedder.attention import VISION_ATTENTION
+    from embedder.model import set_vision_varlen
     from embedder.packing import enable_packing
 
     emb, args = b.emb, b.args
+    if variant == "vision-grouped":
+        if emb._model.model.visual.config._attn_implementation != VISION_ATTENTION:
+            b.rep.row(f"project[{variant}]", "skipped", f"vision attention is {args.attn}")
+            return
+        set_vision_varlen(emb._model, False)
+        try:
+            run_project(b, kw, variant)
+        finally:
+            set_vision_varlen(emb._model, True)
+        return
     was_packed, was_compiled = emb.packed, emb._model.compiled_decoder is not None
     if (
         variant == "compiled"

@@ -4,12 +4,16 @@ Vision: with ``sdpa``, transformers' Qwen2.5-VL vision attention loops in Python
 every attention window of every image: 28 windowed blocks x ~46 windows x 64 pages is
 ~80k tiny SDPA calls per batch, which dominates image throughput on a GPU. For
 flash-attention backends it instead passes the packed sequence plus ``cu_seqlens``
-(the window boundaries) in one call. :func:`windowed_sdpa` takes that call and runs all
-windows of equal length as one batched ``scaled_dot_product_attention``: the same math,
-per window, with a handful of kernel launches. transformers picks the packed call for
-any implementation whose name contains "flash" (``is_flash_attention_requested``),
-hence the name. When called without ``cu_seqlens`` (per window, as for any other
-backend) it is plain SDPA, so it stays correct either way.
+(the window boundaries, or the image boundaries in the full-attention blocks) in one call.
+:func:`windowed_sdpa` takes that call: on CUDA in bf16/fp16 it is one non-causal call of
+torch's varlen kernel per block; elsewhere (and always for :data:`VISION_GROUPED_ATTENTION`,
+the reference) it runs all windows of equal length as one batched
+``scaled_dot_product_attention``: the same math, per window, with a handful of kernel
+launches. The ``cu_seqlens`` already follow the window-permuted token order (each image's
+tokens stay contiguous under the permutation), so neither path permutes. transformers
+picks the packed call for any implementation whose name contains "flash"
+(``is_flash_attention_requested``), hence the names. When called without ``cu_seqlens``
+(per window, as for any other backend) it is plain SDPA, so it stays correct either way.
 
 Decoder: :func:`packed_causal_attention` serves packed text rows (see
 :mod:`.packing`): the sequences of a batch lie end to end in one row and
@@ -33,13 +37,14 @@ import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-VISION_ATTENTION = "flash_jina_windowed_sdpa"
+VISION_ATTENTION = "flash_jina_windowed_sdpa"  # varlen kernel on CUDA half, else grouped SDPA
+VISION_GROUPED_ATTENTION = "flash_jina_windowed_sdpa_grouped"  # grouped SDPA everywhere
 DECODER_ATTENTION = "jina_packed_causal_sdpa"
 _VARLEN_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def windowed_sdpa(
-    module: torch.nn.Module,
+    module: torch.nn.Module | None,
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -49,7 +54,34 @@ def windowed_sdpa(
     cu_seq_lens_q: torch.Tensor | None = None,
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
-    """Non-causal attention over packed windows; returns (1, N, heads, head_dim)."""
+    """Non-causal attention over packed windows; returns (1, N, heads, head_dim).
+
+    torch's varlen kernel where it serves (CUDA, bf16/fp16), else :func:`grouped_windowed_sdpa`.
+    """
+    if cu_seq_lens_q is not None:
+        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (N, heads, d)
+        out = _varlen_attention(
+            q, k, v, cu_seq_lens_q, kwargs.get("max_length_q"), scaling, causal=False
+        )
+        if out is not None:
+            return out.unsqueeze(0), None  # (1, N, heads, d)
+    return grouped_windowed_sdpa(
+        module, query, key, value, attention_mask, scaling, dropout, cu_seq_lens_q
+    )
+
+
+def grouped_windowed_sdpa(
+    module: torch.nn.Module | None,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """:func:`windowed_sdpa` by batched SDPA per window length (the CPU path and reference)."""
     if cu_seq_lens_q is None:  # one window at a time: plain SDPA
         out = F.scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, scale=scaling
@@ -141,22 +173,56 @@ def packed_causal_attention(
     scaling = kwargs.get("scaling")
     scale = float(scaling) if isinstance(scaling, (int, float)) else None
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (N, heads, d)
-    varlen = _varlen_kernel() if q.is_cuda and q.dtype in _VARLEN_DTYPES else None
-    if varlen is not None:
-        max_len = kwargs.get("max_length_q")
-        if not isinstance(max_len, int):
-            raise ValueError("packed attention on CUDA needs max_length_q as an int")
-        # The flash kernel reads rows at one stride: no-ops when the layer's layout is (N, h, d).
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        out = varlen(q, k, v, cu_seqlens, max_len, scale)  # (N, heads_q, d)
-    else:
+    out = _varlen_attention(q, k, v, cu_seqlens, kwargs.get("max_length_q"), scale, causal=True)
+    if out is None:
         bounds = cu_seqlens.tolist()  # a device sync per layer off CUDA's fast path
         out = sdpa_by_length(q, k, v, bounds, scale, causal=True)
     return out.unsqueeze(0), None  # (1, N, heads_q, d)
 
 
+def _varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_len: object,
+    scale: float | None,
+    *,
+    causal: bool,
+) -> torch.Tensor | None:
+    """torch's varlen kernel on (N, heads, d) rows: (N, heads_q, d), or None where it can't run.
+
+    It runs on CUDA in bf16/fp16 when this torch has it; None elsewhere (the caller's SDPA
+    reference), with a warning once when CUDA half precision lacks the kernel.
+    """
+    if not (q.is_cuda and q.dtype in _VARLEN_DTYPES):
+        return None
+    varlen = _varlen_kernel()
+    if varlen is None:
+        _warn_no_varlen()
+        return None
+    if isinstance(max_len, torch.Tensor) or max_len is None:  # older transformers: a 0-d tensor
+        longest = max_len if max_len is not None else (cu_seqlens[1:] - cu_seqlens[:-1]).max()
+        max_len = int(longest)  # a device sync; transformers 5.2x passes an int
+    if not isinstance(max_len, int):
+        raise ValueError(f"varlen attention needs max_length_q as an int, got {max_len!r}")
+    # The flash kernel reads rows at one stride: no-ops when the layer's layout is (N, h, d).
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    return varlen(q, k, v, cu_seqlens, max_len, scale, causal)  # (N, heads_q, d)
+
+
+@cache
+def _warn_no_varlen() -> None:
+    logger.warning(
+        "torch %s has no torch.nn.attention.varlen kernel: attention over packed "
+        "sequences / vision windows runs as SDPA per segment length (slower)",
+        torch.__version__,
+    )
+
+
 VarlenFn = Callable[
-    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, "float | None"], torch.Tensor
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int, "float | None", bool],
+    torch.Tensor,
 ]
 
 
@@ -164,20 +230,22 @@ VarlenFn = Callable[
 def _varlen_kernel() -> VarlenFn | None:
     """torch's varlen flash attention, adapted to the installed signature; None if absent.
 
-    torch 2.10 takes ``is_causal``; later versions take ``window_size=(-1, 0)`` for causal,
-    and ``enable_gqa`` (from 2.12) for fewer key/value heads than query heads. Without
-    ``enable_gqa`` the key/value heads are repeated (the kernel then sees plain MHA).
+    torch 2.10 takes ``is_causal``; later versions take ``window_size=(-1, 0)`` for causal
+    (``(-1, -1)``: no window, non-causal), and ``enable_gqa`` (from 2.12) for fewer
+    key/value heads than query heads. Without ``enable_gqa`` the key/value heads are
+    repeated (the kernel then sees plain MHA). The last argument of the returned function
+    is ``causal``.
     """
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
         return None
     params = inspect.signature(varlen_attn).parameters
-    causal: dict[str, object]
+    masks: dict[bool, dict[str, object]]  # causal -> the keyword arguments saying so
     if "window_size" in params:
-        causal = {"window_size": (-1, 0)}
+        masks = {True: {"window_size": (-1, 0)}, False: {"window_size": (-1, -1)}}
     elif "is_causal" in params:
-        causal = {"is_causal": True}
+        masks = {True: {"is_causal": True}, False: {"is_causal": False}}
     else:
         logger.warning("torch.nn.attention.varlen.varlen_attn has no causal option: not used")
         return None
@@ -191,8 +259,9 @@ def _varlen_kernel() -> VarlenFn | None:
         cu: torch.Tensor,
         max_len: int,
         scale: float | None,
+        causal: bool,
     ) -> torch.Tensor:
-        extra = dict(causal)
+        extra = dict(masks[causal])
         if k.shape[1] != q.shape[1]:
             if native_gqa:
                 extra["enable_gqa"] = True
@@ -210,12 +279,12 @@ def _varlen_kernel() -> VarlenFn | None:
 
 
 def varlen_available() -> bool:
-    """Whether this torch has the variable-length flash kernel the CUDA packed path uses."""
+    """Whether this torch has the variable-length flash kernel the CUDA packed paths use."""
     return _varlen_kernel() is not None
 
 
 def register() -> None:
-    """Make both functions known to transformers (idempotent; called when a model is built).
+    """Make the functions known to transformers (idempotent; called when a model is built).
 
     The decoder function gets sdpa's mask builder, so a padded batch sees the same mask.
     """
@@ -223,5 +292,6 @@ def register() -> None:
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
     AttentionInterface.register(VISION_ATTENTION, windowed_sdpa)
+    AttentionInterface.register(VISION_GROUPED_ATTENTION, grouped_windowed_sdpa)
     AttentionInterface.register(DECODER_ATTENTION, packed_causal_attention)
     AttentionMaskInterface.register(DECODER_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])

@@ -23,6 +23,8 @@ from .config import ModelSpec
 from .errors import EmbedderError
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedConfig
+
     from .compiled import CompiledDecoder
 
 logger = logging.getLogger(__name__)
@@ -243,12 +245,34 @@ def _batch_vision_windows(model: JinaV4Model) -> None:
     Set after construction: transformers checks implementation names at init and would
     try to import a flash-attention kernel for this one (see :mod:`.attention`).
     """
-    configs = {id(m.config): m.config for m in model.model.visual.modules() if hasattr(m, "config")}
-    if any(c._attn_implementation != "sdpa" for c in configs.values()):
+    configs = _vision_configs(model)
+    if any(c._attn_implementation != "sdpa" for c in configs):
         return  # eager / flash-attention were asked for: leave them
     attention.register()
-    for cfg in configs.values():
+    for cfg in configs:
         cfg._attn_implementation = attention.VISION_ATTENTION
+
+
+def set_vision_varlen(model: JinaV4Model, on: bool) -> None:
+    """Vision windows through torch's varlen kernel where it runs (on), or grouped SDPA (off).
+
+    Off is the reference the GPU tests and the benchmark compare against; on CPU both are
+    the same grouped SDPA. Refused for a tower built with another attention (eager, flash).
+    """
+    names = (attention.VISION_ATTENTION, attention.VISION_GROUPED_ATTENTION)
+    configs = _vision_configs(model)
+    if any(c._attn_implementation not in names for c in configs):
+        raise ValueError(
+            "set_vision_varlen: the vision tower uses "
+            f"{configs[0]._attn_implementation!r}, not the project's windowed attention"
+        )
+    for cfg in configs:
+        cfg._attn_implementation = names[0] if on else names[1]
+
+
+def _vision_configs(model: JinaV4Model) -> list[PreTrainedConfig]:
+    visual = model.model.visual
+    return list({id(m.config): m.config for m in visual.modules() if hasattr(m, "config")}.values())
 
 
 def _restore_buffers(
