@@ -30,7 +30,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from functools import cache
+from functools import cache, partial
 
 import torch
 import torch.nn.functional as F
@@ -52,45 +52,34 @@ def windowed_sdpa(
     scaling: float | None = None,
     dropout: float = 0.0,
     cu_seq_lens_q: torch.Tensor | None = None,
+    *,
+    varlen: bool = True,
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
     """Non-causal attention over packed windows; returns (1, N, heads, head_dim).
 
-    torch's varlen kernel where it serves (CUDA, bf16/fp16), else :func:`grouped_windowed_sdpa`.
+    torch's varlen kernel where it serves (CUDA, bf16/fp16) unless ``varlen=False``
+    (:func:`grouped_windowed_sdpa`), else SDPA batched per window length.
     """
-    if cu_seq_lens_q is not None:
-        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (N, heads, d)
-        out = _varlen_attention(
-            q, k, v, cu_seq_lens_q, kwargs.get("max_length_q"), scaling, causal=False
-        )
-        if out is not None:
-            return out.unsqueeze(0), None  # (1, N, heads, d)
-    return grouped_windowed_sdpa(
-        module, query, key, value, attention_mask, scaling, dropout, cu_seq_lens_q
-    )
-
-
-def grouped_windowed_sdpa(
-    module: torch.nn.Module | None,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    cu_seq_lens_q: torch.Tensor | None = None,
-    **kwargs: object,
-) -> tuple[torch.Tensor, None]:
-    """:func:`windowed_sdpa` by batched SDPA per window length (the CPU path and reference)."""
     if cu_seq_lens_q is None:  # one window at a time: plain SDPA
         out = F.scaled_dot_product_attention(
             query, key, value, attn_mask=attention_mask, scale=scaling
         )
         return out.transpose(1, 2).contiguous(), None  # (B, N, heads, d)
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (N, heads, d)
-    return sdpa_by_length(q, k, v, cu_seq_lens_q.tolist(), scaling, causal=False).unsqueeze(
-        0
-    ), None  # (1, N, heads, d)
+    max_len = kwargs.get("max_length_q")
+    res = (
+        _varlen_attention(q, k, v, cu_seq_lens_q, max_len, scaling, causal=False)
+        if varlen
+        else None
+    )
+    if res is None:
+        res = sdpa_by_length(q, k, v, cu_seq_lens_q.tolist(), scaling, causal=False)
+    return res.unsqueeze(0), None  # (1, N, heads, d)
+
+
+# The CPU path everywhere: the reference for the varlen kernel (VISION_GROUPED_ATTENTION).
+grouped_windowed_sdpa = partial(windowed_sdpa, varlen=False)
 
 
 def sdpa_by_length(
