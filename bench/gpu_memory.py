@@ -91,19 +91,42 @@ def workload_peaks(
         for q in queries[:singles]:
             emb.encode_text([q], task="retrieval", show_progress=False)
 
+    context = context_gib(emb)  # CUDA context, cuBLAS workspace: outside torch's allocator
+
+    def device_total(reserved: float | None) -> float | None:
+        return None if reserved is None or context is None else reserved + context
+
     secs, peak, reserved = peak_of(emb, query_workload)
-    rep.row("query workload peak", _gib(peak), f"reserved {_gib(reserved)}, {secs:.1f} s")
-    rep.emit("query workload", query_peak_gib=peak, query_reserved_gib=reserved)
+    detail = f"reserved {_gib(reserved)}, on the device {_gib(device_total(reserved))}"
+    rep.row("query workload peak", _gib(peak), f"{detail}, {secs:.1f} s")
+    rep.emit(
+        "query workload",
+        query_peak_gib=peak,
+        query_reserved_gib=reserved,
+        query_device_gib=device_total(reserved),
+    )
     secs, peak, reserved = peak_of(emb, lambda: encode(emb, passages, "retrieval"))
     budget = emb._backoff.budget(_default_budget(emb))
-    rep.row("passage workload peak", _gib(peak), f"reserved {_gib(reserved)}, budget {budget}")
+    detail = f"reserved {_gib(reserved)}, on the device {_gib(device_total(reserved))}"
+    rep.row("passage workload peak", _gib(peak), f"{detail}, budget {budget}")
     rep.emit(
         "passage workload",
         passage_peak_gib=peak,
         passage_reserved_gib=reserved,
+        passage_device_gib=device_total(reserved),
         passage_batch_tokens=budget,
         _seconds=secs,
     )
+
+
+def context_gib(emb: Any) -> float | None:
+    """Device memory this process holds outside torch's caching allocator (GiB; CUDA only)."""
+    if emb.device.type != "cuda":
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info(emb.device)
+    return (total - free - torch.cuda.memory_reserved(emb.device)) / GIB
 
 
 def task_switches(emb: Any, rep: kit.Report) -> None:
@@ -154,8 +177,8 @@ def budget_fit(emb: Any, rep: kit.Report, passages: list[str], args: argparse.Na
         rep.row("budget for a 12 GB card", "n/a", "needs CUDA")
         rep.emit("budget fit", largest_budget_fitting_card=None, card_gib=args.card_gib)
         return
-    free, total = torch.cuda.mem_get_info(emb.device)
-    outside = (total - free - torch.cuda.memory_reserved(emb.device)) / GIB  # context, cuBLAS
+    total = torch.cuda.mem_get_info(emb.device)[1]
+    outside = context_gib(emb) or 0.0  # context, cuBLAS workspace
     room = args.card_gib - outside  # what torch's allocator may use on such a card
     sweep = [int(v) for v in args.sweep.split(",") if v]
     peaks = []
