@@ -36,6 +36,8 @@ ROWS: list[tuple[str, str, str, str, str | None]] = [
      "reference_tok_per_s"),
     ("pages/s at 602,112 px, padded", "", "project_pages_per_s_padded", "{:.1f}",
      "reference_pages_per_s"),
+    ("pages/s at 602,112 px, vision windows by grouped SDPA (varlen off)", "",
+     "project_pages_per_s_vision-grouped", "{:.1f}", "reference_pages_per_s"),
     ("pages/s at 602,112 px, compiled", "", "project_pages_per_s_compiled", "{:.1f}",
      "reference_pages_per_s"),
     ("short queries/s, compiled", "", "project_queries_per_s_compiled", "{:,.0f}",

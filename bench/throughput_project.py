@@ -15,6 +15,8 @@ import benchkit as kit
 import numpy as np
 
 DEFAULT_PIXELS = 602112
+#: Variants that change the vision tower only: their text figures would repeat the primary's.
+PAGES_ONLY = ("vision-grouped",)
 
 
 @dataclass
@@ -50,7 +52,8 @@ def run_project(b: Bench, kw: dict[str, Any], variant: str = "") -> Any:
     """Every project stage; ``variant`` names an option run (keys get ``_variant``).
 
     The primary run (no variant) measures every pixel budget and text budget; a variant
-    measures the passages, queries and the first pixel budget.
+    measures the passages, queries and the first pixel budget (a vision-only variant: the
+    pages alone).
     """
     emb, args, rep = b.emb, b.args, b.rep
     tag = f"project[{variant}]" if variant else "project"
@@ -67,12 +70,15 @@ def run_project(b: Bench, kw: dict[str, Any], variant: str = "") -> Any:
     budgets = [kw.get("batch_tokens")]
     if not variant:
         budgets += [int(v) for v in args.text_budgets.split(",") if v]
+    if variant in PAGES_ONLY:
+        budgets = []
     first = None
     for budget in budgets:
         run_kw = {**kw, "batch_tokens": budget} if budget else kw
         out = project_passages(b, run_kw, budget, tag, key if first is None else None)
         first = first if first is not None else out
-    project_queries(b, kw, tag, key)
+    if variant not in PAGES_ONLY:
+        project_queries(b, kw, tag, key)
     for i, (budget, pages) in enumerate(b.pages.items()):
         if variant and i:
             break
