@@ -158,7 +158,30 @@ def connect(
         raise StoreUnavailableError(
             f"cannot connect to Milvus at {redact(path)}: {message}"
         ) from None
+    if lite:
+        forget_cached_schemas(made)
     return Connection(client=made, uri=path, owned=True)
+
+
+def forget_cached_schemas(client: object) -> None:
+    """Drop pymilvus' cached collection schemas for ``client``'s server address.
+
+    pymilvus (>= 2.6) caches each collection's schema per ``host:port`` and uses it to build
+    insert/upsert rows. A Milvus Lite server listens on a free port, which an earlier Lite
+    server of another file may have used: a collection of the same name there (say with
+    payload-index columns) would lend its cached schema to this file's collection, and the
+    rows would carry fields this schema lacks ("record has fields [...] not in schema").
+    """
+    try:
+        from pymilvus.client.cache import GlobalCache
+    except ImportError:  # an older pymilvus keeps no process-wide schema cache
+        return
+    try:
+        endpoint = client._get_connection().server_address  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001 - never fail a connect over a cache
+        logger.warning("could not clear pymilvus' schema cache for this Milvus Lite file: %s", e)
+        return
+    GlobalCache.schema.invalidate_db(endpoint, "")
 
 
 def translate_error(error: Exception, name: str, uri: str | None) -> ConnectorError | None:

@@ -590,3 +590,28 @@ def test_closing_the_last_store_frees_the_lite_file_for_other_processes(tmp_path
     assert "StoreLockedError" in run().stderr  # `other` still holds it
     other.close()
     assert "OPENED" in run().stdout
+
+
+def test_a_lite_connection_forgets_schemas_pymilvus_cached_for_its_port(tmp_path: Path) -> None:
+    """pymilvus caches schemas per host:port, and a Lite server's free port may have served
+    another file: the stale "docs" schema (an extra column here) must not reach this file's
+    "docs" (it made upserts carry fields the collection lacks)."""
+    from pymilvus.client.cache import GlobalCache
+
+    from connectors.milvus.connection import connect
+
+    first = connect(str(tmp_path / "lite.db"))
+    try:
+        endpoint = first.client._get_connection().server_address
+        GlobalCache.schema.set(endpoint, "", "docs", {"fields": [{"name": "pf_stale"}]})
+        second = connect(str(tmp_path / "lite.db"))  # the same server, so the same port
+        try:
+            assert GlobalCache.schema.get(endpoint, "", "docs") is None
+            corpus = make_corpus(n=6)
+            with MilvusStore.create("docs", client=second.client, spec=corpus.spec) as store:
+                store.upsert(corpus.records)
+                assert store.count() == 6
+        finally:
+            second.close()
+    finally:
+        first.close()
