@@ -21,6 +21,7 @@ from ..clients import MilvusClientHandle
 from ..errors import QueryError
 from ..spec import CollectionSpec
 from .convert import MAX_IDS_PER_EXPR, PAYLOAD, PK, Layout, chunks, in_expr
+from .lite_engine import LiteEngine
 from .versions import ServerInfo
 
 
@@ -74,6 +75,8 @@ class Target:
     server: ServerInfo = field(default_factory=lambda: ServerInfo("unknown", lite=False))
     #: Consistency level of every read (see ``Consistency``).
     consistency: Consistency = Consistency.SESSION
+    #: Milvus Lite's in-process engine, for the packed layout's token rows (lite_engine.py).
+    engine: LiteEngine | None = None
 
     @property
     def read(self) -> dict[str, Any]:

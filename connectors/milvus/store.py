@@ -55,6 +55,7 @@ from .layout import (
     check_consistency,
     parse_hits,
 )
+from .lite_engine import find_engine
 from .packed import PackedLayout
 from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
 from .token_rows import TokenRowsLayout
@@ -110,6 +111,8 @@ class MilvusStore(VectorStore):
             server,
             consistency,
         )
+        if server.lite and layout is Layout.PACKED:
+            self._target.engine = find_engine(self.client)
         self.layout: TokenLayout = _LAYOUTS[layout](self._target)
         #: Indexed payload keys with their own column in this collection (payload_columns.py).
         self._columns: dict[str, PayloadType] = {}

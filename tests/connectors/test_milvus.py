@@ -459,22 +459,38 @@ class CountingClient:
 
         return call
 
+    def watch_engine(self, store):
+        """Record ``store``'s reads from Milvus Lite's in-process engine (lite_engine.py) too,
+        as ("engine", collection, fields)."""
+        engine = store._target.engine
+        assert engine is not None, "no in-process Milvus Lite engine found"
+        rows = engine.rows
+
+        def counted(collection, keys, fields):
+            self.calls.append(("engine", collection, tuple(fields)))
+            return rows(collection, keys, fields)
+
+        engine.rows = counted
+
 
 @pytest.mark.parametrize("layout, field", [("packed", "blob"), ("token_rows", tr.VEC)])
 def test_companion_hybrid_takes_three_round_trips(tmp_path, layout, field):
-    """Dense candidates come with n_tokens; then their token vectors; then the final payloads."""
+    """Dense candidates come with n_tokens; then their token vectors (packed rows: from Milvus
+    Lite's engine, not through gRPC); then the final payloads."""
     from pymilvus import MilvusClient
 
     corpus = make_corpus(n=20)
     client = CountingClient(MilvusClient(str(tmp_path / "m.db")))
     store = MilvusStore.create("rt", client=client, spec=corpus.spec, layout=layout)
+    if layout == "packed":
+        client.watch_engine(store)
     store.upsert(corpus.records)
     client.calls.clear()
     hits = store.search(planted_query(corpus, 5), mode="hybrid", limit=3, prefetch_limit=10)
     assert hits[0].id == corpus.records[5].id
     assert client.calls == [
         ("search", "rt", (tr.N_TOKENS, cv.TOKEN_GEN)),
-        ("query", "rt__tokens", (field,)),
+        ("engine" if layout == "packed" else "query", "rt__tokens", (field,)),
         ("query", "rt", (cv.PAYLOAD,)),
     ]
     store.close()

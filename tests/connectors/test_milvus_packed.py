@@ -145,12 +145,13 @@ def test_multivector_mode_scans_in_bounded_requests(tmp_path):
     corpus = make_corpus(n=30)
     client = CountingClient(MilvusClient(str(tmp_path / "m.db")))
     store = MilvusStore.create("scan", client=client, spec=corpus.spec)
+    client.watch_engine(store)
     store.upsert(corpus.records)
     store.layout.rows_per_fetch = 4
     client.calls.clear()
     query = random_query()
     hits = store.search(query, mode="multivector", limit=30)
-    fetches = [c for c in client.calls if c[1] == "scan__tokens" and c[0] == "query"]
+    fetches = [c for c in client.calls if c[1] == "scan__tokens" and c[0] == "engine"]
     assert len(fetches) == -(-30 // 4)  # 30 documents of <= 24 tokens: 30 rows, 4 a request
     expected = corpus.maxsim_ranking(query)
     assert [h.id for h in hits] == [i for i, _ in expected]
@@ -170,12 +171,13 @@ def test_count_info_and_dense_search_never_name_the_token_collection(tmp_path):
     writer.close()
     client = CountingClient(MilvusClient(uri))
     store = MilvusStore.open("docs", client=client)
+    client.watch_engine(store)
     store.info()
     store.count()
     store.search(planted_query(corpus, 3), mode="dense", limit=5)
     assert not [c for c in client.calls if "__tokens" in str(c[1])], client.calls
     store.search(planted_query(corpus, 3), mode="hybrid", limit=5)
-    assert [c for c in client.calls if c[1] == "docs__tokens" and c[0] == "query"]
+    assert [c for c in client.calls if c[1] == "docs__tokens" and c[0] == "engine"]
     store.close()
     client.inner.close()
 
@@ -214,3 +216,42 @@ def test_a_token_vector_wider_than_a_row_is_refused():
     wide = CollectionSpec(dim=32, prefetch_dims=(), multivector_dim=40_000)
     with pytest.raises(UnsupportedSpecError, match="layout='token_rows'"):
         pk.tokens_per_row(wide)
+
+
+def _answers(store: MilvusStore, corpus) -> list:
+    query = planted_query(corpus, 4)
+    searches = [
+        [(h.id, h.score, h.payload) for h in store.search(query, mode=mode, limit=8)]
+        for mode in ("hybrid", "multivector", "fusion")
+    ]
+    ids = [r.id for r in corpus.records]
+    tokens = {r.id: r.multivector for r in store.get(ids, with_vectors=True)}
+    return [searches, {i: t.tolist() for i, t in tokens.items()}]
+
+
+def test_lite_reads_token_rows_from_its_engine_with_the_answers_of_grpc(tmp_path):
+    """The in-process engine (lite_engine.py) and the gRPC path return the same rows."""
+    corpus = make_corpus(n=30)
+    store = MilvusStore.create("docs", uri=str(tmp_path / "m.db"), spec=corpus.spec)
+    store.upsert(corpus.records)
+    assert store._target.engine is not None
+    direct = _answers(store, corpus)
+    store._target.engine = None  # what milvus-lite 2 (a C++ subprocess) gets
+    assert _answers(store, corpus) == direct
+    assert direct[0][1][0][0] == corpus.maxsim_ranking(planted_query(corpus, 4))[0][0]
+    store.close()
+
+
+def test_a_failing_engine_read_warns_and_goes_through_grpc(tmp_path, caplog):
+    from connectors.milvus.lite_engine import LiteEngine
+
+    corpus = make_corpus(n=20)
+    store = MilvusStore.create("docs", uri=str(tmp_path / "m.db"), spec=corpus.spec)
+    store.upsert(corpus.records)
+    expected = _answers(store, corpus)
+    store._target.engine = LiteEngine(store._target.engine._db, database="no_such_database")
+    with caplog.at_level(logging.WARNING, logger="connectors.milvus"):
+        assert _answers(store, corpus) == expected
+    assert "reading token rows from Milvus Lite's engine failed" in caplog.text
+    assert store._target.engine is None  # once: later reads go through gRPC directly
+    store.close()
