@@ -56,9 +56,12 @@ def to_codes(unit: np.ndarray) -> np.ndarray:
     return (r + _OFFSET).astype(np.uint8)
 
 
-def from_codes(codes: np.ndarray) -> np.ndarray:
-    """(t, d) uint8 codes -> (t, d) float32 vectors (what MaxSim on the codes scores)."""
-    return (np.asarray(codes, dtype=np.float32) - _OFFSET) / _SCALE
+def from_codes(codes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(t, d) uint8 codes -> (t, d) float32 vectors (what MaxSim on the codes scores), into
+    ``out`` (float32, codes' shape) when given."""
+    out = np.subtract(codes, np.float32(_OFFSET), out=out, dtype=np.float32)
+    np.divide(out, np.float32(_SCALE), out=out)
+    return out
 
 
 def stored_bytes(codes: np.ndarray) -> np.ndarray:

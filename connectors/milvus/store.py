@@ -59,7 +59,7 @@ from .lite_engine import find_engine
 from .packed import PackedLayout
 from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
 from .token_rows import TokenRowsLayout
-from .versions import ServerInfo, resolve_layout
+from .versions import ServerInfo, check_layout_dtype, resolve_layout
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ class MilvusStore(VectorStore):
     """One jina-vdb collection in Milvus. Create with ``create()``, reopen with ``open()``."""
 
     #: The MUVERA field is one more dense field; token vectors are float16 or float32 (Milvus
-    #: Lite has no float16 / uint8 vector type: the layouts store float bytes).
-    spec_features = frozenset({"muvera", "multivector_dtype=float32"})
+    #: Lite has no float16 / uint8 vector type: the layouts store float bytes), or uint8 codes
+    #: in the packed layout only (its rows hold bytes; the others refuse it at create).
+    spec_features = frozenset({"muvera", "multivector_dtype=float32", "multivector_dtype=uint8"})
 
     #: ~45 s of retries (0.5, 1, 2, 4, 8, 10, 10, 10 s): a server restarted after a crash is
     #: healthy in ~8 s, then answers "collection not loaded" until the dead process's etcd
@@ -189,6 +190,7 @@ class MilvusStore(VectorStore):
             spec = server.storage_policy().apply(spec)  # refusals name what to do
             server.check_supported(spec, name)
             chosen = resolve_layout(server, spec, wanted)
+            check_layout_dtype(chosen, spec, name)
             if chosen is not Layout.STRUCT:
                 max_tokens = None
             elif max_tokens is None:

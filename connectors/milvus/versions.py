@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UnsupportedSpecError
-from ..spec import CollectionSpec, StoragePolicy
+from ..spec import CollectionSpec, StoragePolicy, VectorDtype
 from .convert import Layout
 
 logger = logging.getLogger(__name__)
@@ -181,3 +181,15 @@ def resolve_layout(server: ServerInfo, spec: CollectionSpec, wanted: Layout) -> 
     log = logger.warning if "not recognised" in reason else logger.info
     log("Milvus multivector layout %r: %s", chosen.value, reason)
     return chosen
+
+
+def check_layout_dtype(layout: Layout, spec: CollectionSpec, name: str) -> None:
+    """Refuse uint8 token vectors outside the packed layout (its rows hold any bytes; the
+    struct and token-row layouts store float vectors), before anything is created."""
+    if spec.multivector and spec.multivector_dtype is VectorDtype.UINT8:
+        if layout is not Layout.PACKED:
+            raise UnsupportedSpecError(
+                f"collection {name!r}: multivector_dtype='uint8' needs the packed layout, not "
+                f"{layout.value!r}; create it with layout='packed' (or 'auto' on Milvus Lite "
+                "and servers < 2.6.4) or with multivector_dtype='float16'"
+            )

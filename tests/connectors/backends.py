@@ -93,7 +93,7 @@ BACKENDS = {
         "milvus-lite",
         _milvus_lite_create,
         _milvus_lite_open,
-        spec_features=frozenset({"muvera", "multivector_dtype=float32"}),
+        spec_features=frozenset({"muvera", "multivector_dtype=float32", "multivector_dtype=uint8"}),
         lose_collection=lambda store: store.client.drop_collection(store.name),
     ),
 }

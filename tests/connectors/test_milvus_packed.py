@@ -15,8 +15,8 @@ import pytest
 from corpus import make_corpus, planted_query, random_query
 from test_milvus import CountingClient
 
-from connectors import CollectionSpec, ConnectorError, Record
-from connectors.errors import UnsupportedSpecError
+from connectors import CollectionSpec, ConnectorError, Query, Record, token_codec
+from connectors.errors import CollectionNotFoundError, UnsupportedSpecError
 from connectors.milvus import Layout, MilvusStore
 from connectors.milvus import convert as cv
 from connectors.milvus import packed as pk
@@ -40,6 +40,11 @@ def _record(i: int, tokens: int, seed: int = 0) -> Record:
         l2_normalize(rng.standard_normal((tokens, 128))),
         {"i": i, "seed": seed},
     )
+
+
+def planted_query_of(record: Record) -> Query:
+    """A query made of a record's own vectors (its best match under every mode)."""
+    return Query(dense=record.dense, multivector=record.multivector[:16])
 
 
 def _stored(record: Record, dtype=np.float16) -> np.ndarray:
@@ -76,6 +81,38 @@ def test_float32_rows_hold_95_tokens_and_round_trip_exactly(tmp_path):
     (got,) = store.get([0], with_vectors=True)
     np.testing.assert_array_equal(got.multivector, _stored(record, np.float32))
     store.close()
+
+
+def test_uint8_rows_hold_383_token_codes_read_back_as_the_codecs_floats(tmp_path):
+    """uint8 tokens (token_codec.py) pack 1 byte per dimension: a 300-token document is one
+    row; reads give ``from_codes`` of the stored codes, as Qdrant's uint8 stores do."""
+    spec = CollectionSpec(dim=32, prefetch_dims=(8,), multivector_dtype="uint8")
+    store = MilvusStore.create("u8", uri=str(tmp_path / "m.db"), spec=spec)
+    records = [_record(0, 300), _record(1, 400)]
+    store.upsert(records)
+    assert store.layout.tokens_per_row == 383
+    assert [len(_rows(store, cv.encode_id(r.id))) for r in records] == [1, 2]
+    got = {r.id: r for r in store.get([0, 1], with_vectors=True)}
+    for r in records:
+        codes = token_codec.to_codes(l2_normalize(r.multivector))
+        np.testing.assert_array_equal(got[r.id].multivector, token_codec.from_codes(codes))
+    store.close()
+    reopened = MilvusStore.open("u8", uri=str(tmp_path / "m.db"))
+    assert reopened.spec.multivector_dtype.value == "uint8"
+    assert reopened.search(planted_query_of(records[1]), mode="hybrid", limit=1)[0].id == 1
+    reopened.close()
+
+
+@pytest.mark.parametrize("layout", ["token_rows", "struct"])
+def test_uint8_tokens_outside_the_packed_layout_are_refused_before_anything_is_created(
+    tmp_path, layout
+):
+    spec = CollectionSpec(dim=32, prefetch_dims=(8,), multivector_dtype="uint8")
+    uri = str(tmp_path / "m.db")
+    with pytest.raises(UnsupportedSpecError, match="uint8.*needs the packed layout"):
+        MilvusStore.create("u8", uri=uri, spec=spec, layout=layout)
+    with pytest.raises(CollectionNotFoundError):
+        MilvusStore.open("u8", uri=uri)
 
 
 def test_upserting_the_same_records_twice_changes_nothing(store):
