@@ -90,16 +90,20 @@ class TopicCorpus:
         return ids, self.dense_of(tokens, rng), tokens.astype(np.float32)
 
     def queries(
-        self, count: int, query_tokens: int = 32, query_noise: float = 0.5
+        self, count: int, query_tokens: int = 32, query_noise: float = 0.5, stream: int = 0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(targets (q,), dense (q, dim), tokens (q, query_tokens, 128)), all float32.
+
+        ``stream`` picks an independent draw of queries over the same documents (0: the
+        bench's cached queries; others: held-out sets for checking a tuned option).
 
         Half of a query's tokens are noisy copies of the target's tokens, half are drawn
         around the centres of the target's clusters: every document sharing those clusters
         scores high, graded by how many it shares (the target usually first).
         """
         centres, _, _ = self._space
-        rng = np.random.default_rng([self.seed, 10**9 + 1])
+        key = [self.seed, 10**9 + 1] + ([stream] if stream else [])
+        rng = np.random.default_rng(key)
         targets = np.sort(rng.choice(self.n, size=count, replace=False))
         toks = np.empty((count, query_tokens, TOKEN_DIM), dtype=np.float32)
         own = query_tokens // 2

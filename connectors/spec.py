@@ -35,12 +35,17 @@ class Quantization(str, enum.Enum):
     BINARY = "binary"  # one bit per dimension (32x smaller); needs rescoring with originals
 
 
-#: Named bundles of storage fields (``jina-vdb ingest --storage compact``;
-#: ``CollectionSpec(**STORAGE_PRESETS["compact"])``). compact: pool 4 + uint8 token vectors +
-#: float16 dense fields: 0.20x float16's bytes per document at 20k documents, exhaustive-
-#: MaxSim recall@10 of exact float32 0.99 at 2k and 0.94 at 20k on the scale corpus (pool 3:
-#: 0.97 / 0.948 at ~0.25x; README, "At scale"); qdrant-edge and Qdrant servers only.
+#: Named bundles of storage fields (``jina-vdb ingest --storage NAME``;
+#: ``CollectionSpec(**STORAGE_PRESETS[NAME])``); qdrant-edge and Qdrant servers only (Milvus
+#: refuses float16 dense vectors). Both are uint8 token vectors (token_codec.py) and float16
+#: dense fields after token pooling; figures on the scale corpus at 20k documents (README, "At
+#: scale"), recall@10 of exhaustive MaxSim against exact float32 MaxSim:
+#: - balanced: pool 3 (colpali-engine's recommended factor), ~0.24x float16's bytes per
+#:   document; recall 0.945 / 0.958 / 0.957 on the bench's 40 queries / 40 and 200 held-out
+#:   ones: the option that keeps <= 1/4 of the bytes at recall ~0.95.
+#: - compact: pool 4, 0.20x, recall 0.94 (0.99 at 2k): the smallest.
 STORAGE_PRESETS: dict[str, dict[str, Any]] = {
+    "balanced": {"token_pooling": 3, "multivector_dtype": "uint8", "dense_dtype": "float16"},
     "compact": {"token_pooling": 4, "multivector_dtype": "uint8", "dense_dtype": "float16"},
 }
 

@@ -113,3 +113,34 @@ def test_milvus_lite_refuses_half_dense_vectors_before_writing(tmp_path: Path):
     uri = str(tmp_path / "m.db")
     with pytest.raises(UnsupportedSpecError, match="does not implement dense_dtype='float16'"):
         MilvusStore.create("refused", uri=uri, spec=spec)
+
+
+@pytest.mark.parametrize(("preset", "factor"), [("balanced", 3), ("compact", 4)])
+def test_storage_presets_pool_and_code_documents_only(tmp_path: Path, preset: str, factor: int):
+    """``STORAGE_PRESETS``: a document of 30 tokens is stored as 30 // factor uint8 rows (the
+    pooled tokens, coded), the reopened collection reads the preset's fields back, and a
+    query's 12 tokens are all scored (MaxSim over the pooled rows, as int8 codes)."""
+    from connectors.pooling import pool_tokens
+    from connectors.qdrant import QdrantStore
+    from connectors.spec import STORAGE_PRESETS
+
+    rng = np.random.default_rng(5)
+    docs = [_unit(rng, 30, 128) for _ in range(6)]
+    dense = _unit(rng, 6, 64)
+    spec = CollectionSpec(dim=64, prefetch_dims=(), **STORAGE_PRESETS[preset])
+    store = QdrantStore.create(preset, path=tmp_path, spec=spec)
+    store.upsert([Record(i, dense[i], docs[i], {}) for i in range(6)])
+    store.close()
+    store = QdrantStore.open(preset, path=tmp_path)
+    assert not spec.differences(store.spec) and store.spec.token_pooling == factor
+    (back,) = store.get([2], with_vectors=True)
+    pooled = pool_tokens(docs[2], factor)
+    assert back.multivector is not None and back.multivector.shape == (30 // factor, 128)
+    assert np.abs(back.multivector - pooled).max() <= 0.5 / 127 + 1e-6
+    query = _unit(rng, 12, 128)
+    hits = store.search(Query(dense=dense[0], multivector=query), mode="multivector", limit=6)
+    want = {i: int8_maxsim(query, pool_tokens(d, factor)) for i, d in enumerate(docs)}
+    assert [h.id for h in hits] == sorted(want, key=lambda i: -want[i])
+    for hit in hits:
+        assert hit.score == pytest.approx(want[hit.id], abs=1e-3)
+    store.close()

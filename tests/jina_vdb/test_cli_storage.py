@@ -131,3 +131,27 @@ def test_compact_storage_preset(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert len(lines) == 1 and "does not implement" in lines[0], refused.stderr
     info = run_cli("info", "--store", milvus, "--collection", "docs")
     assert info.returncode == 1 and "no collection 'docs'" in info.stderr
+
+
+def test_balanced_storage_preset(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """``--storage balanced``: pool 3 + uint8 token vectors + float16 dense, recorded; every
+    stored document keeps at most a third of its tokens (the unpooled ingest is the count)."""
+    corpus = tmp_path / "corpus"
+    write_sample_corpus(corpus)
+    (corpus / "images").rename(tmp_path / "images")
+    folder = tmp_path / "q"
+    for name, flags in (("plain", ()), ("balanced", ("--storage", "balanced"))):
+        done = _ingest(corpus, f"qdrant:{folder}", name, tiny_checkpoint, *flags)
+        assert done.returncode == 0, done.stderr
+    spec = json.loads(
+        run_cli("info", "--store", f"qdrant:{folder}", "--collection", "balanced", "--json").stdout
+    )["spec"]
+    assert (spec["token_pooling"], spec["multivector_dtype"], spec["dense_dtype"]) == (
+        3,
+        "uint8",
+        "float16",
+    )
+    plain, pooled = _tokens(folder, "plain"), _tokens(folder, "balanced")
+    assert plain.keys() == pooled.keys() and plain
+    assert all(1 <= pooled[i] <= max(plain[i] // 3, 1) for i in plain)
+    assert any(pooled[i] < plain[i] for i in plain)
