@@ -40,9 +40,10 @@ class Quantization(str, enum.Enum):
 #: refuses float16 dense vectors). Both are uint8 token vectors (token_codec.py) and float16
 #: dense fields after token pooling; figures on the scale corpus at 20k documents (README, "At
 #: scale"), recall@10 of exhaustive MaxSim against exact float32 MaxSim:
-#: - balanced: pool 3 (colpali-engine's recommended factor), ~0.24x float16's bytes per
-#:   document; recall 0.945 / 0.958 / 0.957 on the bench's 40 queries / 40 and 200 held-out
-#:   ones: the option that keeps <= 1/4 of the bytes at recall ~0.95.
+#: - balanced: pool 3 (colpali-engine's recommended factor), 0.24x float16's bytes per
+#:   document (21,397 B); recall 0.945 / 0.958 / 0.957 on the bench's 40 queries / 40 and
+#:   200 held-out ones: the option that keeps <= 1/4 of the bytes at recall ~0.95 (no pooler
+#:   variant measured did better beyond query-set noise: bench/pooling_recall.py).
 #: - compact: pool 4, 0.20x, recall 0.94 (0.99 at 2k): the smallest.
 STORAGE_PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {"token_pooling": 3, "multivector_dtype": "uint8", "dense_dtype": "float16"},
