@@ -99,7 +99,8 @@ OPTIONS: dict[str, StorageOption] = {
     "pool3+uint8+dense16": StorageOption(lambda: {**_small(3)}),
     "pool4+uint8+dense16": StorageOption(lambda: {**_small(4)}),
     "compact": StorageOption(lambda: dict(_preset("compact"))),  # ingest --storage compact
-    "balanced": StorageOption(lambda: dict(_preset("balanced"))),  # = pool3+uint8+dense16
+    # = pool3+uint8+dense16 + a binary copy of the dense vector for the dense stage
+    "balanced": StorageOption(lambda: dict(_preset("balanced"))),
     "pool4+uint8+dense16+muvera2k": StorageOption(
         lambda: {**_small(4), "muvera": _SMALL_MUVERA}, modes=("muvera",)
     ),

@@ -38,16 +38,31 @@ class Quantization(str, enum.Enum):
 #: Named bundles of storage fields (``jina-vdb ingest --storage NAME``;
 #: ``CollectionSpec(**STORAGE_PRESETS[NAME])``); qdrant-edge and Qdrant servers only (Milvus
 #: refuses float16 dense vectors). Both are uint8 token vectors (token_codec.py) and float16
-#: dense fields after token pooling; figures on the scale corpus at 20k documents (README, "At
-#: scale"), recall@10 of exhaustive MaxSim against exact float32 MaxSim:
+#: dense fields after token pooling, with a binary copy of the full dense vector for the
+#: dense stage (256 B at 2048-d; its HNSW walk compares bit codes instead of 4 KB vectors and
+#: rescores the candidates with the float16 originals: at 100k documents the dense prefetch
+#: went from ~28 ms to ~3 ms, 17 segments, recall unchanged). Figures on the scale corpus
+#: (README, "At scale"), recall@10 of exhaustive MaxSim against exact float32 MaxSim:
 #: - balanced: pool 3 (colpali-engine's recommended factor), 0.24x float16's bytes per
-#:   document (21,397 B); recall 0.945 / 0.958 / 0.957 on the bench's 40 queries / 40 and
-#:   200 held-out ones: the option that keeps <= 1/4 of the bytes at recall ~0.95 (no pooler
-#:   variant measured did better beyond query-set noise: bench/pooling_recall.py).
+#:   document at 20k (21,648 B with the binary copy); recall 0.945 / 0.958 / 0.957 on the
+#:   bench's 40 queries / 40 and 200 held-out ones at 20k, 0.945 on the 40 at 100k: the
+#:   option that keeps <= 1/4 of the bytes at recall ~0.95 (no pooler variant measured did
+#:   better beyond query-set noise: bench/pooling_recall.py).
 #: - compact: pool 4, 0.20x, recall 0.94 (0.99 at 2k): the smallest.
+#: ``--dense-quantization none`` (``quantization=Quantization.NONE``) drops the binary copy.
 STORAGE_PRESETS: dict[str, dict[str, Any]] = {
-    "balanced": {"token_pooling": 3, "multivector_dtype": "uint8", "dense_dtype": "float16"},
-    "compact": {"token_pooling": 4, "multivector_dtype": "uint8", "dense_dtype": "float16"},
+    "balanced": {
+        "token_pooling": 3,
+        "multivector_dtype": "uint8",
+        "dense_dtype": "float16",
+        "quantization": "binary",
+    },
+    "compact": {
+        "token_pooling": 4,
+        "multivector_dtype": "uint8",
+        "dense_dtype": "float16",
+        "quantization": "binary",
+    },
 }
 
 #: Token pooling factors a spec accepts: about 1/factor of a document's token vectors is kept.

@@ -188,9 +188,10 @@ def ingest(
             "--storage",
             case_sensitive=False,
             help="New collection: a bundle of storage options (qdrant-edge, Qdrant servers): "
-            "uint8 token vectors (no float copy) and float16 dense vectors, with token pooling "
-            "3 (balanced: ~0.24x float16's bytes per document) or 4 (compact: ~0.20x, a little "
-            "more recall lost); --token-pooling overrides the factor.",
+            "uint8 token vectors (no float copy) and float16 dense vectors with a binary copy "
+            "for the dense stage, with token pooling 3 (balanced: ~0.24x float16's bytes per "
+            "document) or 4 (compact: ~0.20x, a little more recall lost); --token-pooling and "
+            "--dense-quantization override the preset's.",
             show_default=False,
         ),
     ] = None,

@@ -255,7 +255,7 @@ class TokenStorage:
             **preset,
             "token_pooling": self.token_pooling or preset.get("token_pooling"),
             "multivector_quantization": self.token_quantization or none,
-            "quantization": self.dense_quantization or none,
+            "quantization": self.dense_quantization or preset.get("quantization", none),
         }
 
 

@@ -105,6 +105,7 @@ def test_compact_storage_preset(tmp_path: Path, tiny_checkpoint: Path) -> None:
         "uint8",
         "float16",
     )
+    assert spec["quantization"] == "binary"  # the dense stage walks bit codes
     hits = run_cli(
         "search", "quarterly revenue", "--store", store, "--collection", "compact",
         "--model", str(tiny_checkpoint), "--device", "cpu", "--json",
@@ -123,6 +124,15 @@ def test_compact_storage_preset(tmp_path: Path, tiny_checkpoint: Path) -> None:
     )
     assert conflict.returncode == 1
     assert conflict.stderr.startswith("error: --token-quantization needs float token vectors")
+
+    # An explicit --dense-quantization overrides the preset's binary copy, like --token-pooling.
+    plain = _ingest(
+        corpus, store, "nobq", tiny_checkpoint, "--storage", "compact",
+        "--dense-quantization", "none",
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    spec = json.loads(run_cli("info", "--store", store, "--collection", "nobq", "--json").stdout)
+    assert (spec["spec"]["quantization"], spec["spec"]["token_pooling"]) == ("none", 4)
 
     milvus = f"milvus:{tmp_path / 'm.db'}"
     refused = _ingest(corpus, milvus, "docs", tiny_checkpoint, "--storage", "compact")
@@ -151,6 +161,7 @@ def test_balanced_storage_preset(tmp_path: Path, tiny_checkpoint: Path) -> None:
         "uint8",
         "float16",
     )
+    assert spec["quantization"] == "binary"
     plain, pooled = _tokens(folder, "plain"), _tokens(folder, "balanced")
     assert plain.keys() == pooled.keys() and plain
     assert all(1 <= pooled[i] <= max(plain[i] // 3, 1) for i in plain)
