@@ -1,8 +1,8 @@
 """Pure translation to Milvus: ids, filter expressions, collection metadata, schemas, requests.
 
 Nothing here talks to a server: every function builds a value (a string, a dict, a pymilvus
-schema or index object) that ``store.py`` sends. That keeps the request shapes unit-testable
-without Milvus (tests/connectors/test_milvus.py asserts on them).
+schema or index object) that store.py, collection.py and search.py send. That keeps the
+request shapes unit-testable without Milvus (tests/connectors/test_milvus.py asserts on them).
 
 Ids: Milvus has one primary-key type per collection, while our ids are ints *or* strings,
 even mixed in one collection. The primary key is therefore a VARCHAR holding a type-tagged

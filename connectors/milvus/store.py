@@ -10,11 +10,8 @@ and ``dense_<k>`` (HNSW, COSINE), ``muvera`` (HNSW, IP; with ``spec.muvera``) an
 packed.py / token_rows.py); the layout is chosen from the server version at create(),
 logged, and recorded with the spec in the collection's properties for open().
 
-Every search mode runs the SearchPlan's cascade: the first stage searches the (filtered)
-collection, each later stage rescores only the previous stage's candidates (a dense stage
-with a ``pk in [...]`` filter, a MaxSim stage through the layout). Fusion is RRF of the
-cascades' rankings: server-side ``hybrid_search`` with RRFRanker in the struct layout,
-``connectors.vectors.rrf`` otherwise.
+This module decides what to create or open and translates records; collection.py creates,
+checks and loads the collection, search.py runs a SearchPlan (cascades, RRF fusion).
 """
 
 from __future__ import annotations
@@ -29,35 +26,21 @@ import numpy as np
 
 from ..base import VectorStore
 from ..clients import MilvusClientHandle
-from ..errors import (
-    CollectionNotFoundError,
-    ConnectorError,
-    RecordError,
-    SchemaMismatchError,
-)
+from ..errors import CollectionNotFoundError, ConnectorError, RecordError
 from ..filters import Filter
 from ..names import check_collection_name
 from ..payload_index import PayloadIndexes, PayloadType
-from ..query import Hit, SearchMode, SearchPlan, Stage
+from ..query import Hit, SearchPlan
 from ..records import PreparedRecord, Record, RecordId
-from ..spec import CollectionSpec, MuveraParams, reconcile_spec
-from ..vectors import rrf
+from ..spec import CollectionSpec, MuveraParams
+from . import collection, payload_columns, search
 from . import convert as cv
-from . import payload_columns
 from .connection import Connection, connect, is_lite, raise_translated, redact, translate_error
 from .convert import PAYLOAD, PK, Layout
-from .layout import (
-    Consistency,
-    DenseOnly,
-    Scored,
-    Target,
-    TokenLayout,
-    check_consistency,
-    parse_hits,
-)
+from .layout import Consistency, DenseOnly, Target, TokenLayout, check_consistency
 from .lite_engine import find_engine
 from .packed import PackedLayout
-from .struct_layout import DEFAULT_MAX_TOKENS, SERVER_ARRAY_CAP, StructLayout
+from .struct_layout import DEFAULT_MAX_TOKENS, StructLayout
 from .token_rows import TokenRowsLayout
 from .versions import ServerInfo, check_layout_dtype, resolve_layout
 
@@ -178,7 +161,7 @@ class MilvusStore(VectorStore):
             muvera=muvera,
         )
         check_collection_name(name, "milvus")  # before has_collection, which servers refuse
-        wanted = _check_layout(layout, max_tokens)
+        wanted = collection.check_layout(layout, max_tokens)
         consistency = check_consistency(consistency_level)
         conn = connect(uri, token=token, client=client, timeout=timeout)
         try:
@@ -210,7 +193,7 @@ class MilvusStore(VectorStore):
                 create_kwargs=create_kwargs,
             )
             store._columns = payload_columns.planned(spec.payload_indexes, server, name)
-            store._create_collection()
+            collection.create(store._target, store.spec, store.layout, store._columns)
             return store
         except BaseException as e:
             conn.close()
@@ -263,22 +246,7 @@ class MilvusStore(VectorStore):
     ) -> MilvusStore:
         description = conn.client.describe_collection(name)
         stored, layout, max_tokens = cv.read_properties(name, description)
-        if spec is not None:
-            where = f"at {redact(conn.uri)}" if conn.uri else "on this client"
-            reconcile_spec(spec, stored, name=name, where=where, opener="MilvusStore")
-        if wanted is not Layout.AUTO and stored.multivector and wanted is not layout:
-            raise SchemaMismatchError(
-                f"collection {name!r} exists with layout {layout.value!r}, not {wanted.value!r}"
-            )
-        if layout is Layout.TOKEN_ROWS and wanted is not Layout.TOKEN_ROWS:
-            logger.warning(
-                "Milvus collection %r has the token_rows layout (one row per token vector): it "
-                "stays readable and writable, but a MaxSim rerank fetches every candidate token "
-                "as a row (~1.8 s per hybrid search at 2k documents on Milvus Lite). For the "
-                "packed layout (a few rows per document), re-ingest the documents into a new "
-                "collection (or drop this one and re-ingest): new collections get it by default",
-                name,
-            )
+        collection.check_existing(name, conn.uri, stored, layout, spec=spec, wanted=wanted)
         store = cls(
             name,
             stored,
@@ -290,91 +258,12 @@ class MilvusStore(VectorStore):
             consistency=consistency,
         )
         store._columns = payload_columns.existing(stored.payload_indexes, description)
-        store._open_collection(description)
+        collection.open_existing(
+            store._target, store.spec, store.layout, store._columns, description
+        )
         if spec is not None:
             store.add_payload_indexes(spec.payload_indexes)
         return store
-
-    def _create_collection(self) -> None:
-        """Companions first, then the documents collection, checked, then indexed and loaded:
-        the documents collection existing means the rest exists. A failure anywhere drops
-        what was created (no orphan ``<name>__tokens``); if even that fails (the server went
-        away), the next create() finds the orphan companion and replaces it."""
-        client, t = self.client, self._target
-        try:
-            self.layout.create_companions()
-            schema = cv.doc_schema(self.spec, self.layout.kind)
-            self.layout.extend_schema(schema)
-            payload_columns.add_fields(schema, self._columns)
-            props = {
-                **cv.collection_properties(self.spec, self.layout.kind, t.max_tokens),
-                **self.layout.properties(),
-            }
-            client.create_collection(
-                self.name, schema=schema, properties=props, **t.create, **t.request
-            )
-            self._verify(client.describe_collection(self.name, **t.request))
-            self._ensure_indexes()
-            client.load_collection(self.name, **t.request)
-            self.layout.open_companions()  # token rows: loaded (waited for) at first use
-        except BaseException:
-            self._undo_create()
-            raise
-        logger.info(
-            "created Milvus collection %r (layout %s, spec %s)",
-            self.name,
-            self.layout.kind.value,
-            self.spec.to_dict(),
-        )
-
-    def _undo_create(self) -> None:
-        try:
-            if self.client.has_collection(self.name, **self._target.request):
-                self.client.drop_collection(self.name, **self._target.request)
-            self.layout.drop_companions()
-        except Exception as e:  # the original error matters more; say what was left
-            logger.warning(
-                "could not remove the half-created collection %r (%s); "
-                "the next create() replaces it",
-                self.name,
-                e,
-            )
-
-    def _open_collection(self, description: dict[str, Any]) -> None:
-        self._verify(description)
-        self._ensure_indexes()
-        unindexed = [k for k, _ in self.spec.payload_indexes if k not in self._columns]
-        if unindexed:
-            logger.warning(
-                "Milvus collection %r has no column for its payload indexes %s (asked for after "
-                "it was created, or made on a server without nullable fields): filters on them "
-                "read the JSON payload; re-ingest into a new collection to index them",
-                self.name,
-                ", ".join(unindexed),
-            )
-        state = self.client.get_load_state(self.name, **self._target.request).get("state")
-        if getattr(state, "name", str(state)) != "Loaded":
-            self.client.load_collection(self.name, **self._target.request)
-        self.layout.open_companions()
-        logger.info("opened Milvus collection %r (layout %s)", self.name, self.layout.kind.value)
-
-    def _verify(self, description: dict[str, Any]) -> None:
-        cv.check_description(self.name, description, self.spec, self.layout.kind)
-        self.layout.verify(description)
-
-    def _ensure_indexes(self) -> None:
-        """Create the indexes that are missing (all of them right after create_collection)."""
-        params = cv.dense_index_params(self.spec)
-        self.layout.extend_indexes(params)
-        payload_columns.add_indexes(params, self._columns)
-        existing = set(self.client.list_indexes(self.name, **self._target.request))
-        # Milvus Lite names an index after its field whatever index_name says; servers keep it.
-        missing = type(params)(
-            i for i in params if not {i.index_name, i.field_name} & existing
-        )  # IndexParams is a list
-        if missing:
-            # sync=False: pymilvus would poll every 0.5 s per index; load_collection waits anyway.
-            self.client.create_index(self.name, missing, sync=False, **self._target.request)
 
     # -- writes ------------------------------------------------------------------------
     def _check_record(self, record: PreparedRecord, index: int) -> None:
@@ -423,133 +312,8 @@ class MilvusStore(VectorStore):
 
     # -- reads -------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
-        expr = self._expr(plan.filter)
-        if plan.mode is SearchMode.FUSION and isinstance(self.layout, StructLayout):
-            return self._hits(self._struct_fusion(self.layout, plan, vectors, expr))
-        done: dict[tuple[Stage, ...], list[Scored]] = {}
-        known: dict[str, dict[str, Any]] = {}
-        rankings = [self._cascade(c, vectors, expr, done, plan.limit, known) for c in plan.cascades]
-        if not plan.fused:
-            return self._hits(rankings[0][: plan.limit])
-        payloads = {
-            key: payload
-            for ranking in rankings
-            for key, _, payload in ranking
-            if payload is not None
-        }
-        fused = rrf([[key for key, _, _ in ranking] for ranking in rankings], k=plan.rrf_k)[
-            : plan.limit
-        ]
-        return self._hits([(key, score, payloads.get(key)) for key, score in fused])
-
-    def _cascade(
-        self,
-        stages: tuple[Stage, ...],
-        vectors: dict[str, Any],
-        expr: str,
-        done: dict[tuple[Stage, ...], list[Scored]],
-        limit: int,
-        known: dict[str, dict[str, Any]] | None = None,
-    ) -> list[Scored]:
-        """Run stages in order; prefixes already run for another cascade are reused.
-
-        Payloads come with a dense stage only when its hits can be the answer (its limit is
-        the query's); candidate lists leave them to ``_hits``, which fetches the final few.
-        Dense stages also return the layout's ``candidate_fields`` (into ``known``), which
-        spares the MaxSim stage a request.
-        """
-        if stages in done:
-            return done[stages]
-        previous = (
-            self._cascade(stages[:-1], vectors, expr, done, limit, known)
-            if len(stages) > 1
-            else None
-        )
-        stage = stages[-1]
-        if previous is not None and not previous:
-            result: list[Scored] = []
-        elif stage.maxsim:
-            tokens = vectors[stage.field]
-            if previous is None:
-                result = self.layout.score_all(tokens, expr, stage.limit)
-            else:
-                keys = [key for key, _, _ in previous]
-                result = self.layout.rerank(tokens, keys, stage.limit, known)
-        else:
-            result = self._dense_stage(stage, vectors[stage.field], expr, previous, limit, known)
-        done[stages] = result
-        return result
-
-    def _dense_stage(
-        self,
-        stage: Stage,
-        vector: np.ndarray,
-        expr: str,
-        previous: list[Scored] | None,
-        limit: int,
-        known: dict[str, dict[str, Any]] | None,
-    ) -> list[Scored]:
-        """One HNSW search: of the filtered collection (a first stage) or of the previous
-        stage's candidates (``pk in [...]``), with ef widened for the restriction."""
-        keys = None if previous is None else [key for key, _, _ in previous]
-        ef = self._restricted_ef(stage.limit, expr, keys)
-        if ef == 0:
-            return []
-        output = [PAYLOAD] if stage.limit <= limit else []
-        request = cv.dense_search_request(
-            stage.field,
-            vector,
-            stage.limit,
-            expr if keys is None else cv.in_expr(PK, keys),
-            [*output, *self.layout.candidate_fields],
-            cv.metric(self.spec, stage.field),
-            ef,
-        )
-        return parse_hits(self.client.search(self.name, **request, **self._target.read), known)
-
-    def _restricted_ef(self, limit: int, expr: str, keys: list[str] | None) -> int | None:
-        """HNSW breadth for a dense stage searching only part of the collection (the filter's
-        matches, or the previous stage's candidates), widened by the share of rows it may
-        return (``convert.filtered_ef``): None when unrestricted, 0 when nothing matches.
-        Two ``count(*)`` queries (~2 ms each on Milvus Lite) per restricted stage."""
-        if keys is None and not expr:
-            return None
-        matches = len(keys) if keys is not None else self._count_expr(expr)
-        if matches == 0:
-            return 0
-        return cv.filtered_ef(limit, matches, self._count_expr(""))
-
-    def _struct_fusion(
-        self, layout: StructLayout, plan: SearchPlan, vectors: dict[str, Any], expr: str
-    ) -> list[Scored]:
-        """Struct layout fusion: dense candidates, then one hybrid_search (RRF on the server)."""
-        (dense_stage,) = plan.cascades[0]
-        candidates = self._cascade((dense_stage,), vectors, expr, {}, plan.limit)
-        if not candidates:
-            return []
-        return layout.fuse(
-            vectors[dense_stage.field],
-            vectors[self.spec.multivector_field],
-            [k for k, _, _ in candidates],
-            dense_stage.limit,
-            plan.limit,
-            expr,
-            plan.rrf_k,
-            ef=self._restricted_ef(dense_stage.limit, expr, None),
-        )
-
-    def _hits(self, scored: list[Scored]) -> list[Hit]:
-        """Hits in order, fetching the payloads the last stage did not return."""
-        missing = [key for key, _, payload in scored if payload is None]
-        fetched = {r[PK]: r[PAYLOAD] for r in self._get_rows(missing, [PAYLOAD])} if missing else {}
-        return [
-            Hit(
-                id=cv.decode_id(key),
-                score=score,
-                payload=payload if payload is not None else fetched.get(key, {}),
-            )
-            for key, score, payload in scored
-        ]
+        run = search.Search(self._target, self.layout, self.spec)
+        return run.execute(plan, vectors, self._expr(plan.filter))
 
     def _get_rows(self, keys: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
         return self._target.rows(self.name, keys, fields)
@@ -596,13 +360,7 @@ class MilvusStore(VectorStore):
             quiet.removeFilter(_no_mvcc_warning)
 
     def _count(self, filter: Filter | None) -> int:
-        return self._count_expr(self._expr(filter))
-
-    def _count_expr(self, expr: str) -> int:
-        rows = self.client.query(
-            self.name, filter=expr, output_fields=["count(*)"], **self._target.read
-        )
-        return int(rows[0]["count(*)"]) if rows else 0
+        return search.count(self._target, self._expr(filter))
 
     def _expr(self, flt: Filter | None) -> str:
         return cv.filter_expr(flt, self._columns) if flt is not None else ""
@@ -642,25 +400,3 @@ class MilvusStore(VectorStore):
 
 def _no_mvcc_warning(record: logging.LogRecord) -> bool:
     return "mvccTs" not in record.getMessage()
-
-
-def _check_layout(layout: Layout | str, max_tokens: int | None) -> Layout:
-    try:
-        wanted = Layout(layout)
-    except ValueError:
-        chosen = (Layout.AUTO, Layout.STRUCT, Layout.PACKED, Layout.TOKEN_ROWS)
-        valid = ", ".join(repr(v.value) for v in chosen)
-        raise ValueError(f"layout must be one of {valid}, got {layout!r}") from None
-    if wanted is Layout.NONE:
-        raise ValueError("layout='none' is implied by multivector=False; pass 'auto'")
-    if max_tokens is not None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
-            raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        if max_tokens > SERVER_ARRAY_CAP:
-            logger.warning(
-                "max_tokens=%d is above Milvus' default array cap %d: the server refuses it unless "
-                "proxy.maxArrayCapacity is raised",
-                max_tokens,
-                SERVER_ARRAY_CAP,
-            )
-    return wanted
