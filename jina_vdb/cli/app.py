@@ -1,12 +1,14 @@
 """The ``jina-vdb`` command line: ingest, search, info, demo, eval, serve.
 
-The one place that wires an encoder (``embedder``, imported lazily) to a store. Errors are
-one line on stderr with exit code 1; ``--verbose`` adds the traceback and debug logs.
+This package is the one place that wires an encoder (``embedder``, imported lazily) to a
+store. Errors are one line on stderr with exit code 1; ``--verbose`` adds the traceback and
+debug logs. The typer ``app`` and the small commands live here; ingest (``ingest_cmd``),
+search (``search_cmd``) and serve (``serve_cmd``) in their own modules, registered on ``app``
+below, with the option declarations they share in ``options``.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
 import logging
@@ -15,37 +17,25 @@ from typing import Annotated, Any
 
 import typer
 
-from connectors.filters import parse_filter_args
-from connectors.query import Query, SearchMode
-from connectors.spec import STORAGE_PRESETS, CollectionSpec, Quantization
-from connectors.stores import (
-    STORE_URL_FORMS,
-    StoreURL,
-    collection_info,
-    open_or_create,
-    open_store,
-    parse_store_url,
-)
-from embedder.options import DEFAULT_MAX_PIXELS, Task
-from jina_vdb.ingest_types import IngestOptions
-from jina_vdb.model_record import MODEL_KEY, check_model, model_record, with_model
-from jina_vdb.sources import SourceOptions
-from jina_vdb.sources.images import set_max_image_pixels
+from connectors.stores import collection_info, parse_store_url
+from embedder.options import Task
 
-from . import output, ray_cli
 from . import support as cs
+from .ingest_cmd import ingest
+from .options import (
+    AllowMismatchOpt,
+    CollectionOpt,
+    DeviceOpt,
+    ModelOpt,
+    PrefetchLimitOpt,
+    StoreOpt,
+    TaskOpt,
+    VerboseOpt,
+)
+from .search_cmd import search
+from .serve_cmd import serve
 
 logger = logging.getLogger(__name__)
-
-#: ``ingest --storage``: the names of ``connectors.spec.STORAGE_PRESETS``.
-# mypy cannot see members of an Enum built from a mapping; typer reads them at run time.
-StoragePreset = enum.Enum(  # type: ignore[misc]
-    "StoragePreset", {name: name for name in STORAGE_PRESETS}, type=str
-)
-
-# Option defaults come from the library's own defaults, never repeated here.
-_SOURCE = SourceOptions()
-_INGEST = IngestOptions()
 
 app = typer.Typer(
     name="jina-vdb",
@@ -55,499 +45,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-StoreOpt = Annotated[
-    str, typer.Option("--store", "-s", help=f"Where the collection lives: {STORE_URL_FORMS}.")
-]
-CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="Collection name.")]
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Hub id, local checkpoint folder, or 'tiny' (a tiny random model, offline).",
-    ),
-]
-TaskOpt = Annotated[str, typer.Option(help=f"LoRA task: {', '.join(Task.values())}.")]
-DeviceOpt = Annotated[
-    str | None, typer.Option(help="torch device (default: cuda when available, else cpu).")
-]
-CompileOpt = Annotated[
-    bool,
-    typer.Option(
-        "--compile",
-        help="torch.compile the decoder (CUDA graphs for single queries on CUDA); the first "
-        "batches pay the compile. Off by default (see README 'Compiled decoder').",
-    ),
-]
-MaxImagePixelsOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Decompression-bomb limit: images with more pixels are refused (default: PIL's, "
-        "89,478,485). Raise it for trusted huge scans."
-    ),
-]
-AllowMismatchOpt = Annotated[
-    bool,
-    typer.Option(
-        "--allow-model-mismatch",
-        help="Use a collection made with another model or task (its scores then mean nothing).",
-    ),
-]
-VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", "-v", help="Debug logs, and tracebacks on errors.")
-]
-
-
-@app.command()
-def ingest(
-    paths: Annotated[
-        list[Path], typer.Argument(help="Files and folders: text, code, images, PDFs, JSONL.")
-    ],
-    store: StoreOpt,
-    collection: CollectionOpt = "docs",
-    task: Annotated[
-        str,
-        typer.Option(help=f"{', '.join(Task.values())}, or auto (code files -> code)."),
-    ] = _SOURCE.task,
-    dim: Annotated[
-        int | None, typer.Option(help="Dense dim stored (default: the model's full dim).")
-    ] = None,
-    prefetch_dims: Annotated[
-        str | None,
-        typer.Option(
-            help="Matryoshka prefix dims stored for funnel queries, e.g. 128 or 128,256; 'none'."
-        ),
-    ] = None,
-    multivector: Annotated[
-        bool, typer.Option(help="Store the 128-d token vectors (MaxSim).")
-    ] = True,
-    tokens_on_disk: Annotated[
-        bool | None,
-        typer.Option(
-            "--tokens-on-disk/--tokens-in-memory",
-            help="New collection: token vectors memory-mapped from disk, or held in RAM "
-            "(default: on disk where the backend can; Milvus and Qdrant local mode: in RAM).",
-            show_default=False,
-        ),
-    ] = None,
-    dense_on_disk: Annotated[
-        bool | None,
-        typer.Option(
-            "--dense-on-disk/--dense-in-memory",
-            help="New collection: dense vectors and their HNSW graphs memory-mapped from disk, "
-            "or held in RAM (default: in RAM).",
-            show_default=False,
-        ),
-    ] = None,
-    muvera: Annotated[
-        bool,
-        typer.Option(
-            "--muvera",
-            help="New collection: also store a MUVERA encoding of the token vectors, for "
-            "--mode muvera searches (one more dense vector per document).",
-        ),
-    ] = False,
-    muvera_params: Annotated[
-        str | None,
-        typer.Option(
-            help="MUVERA parameters (implies --muvera), e.g. k_sim=4,dim_proj=16,r_reps=10,seed=1 "
-            "(defaults: k_sim=5,dim_proj=16,r_reps=20,seed=42).",
-            show_default=False,
-        ),
-    ] = None,
-    token_pooling: Annotated[
-        int | None,
-        typer.Option(
-            min=2,
-            max=8,
-            help="New collection: pool each document's token vectors by this factor at write "
-            "time (hierarchical clustering; ~1/factor of the token bytes; queries unpooled).",
-            show_default=False,
-        ),
-    ] = None,
-    token_quantization: Annotated[
-        Quantization | None,
-        typer.Option(
-            case_sensitive=False,
-            help="New collection: an int8 or binary copy of the token vectors scores MaxSim, "
-            "rescored with the originals (qdrant-edge and Qdrant servers).",
-            show_default=False,
-        ),
-    ] = None,
-    dense_quantization: Annotated[
-        Quantization | None,
-        typer.Option(
-            case_sensitive=False,
-            help="New collection: the same for the dense vector (qdrant-edge, Qdrant servers).",
-            show_default=False,
-        ),
-    ] = None,
-    storage_preset: Annotated[
-        StoragePreset | None,
-        typer.Option(
-            "--storage",
-            case_sensitive=False,
-            help="New collection: a bundle of storage options (qdrant-edge, Qdrant servers): "
-            "uint8 token vectors (no float copy) and float16 dense vectors with a binary copy "
-            "for the dense stage, with token pooling 3 (balanced: ~0.24x float16's bytes per "
-            "document) or 4 (compact: ~0.20x, a little more recall lost); --token-pooling and "
-            "--dense-quantization override the preset's.",
-            show_default=False,
-        ),
-    ] = None,
-    model: ModelOpt = cs.DEFAULT_MODEL,
-    max_pixels: Annotated[
-        int | None,
-        typer.Option(help=f"Pixel budget per image / page (model default: {DEFAULT_MAX_PIXELS})."),
-    ] = _INGEST.max_pixels,
-    max_image_pixels: MaxImagePixelsOpt = None,
-    max_text_bytes: Annotated[
-        int, typer.Option(help="Larger text files are reported, not read (split them or raise).")
-    ] = _SOURCE.max_text_bytes,
-    dpi: Annotated[float, typer.Option(help="PDF render resolution.")] = _SOURCE.pdf_dpi,
-    pdf_text: Annotated[
-        bool, typer.Option(help="Also embed each PDF page's text layer.")
-    ] = _SOURCE.pdf_text,
-    chunk_tokens: Annotated[
-        int, typer.Option(help="Text chunk size in tokens.")
-    ] = _SOURCE.chunk_tokens,
-    chunk_overlap: Annotated[
-        int, typer.Option(help="Tokens shared by neighbouring chunks.")
-    ] = _SOURCE.chunk_overlap,
-    include: Annotated[
-        list[str] | None, typer.Option(help="Glob of files to take from folders (repeatable).")
-    ] = None,
-    exclude: Annotated[
-        list[str] | None, typer.Option(help="Glob of files to leave out (repeatable).")
-    ] = None,
-    meta: Annotated[
-        list[str] | None,
-        typer.Option(help="key=value stored in every record's meta (repeatable)."),
-    ] = None,
-    batch_size: Annotated[
-        int, typer.Option(help="Most texts per encode call.")
-    ] = _INGEST.text_batch,
-    batch_tokens: Annotated[
-        int, typer.Option(help="Tokens per text encode call.")
-    ] = _INGEST.text_batch_tokens,
-    image_batch_size: Annotated[
-        int, typer.Option(help="Images / pages per encode call.")
-    ] = _INGEST.image_batch,
-    strict: Annotated[
-        bool, typer.Option(help="Stop at the first bad file instead of skipping it.")
-    ] = _SOURCE.strict,
-    force: Annotated[
-        bool, typer.Option(help="Re-encode and overwrite items already stored.")
-    ] = False,
-    prune: Annotated[
-        bool,
-        typer.Option(help="Delete records of files under PATHS that no longer exist."),
-    ] = False,
-    allow_outside_paths: Annotated[
-        bool,
-        typer.Option(help="Let JSONL image paths point outside the folder being ingested."),
-    ] = _SOURCE.allow_outside_paths,
-    image_timeout: Annotated[
-        float, typer.Option(help="Seconds allowed for one image URL download, in all.")
-    ] = _SOURCE.image_timeout,
-    writer_process: Annotated[
-        bool | None,
-        typer.Option(
-            "--writer-process/--no-writer-process",
-            help="Write an embedded qdrant-edge store from a child process (off the "
-            "encoder's GIL). Default: on when the model runs on CUDA.",
-        ),
-    ] = None,
-    preprocess_workers: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Processes that decode images, render PDF pages and resize them ahead of "
-            "the model (0: none). Default: min(8, cores - 2) on CUDA, 0 on CPU.",
-        ),
-    ] = None,
-    device: DeviceOpt = None,
-    compile: CompileOpt = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or progress logs.")
-    ] = False,
-    log_every: Annotated[
-        float,
-        typer.Option(help="Seconds between one-line progress logs when stderr is not a terminal."),
-    ] = 10.0,
-    allow_model_mismatch: AllowMismatchOpt = False,
-    ray: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            help="Run as a Ray Data job: 'local' (a Ray on this machine), 'auto' (this "
-            "machine's cluster) or a cluster address (ray://HOST:10001). Needs jina-vdb[ray].",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="--ray: encoder replicas (default: one per GPU; 1 without GPUs)."),
-    ] = None,
-    gpus_per_worker: Annotated[
-        float | None,
-        typer.Option(help="--ray: GPUs per encoder replica (default: 1, or 0 without GPUs)."),
-    ] = None,
-    writers: Annotated[
-        int | None,
-        typer.Option(help="--ray: parallel writers to a server store (default: 2)."),
-    ] = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Embed files and folders and upsert them; re-running skips what is already stored."""
-    cs.setup_logging(verbose, store)
-    with cs.cli_errors(verbose):
-        source_opts = SourceOptions(
-            include=tuple(include or ()),
-            exclude=tuple(exclude or ()),
-            task=task,
-            chunk_tokens=chunk_tokens,
-            chunk_overlap=chunk_overlap,
-            pdf_dpi=dpi,
-            pdf_text=pdf_text,
-            max_text_bytes=max_text_bytes,
-            metadata=cs.parse_meta(meta or ()),
-            image_max_pixels=max_pixels or _SOURCE.image_max_pixels,
-            image_timeout=image_timeout,
-            allow_outside_paths=allow_outside_paths,
-            strict=strict,
-        )
-        ingest_opts = IngestOptions(
-            text_batch=batch_size,
-            text_batch_tokens=batch_tokens,
-            image_batch=image_batch_size,
-            max_pixels=max_pixels,
-            strict=strict,
-            skip_existing=not force,
-            prune_under=tuple(cs.source_path(p) for p in paths) if prune else (),
-            progress=not quiet and cs.stderr_is_tty(),
-            log_every=None if quiet or cs.stderr_is_tty() else log_every,
-            writer_process=writer_process,
-            preprocess_workers=preprocess_workers,
-        )
-        if ingest_opts.log_every is not None:
-            cs.show_progress_logs()
-        where = parse_store_url(store)  # a bad URL fails before the model loads
-        muvera_spec = cs.parse_muvera(muvera, muvera_params)  # so does a bad --muvera-params
-        storage = cs.TokenStorage(
-            token_pooling,
-            token_quantization,
-            dense_quantization,
-            storage_preset.value if storage_preset is not None else None,
-        )
-        storage.check(multivector)  # and token options without token vectors
-        if max_image_pixels is not None:
-            set_max_image_pixels(max_image_pixels)
-        on_ray = None
-        if ray is not None and (writer_process or preprocess_workers):
-            raise ValueError(
-                "--writer-process and --preprocess-workers are for an ingest in this process, "
-                "not --ray"
-            )
-        if ray is not None:  # checked before the model loads
-            if compile:
-                raise ValueError("--compile is not supported with --ray (workers run eagerly)")
-            on_ray = ray_cli.ray_options(ray, device, workers, gpus_per_worker, writers, where)
-            # The driver needs the tokenizer, dims and identity, not weights: workers encode.
-            encoder = cs.describe_model(model)
-        else:
-            encoder = cs.load_encoder(model, device=device, compile=compile)
-        spec, explicit = cs.build_spec(
-            encoder,
-            dim=dim,
-            prefetch_dims=prefetch_dims,
-            multivector=multivector,
-            placement=(tokens_on_disk, dense_on_disk),
-            muvera=muvera_spec,
-            storage=storage,
-        )
-        tasks = (Task.RETRIEVAL.value, Task.CODE.value) if task == "auto" else (task,)
-        record = model_record(encoder, tasks)
-        summary = _ingest_paths(
-            paths,
-            where,
-            collection,
-            encoder,
-            with_model(spec, record),
-            explicit,
-            source_opts,
-            ingest_opts,
-            allow_model_mismatch=allow_model_mismatch,
-            on_ray=None if on_ray is None else (on_ray, cs.model_location(model)),
-        )
-        for line in summary.lines(verbose=verbose):
-            typer.echo(line)
-
-
-def _ingest_paths(
-    paths: list[Path],
-    where: StoreURL,
-    collection: str,
-    encoder: Any,
-    spec: CollectionSpec,
-    explicit: bool,
-    source_opts: Any,
-    ingest_opts: Any,
-    *,
-    allow_model_mismatch: bool = False,
-    on_ray: tuple[Any, str] | None = None,
-) -> Any:
-    """Open (or create) the collection and run the pipeline over the paths' items.
-
-    A new collection records the model (``spec.extra``); an existing one must have been
-    made by this model (its tasks are only checked by queries: an ingest may add a task).
-    ``on_ray``: (RayOptions, the checkpoint the workers load) to run it as a Ray job.
-    """
-    from jina_vdb.ingest import ingest as run_ingest
-    from jina_vdb.sizing import milvus_max_tokens
-    from jina_vdb.sources import count_files, iter_items
-
-    max_tokens = None
-    if where.backend == "milvus":  # the Array-of-Structs layout needs a per-record bound
-        max_tokens = milvus_max_tokens(
-            encoder,
-            chunk_tokens=source_opts.chunk_tokens,
-            max_pixels=ingest_opts.max_pixels,
-            max_length=ingest_opts.max_length,
-        )
-    with cs.store_errors(str(where), collection):
-        db = open_or_create(where, collection, spec, explicit=explicit, max_tokens=max_tokens)
-    with db, cs.progress_safe_logging():
-        record = spec.extra.get(MODEL_KEY)
-        check_model(
-            db,
-            None if record is None else {**record, "tasks": []},
-            action="ingest",
-            allow_mismatch=allow_model_mismatch,
-        )
-        if on_ray is not None:
-            return ray_cli.run(paths, where, db, encoder, source_opts, ingest_opts, *on_ray)
-        total = count_files(paths, source_opts)  # walk first: the progress total and ETA
-        items = iter_items(paths, tokenizer=encoder.tokenizer, options=source_opts)
-        return run_ingest(items, encoder, db, ingest_opts, total_files=total)
-
-
-@app.command()
-def search(
-    query: Annotated[str | None, typer.Argument(help="The query text (or use --image).")] = None,
-    store: StoreOpt = "",
-    collection: CollectionOpt = "docs",
-    image: Annotated[
-        Path | None, typer.Option(help="Search with an image instead of text.")
-    ] = None,
-    mode: Annotated[
-        SearchMode, typer.Option(case_sensitive=False, help="Search mode.")
-    ] = SearchMode.HYBRID,
-    limit: Annotated[int, typer.Option(help="Results returned.")] = 10,
-    prefetch_limit: Annotated[int, typer.Option(help="Dense candidates reranked by MaxSim.")] = 100,
-    filter: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--filter",
-            "-f",
-            help="key=value, key=a,b (any of), key>=n (repeat for AND); quote a value that "
-            "holds commas: -f 'source=\"notes, v1.md\"'.",
-        ),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the hits as JSON.")] = False,
-    score_per_token: Annotated[
-        bool,
-        typer.Option(help="MaxSim divided by the query's token count (-1..1), not the sum."),
-    ] = False,
-    max_image_pixels: MaxImagePixelsOpt = None,
-    model: ModelOpt = cs.DEFAULT_MODEL,
-    task: TaskOpt = Task.RETRIEVAL.value,
-    device: DeviceOpt = None,
-    allow_model_mismatch: AllowMismatchOpt = False,
-    server: Annotated[
-        str | None,
-        typer.Option(
-            help="A running 'jina-vdb serve' (e.g. http://127.0.0.1:8080) does the search: no "
-            "model is loaded here; --store is the server's; API key from $JINA_VDB_API_KEY.",
-        ),
-    ] = None,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Search a collection with a text or an image query."""
-    cs.setup_logging(verbose, store)
-    with cs.cli_errors(verbose):
-        if (query is None) == (image is None):
-            raise ValueError("give either a query text or --image PATH (exactly one)")
-        if server is not None:
-            opts = (mode, limit, prefetch_limit, filter or [], task, allow_model_mismatch)
-            _search_server(server, collection, query, image, *opts, as_json, score_per_token)
-            return
-        if not store:
-            raise ValueError(f"--store is required: {STORE_URL_FORMS}")
-        conditions = parse_filter_args(filter or [])
-        kind = output.score_kind(mode, True, per_token=score_per_token)  # bad options fail fast
-        if max_image_pixels is not None:
-            set_max_image_pixels(max_image_pixels)
-        with cs.store_errors(store, collection):  # before the model: a bad store fails fast
-            db = open_store(store, collection)
-        with db:
-            picture = cs.query_image(image) if image is not None else None  # also before it
-            encoder = cs.load_encoder(model, device=device)
-            check_model(
-                db,
-                model_record(encoder, [task]),
-                action="search",
-                allow_mismatch=allow_model_mismatch,
-            )
-            multivector = db.spec.multivector and mode is not SearchMode.DENSE
-            if picture is not None:
-                batch = encoder.encode_image([picture], task=task, multivector=multivector)
-            else:
-                batch = encoder.encode_text(
-                    [query], task=task, prompt_name="query", multivector=multivector
-                )
-            q = Query.from_batch(batch)
-            hits = db.search(
-                q, mode=mode, limit=limit, prefetch_limit=prefetch_limit, filter=conditions
-            )
-            if len(hits) < limit:  # a filter on a key no record has finds nothing: say so
-                output.warn_missing_keys(db, conditions)
-            kind = output.score_kind(mode, db.spec.multivector, per_token=score_per_token)
-        tokens = None if q.multivector is None else len(q.multivector)
-        output.print_hits(hits, as_json=as_json, kind=kind, query_tokens=tokens)
-
-
-def _search_server(
-    server: str,
-    collection: str,
-    query: str | None,
-    image: Path | None,
-    mode: SearchMode,
-    limit: int,
-    prefetch_limit: int,
-    filters: list[str],
-    task: str,
-    allow_model_mismatch: bool,
-    as_json: bool,
-    per_token: bool,
-) -> None:
-    from .remote import search_remote
-
-    parse_filter_args(filters)  # a bad filter fails here, with the CLI's message
-    output.score_kind(mode, True, per_token=per_token)
-    hits, multivector, tokens = search_remote(
-        server,
-        collection,
-        query=query,
-        image=image,
-        mode=mode,
-        limit=limit,
-        prefetch_limit=prefetch_limit,
-        filters=filters,
-        task=task,
-        allow_model_mismatch=allow_model_mismatch,
-    )
-    kind = output.score_kind(mode, multivector, per_token=per_token)
-    output.print_hits(hits, as_json=as_json, kind=kind, query_tokens=tokens)
+# The big commands live in their own modules; registered here, in --help's order.
+app.command()(ingest)
+app.command()(search)
 
 
 @app.command()
@@ -621,7 +121,7 @@ def eval_(
         int | None, typer.Option(help="Evaluate only the first N judged queries.")
     ] = None,
     depth: Annotated[int, typer.Option(help="Results retrieved per query.")] = 100,
-    prefetch_limit: Annotated[int, typer.Option(help="Dense candidates reranked by MaxSim.")] = 100,
+    prefetch_limit: PrefetchLimitOpt = 100,
     ingest: Annotated[
         bool,
         typer.Option(help="Ingest the corpus first (documents already stored are skipped)."),
@@ -661,78 +161,7 @@ def eval_(
         print_report(report, as_json=as_json, tiny=model == cs.TINY)
 
 
-@app.command()
-def serve(
-    model: ModelOpt = cs.DEFAULT_MODEL,
-    store: Annotated[
-        str | None,
-        typer.Option("--store", "-s", help=f"Store for the collection routes: {STORE_URL_FORMS}."),
-    ] = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="JINA_VDB_API_KEY",
-            help="Bearer token required on /v1 routes (or $JINA_VDB_API_KEY).",
-            show_default=False,
-        ),
-    ] = None,
-    allow_private_urls: Annotated[
-        bool,
-        typer.Option(help="Fetch image URLs on private, loopback or link-local addresses."),
-    ] = False,
-    max_items: Annotated[int, typer.Option(help="Most inputs per request.")] = 512,
-    max_image_bytes: Annotated[int, typer.Option(help="Largest image (downloaded or base64).")] = 20
-    * 2**20,
-    url_timeout_s: Annotated[
-        float, typer.Option(help="Seconds for a whole image-URL download.")
-    ] = 10.0,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body.")] = 32 * 2**20,
-    max_tokens_per_text: Annotated[
-        int, typer.Option(help="Longest text in tokens (prompt prefix included).")
-    ] = 8192,
-    max_queue: Annotated[
-        int, typer.Option(help="Requests waiting for the model; beyond: 503 + Retry-After.")
-    ] = 256,
-    max_wait_ms: Annotated[
-        float, typer.Option(help="Milliseconds the model worker waits to batch requests.")
-    ] = 5.0,
-    batch_tokens: Annotated[int, typer.Option(help="Token budget of one batched call.")] = 8192,
-    task_patience_ms: Annotated[
-        float,
-        typer.Option(
-            help="Least wait of a request for another LoRA task while the loaded one has work."
-        ),
-    ] = 200.0,
-    device: DeviceOpt = None,
-    compile: CompileOpt = False,
-    verbose: VerboseOpt = False,
-) -> None:
-    """Keep the model loaded behind an HTTP API (embeddings, collections) with dynamic batching."""
-    cs.setup_logging(verbose, store)
-    with cs.cli_errors(verbose):
-        try:
-            from jina_vdb.serve import ServeSettings
-            from jina_vdb.serve.server import run_server
-        except ImportError as e:
-            raise cs.CliError(f"serve needs {e.name}: pip install 'jina-vdb[serve]'") from e
-        settings = ServeSettings(
-            store=str(parse_store_url(store)) if store else None,
-            api_key=api_key or None,
-            allow_private_urls=allow_private_urls,
-            max_items=max_items,
-            max_image_bytes=max_image_bytes,
-            url_timeout_s=url_timeout_s,
-            max_body_bytes=max_body_bytes,
-            max_tokens_per_text=max_tokens_per_text,
-            max_queue=max_queue,
-            max_wait_ms=max_wait_ms,
-            batch_tokens=batch_tokens,
-            task_patience_ms=task_patience_ms,
-        )
-        encoder = cs.load_encoder(model, device=device, compile=compile)
-        run_server(encoder, settings, model_name=model, host=host, port=port)
+app.command()(serve)
 
 
 def main() -> Any:
