@@ -45,7 +45,7 @@ class Quantization(str, enum.Enum):
 #: (README, "At scale"), recall@10 of exhaustive MaxSim against exact float32 MaxSim:
 #: - balanced: pool 3 (colpali-engine's recommended factor), 0.24x float16's bytes per
 #:   document at 20k (21,648 B with the binary copy); recall 0.945 / 0.958 / 0.957 on the
-#:   bench's 40 queries / 40 and 200 held-out ones at 20k, 0.945 on the 40 at 100k: the
+#:   bench's 40 queries / 40 and 200 held-out ones at 20k (0.945 / - / 0.941 at 100k): the
 #:   option that keeps <= 1/4 of the bytes at recall ~0.95 (no pooler variant measured did
 #:   better beyond query-set noise: bench/pooling_recall.py).
 #: - compact: pool 4, 0.20x, recall 0.94 (0.99 at 2k): the smallest.
