@@ -65,15 +65,19 @@ def backend(server_uri: str):
         spec=CollectionSpec(dim=8, prefetch_dims=(), multivector=False),
     )
     multi = cleanup.server.multiple_vector_fields
+    layout = choose_layout(cleanup.server)[0] if LAYOUT == "auto" else Layout(LAYOUT)
+    features = {"multivector_dtype=float32"}
+    if multi:
+        features.add("muvera")
+    if layout is Layout.PACKED:  # uint8 token codes are the packed layout's (packed.py)
+        features.add("multivector_dtype=uint8")
     yield Backend(
         "milvus-server",
         create,
         open_,
         embedded=False,
         prefix_fields=multi,
-        spec_features=frozenset({"muvera", "multivector_dtype=float32"})
-        if multi
-        else frozenset({"multivector_dtype=float32"}),
+        spec_features=frozenset(features),
         lose_collection=lambda store: store.client.drop_collection(store.name),
     )
     for name in [*created, cleanup.name]:
