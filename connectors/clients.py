@@ -3,8 +3,8 @@
 The stores import their client packages lazily (``connectors`` must import without them),
 so the handles are typed structurally: an EdgeShard, a QdrantClient and a pymilvus
 MilvusClient satisfy these (mypy checks the first two against their own type stubs below;
-pymilvus ships none), and so does any stand-in with the same methods (the tests' fake
-Milvus 2.6 server). Library objects that go in and out (points, requests, schemas) stay
+pymilvus ships none), and so does any wrapper with the same methods (the tests' recording
+client around a real one). Library objects that go in and out (points, requests, schemas) stay
 ``Any``: the ``convert`` modules build and read them.
 """
 

@@ -10,6 +10,7 @@ collection still has the fields its recorded spec and layout need (``open_existi
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SchemaMismatchError
@@ -18,7 +19,7 @@ from . import convert as cv
 from . import payload_columns
 from .connection import redact
 from .convert import Layout
-from .layout import Target, TokenLayout
+from .layout import Consistency, Target, TokenLayout
 from .payload_columns import Columns
 from .struct_layout import SERVER_ARRAY_CAP
 
@@ -78,6 +79,44 @@ def check_existing(
         )
 
 
+def create_kwargs(consistency: Consistency, num_shards: int | None) -> dict[str, Any]:
+    """Keyword arguments of ``create_collection`` beyond schema and properties."""
+    kwargs: dict[str, Any] = {"consistency_level": consistency.value}
+    if num_shards is not None:
+        kwargs["num_shards"] = num_shards
+    return kwargs
+
+
+@dataclass
+class CreateRequest:
+    """What ``create`` sends: the documents collection's schema and properties (with
+    ``Target.create`` as keyword arguments) and the index parameters after it."""
+
+    schema: Any  # pymilvus CollectionSchema
+    properties: dict[str, str]
+    index_params: Any  # pymilvus IndexParams (a list of IndexParam)
+
+
+def create_request(
+    t: Target, spec: CollectionSpec, layout: TokenLayout, columns: Columns
+) -> CreateRequest:
+    """The documents collection ``create`` makes for this spec, layout and payload columns
+    (built by pymilvus' schema and index builders; no client is used)."""
+    schema = cv.doc_schema(spec, layout.kind)
+    layout.extend_schema(schema)
+    payload_columns.add_fields(schema, columns)
+    props = {**cv.collection_properties(spec, layout.kind, t.max_tokens), **layout.properties()}
+    return CreateRequest(schema, props, index_params(spec, layout, columns))
+
+
+def index_params(spec: CollectionSpec, layout: TokenLayout, columns: Columns) -> Any:
+    """Every index of the documents collection: dense HNSW, the layout's, payload columns'."""
+    params = cv.dense_index_params(spec)
+    layout.extend_indexes(params)
+    payload_columns.add_indexes(params, columns)
+    return params
+
+
 def create(t: Target, spec: CollectionSpec, layout: TokenLayout, columns: Columns) -> None:
     """Companions first, then the documents collection, checked, then indexed and loaded:
     the documents collection existing means the rest exists. A failure anywhere drops
@@ -86,16 +125,16 @@ def create(t: Target, spec: CollectionSpec, layout: TokenLayout, columns: Column
     client = t.client
     try:
         layout.create_companions()
-        schema = cv.doc_schema(spec, layout.kind)
-        layout.extend_schema(schema)
-        payload_columns.add_fields(schema, columns)
-        props = {
-            **cv.collection_properties(spec, layout.kind, t.max_tokens),
-            **layout.properties(),
-        }
-        client.create_collection(t.name, schema=schema, properties=props, **t.create, **t.request)
+        request = create_request(t, spec, layout, columns)
+        client.create_collection(
+            t.name,
+            schema=request.schema,
+            properties=request.properties,
+            **t.create,
+            **t.request,
+        )
         _verify(t, spec, layout, client.describe_collection(t.name, **t.request))
-        _ensure_indexes(t, spec, layout, columns)
+        _ensure_indexes(t, request.index_params)
         client.load_collection(t.name, **t.request)
         layout.open_companions()  # token rows: loaded (waited for) at first use
     except BaseException:
@@ -131,7 +170,7 @@ def open_existing(
 ) -> None:
     """Check the collection described by ``description``, create missing indexes, load it."""
     _verify(t, spec, layout, description)
-    _ensure_indexes(t, spec, layout, columns)
+    _ensure_indexes(t, index_params(spec, layout, columns))
     unindexed = [k for k, _ in spec.payload_indexes if k not in columns]
     if unindexed:
         logger.warning(
@@ -155,11 +194,9 @@ def _verify(
     layout.verify(description)
 
 
-def _ensure_indexes(t: Target, spec: CollectionSpec, layout: TokenLayout, columns: Columns) -> None:
-    """Create the indexes that are missing (all of them right after create_collection)."""
-    params = cv.dense_index_params(spec)
-    layout.extend_indexes(params)
-    payload_columns.add_indexes(params, columns)
+def _ensure_indexes(t: Target, params: Any) -> None:
+    """Create the indexes of ``params`` that are missing (all of them right after
+    create_collection)."""
     existing = set(t.client.list_indexes(t.name, **t.request))
     # Milvus Lite names an index after its field whatever index_name says; servers keep it.
     missing = type(params)(

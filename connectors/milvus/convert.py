@@ -2,7 +2,8 @@
 
 Nothing here talks to a server: every function builds a value (a string, a dict, a pymilvus
 schema or index object) that store.py, collection.py and search.py send. That keeps the
-request shapes unit-testable without Milvus (tests/connectors/test_milvus.py asserts on them).
+request shapes unit-testable without Milvus (tests/connectors/test_milvus.py and
+test_milvus_requests.py assert on them; the latter through pymilvus' own ``Prepare``).
 
 Ids: Milvus has one primary-key type per collection, while our ids are ints *or* strings,
 even mixed in one collection. The primary key is therefore a VARCHAR holding a type-tagged

@@ -12,15 +12,68 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..query import Hit, SearchMode, SearchPlan, Stage
 from ..spec import CollectionSpec
 from ..vectors import rrf
 from . import convert as cv
 from .convert import PAYLOAD, PK
 from .layout import Scored, Target, TokenLayout, parse_hits
-from .struct_layout import StructLayout
+from .struct_layout import StructLayout, fusion_request, maxsim_stage_request
+
+
+def stage_request(
+    spec: CollectionSpec,
+    stage: Stage,
+    vectors: dict[str, Any],
+    expr: str,
+    keys: list[str] | None,
+    final_limit: int,
+    candidate_fields: tuple[str, ...] = (),
+    ef: int | None = None,
+) -> dict[str, Any]:
+    """``MilvusClient.search`` arguments of one server-side stage of a cascade: a dense HNSW
+    stage, or (struct layout) a MaxSim stage. ``keys``: the previous stage's primary keys
+    (None for a first stage, which searches the rows matching ``expr``); ``final_limit``:
+    the plan's limit (a dense stage that short returns payloads, its hits may be the answer);
+    ``ef``: a restricted dense stage's breadth (``Search._restricted_ef``)."""
+    vector = vectors[stage.field]
+    if stage.maxsim:
+        return maxsim_stage_request(stage.field, vector, stage.limit, expr, keys)
+    output = [PAYLOAD] if stage.limit <= final_limit else []
+    return cv.dense_search_request(
+        stage.field,
+        vector,
+        stage.limit,
+        expr if keys is None else cv.in_expr(PK, keys),
+        [*output, *candidate_fields],
+        cv.metric(spec, stage.field),
+        ef,
+    )
+
+
+def struct_fusion_request(
+    spec: CollectionSpec,
+    plan: SearchPlan,
+    vectors: dict[str, Any],
+    expr: str,
+    candidates: list[str],
+    ef: int | None = None,
+) -> dict[str, Any]:
+    """``hybrid_search`` arguments of a fusion plan in the struct layout: RRF (``plan.rrf_k``)
+    of the dense ranking and MaxSim over ``candidates`` (the dense stage's keys)."""
+    (dense_stage,) = plan.cascades[0]
+    return fusion_request(
+        dense_stage.field,
+        vectors[dense_stage.field],
+        spec.multivector_field,
+        vectors[spec.multivector_field],
+        candidates,
+        dense_stage.limit,
+        plan.limit,
+        expr,
+        plan.rrf_k,
+        ef,
+    )
 
 
 def count(t: Target, expr: str) -> int:
@@ -91,14 +144,14 @@ class Search:
                 keys = [key for key, _, _ in previous]
                 result = self.layout.rerank(tokens, keys, stage.limit, known)
         else:
-            result = self._dense_stage(stage, vectors[stage.field], expr, previous, limit, known)
+            result = self._dense_stage(stage, vectors, expr, previous, limit, known)
         done[stages] = result
         return result
 
     def _dense_stage(
         self,
         stage: Stage,
-        vector: np.ndarray,
+        vectors: dict[str, Any],
         expr: str,
         previous: list[Scored] | None,
         limit: int,
@@ -110,14 +163,14 @@ class Search:
         ef = self._restricted_ef(stage.limit, expr, keys)
         if ef == 0:
             return []
-        output = [PAYLOAD] if stage.limit <= limit else []
-        request = cv.dense_search_request(
-            stage.field,
-            vector,
-            stage.limit,
-            expr if keys is None else cv.in_expr(PK, keys),
-            [*output, *self.layout.candidate_fields],
-            cv.metric(self.spec, stage.field),
+        request = stage_request(
+            self.spec,
+            stage,
+            vectors,
+            expr,
+            keys,
+            limit,
+            self.layout.candidate_fields,
             ef,
         )
         t = self.target
@@ -143,16 +196,9 @@ class Search:
         candidates = self._cascade((dense_stage,), vectors, expr, {}, plan.limit)
         if not candidates:
             return []
-        return layout.fuse(
-            vectors[dense_stage.field],
-            vectors[self.spec.multivector_field],
-            [k for k, _, _ in candidates],
-            dense_stage.limit,
-            plan.limit,
-            expr,
-            plan.rrf_k,
-            ef=self._restricted_ef(dense_stage.limit, expr, None),
-        )
+        ef = self._restricted_ef(dense_stage.limit, expr, None)
+        keys = [k for k, _, _ in candidates]
+        return layout.fuse(struct_fusion_request(self.spec, plan, vectors, expr, keys, ef))
 
     def _hits(self, scored: list[Scored]) -> list[Hit]:
         """Hits in order, fetching the payloads the last stage did not return."""

@@ -10,8 +10,10 @@ and ``dense_<k>`` (HNSW, COSINE), ``muvera`` (HNSW, IP; with ``spec.muvera``) an
 packed.py / token_rows.py); the layout is chosen from the server version at create(),
 logged, and recorded with the spec in the collection's properties for open().
 
-This module decides what to create or open and translates records; collection.py creates,
-checks and loads the collection, search.py runs a SearchPlan (cascades, RRF fusion).
+This module decides what to create or open; writes.py checks and translates records,
+collection.py creates, checks and loads the collection, search.py runs a SearchPlan
+(cascades, RRF fusion). What each of them sends is built by client-free functions
+(``collection.create_request``, ``writes.document_rows``, ``search.stage_request`` ...).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 
 from ..base import VectorStore
 from ..clients import MilvusClientHandle
-from ..errors import CollectionNotFoundError, ConnectorError, RecordError
+from ..errors import CollectionNotFoundError, ConnectorError
 from ..filters import Filter
 from ..names import check_collection_name
 from ..payload_index import PayloadIndexes, PayloadType
@@ -43,6 +45,7 @@ from .packed import PackedLayout
 from .struct_layout import DEFAULT_MAX_TOKENS, StructLayout
 from .token_rows import TokenRowsLayout
 from .versions import ServerInfo, check_layout_dtype, resolve_layout
+from .writes import check_record, document_rows
 
 logger = logging.getLogger(__name__)
 
@@ -178,9 +181,6 @@ class MilvusStore(VectorStore):
                 max_tokens = None
             elif max_tokens is None:
                 max_tokens = DEFAULT_MAX_TOKENS
-            create_kwargs: dict[str, Any] = {"consistency_level": consistency.value}
-            if num_shards is not None:
-                create_kwargs["num_shards"] = num_shards
             store = cls(
                 name,
                 spec,
@@ -190,7 +190,7 @@ class MilvusStore(VectorStore):
                 max_tokens=max_tokens,
                 timeout=timeout,
                 consistency=consistency,
-                create_kwargs=create_kwargs,
+                create_kwargs=collection.create_kwargs(consistency, num_shards),
             )
             store._columns = payload_columns.planned(spec.payload_indexes, server, name)
             collection.create(store._target, store.spec, store.layout, store._columns)
@@ -267,37 +267,11 @@ class MilvusStore(VectorStore):
 
     # -- writes ------------------------------------------------------------------------
     def _check_record(self, record: PreparedRecord, index: int) -> None:
-        """Milvus' own limits, checked for the whole batch before anything is written: ids
-        encode to at most 1024 bytes; payloads take at most 65,472 bytes of JSON; the struct
-        layout holds at most ``max_tokens`` tokens."""
-        cv.encode_id(record.id, index=index)
-        if record.payload_bytes > cv.MAX_PAYLOAD_BYTES:
-            raise RecordError(
-                f"payload is {record.payload_bytes} bytes as JSON; Milvus takes at most "
-                f"{cv.MAX_PAYLOAD_BYTES} (its JSON field limit is 65,536)",
-                index=index,
-                record_id=record.id,
-            )
         cap = self._target.max_tokens if self.layout.kind is Layout.STRUCT else None
-        tokens = record.vectors.get(self.spec.multivector_field)
-        if cap is not None and tokens is not None and len(tokens) > cap:
-            raise RecordError(
-                f"multivector has {len(tokens)} tokens; this collection's max_tokens is {cap} "
-                "(create it with a larger max_tokens, or use layout='packed')",
-                index=index,
-                record_id=record.id,
-            )
+        check_record(record, index, self.spec, cap)
 
     def _write(self, records: Sequence[PreparedRecord]) -> None:
-        keys = [cv.encode_id(r.id) for r in records]
-        rows = [
-            cv.doc_row(self.spec, k, r.vectors, r.payload)
-            | payload_columns.row_values(r.payload, self._columns)
-            for k, r in zip(keys, records, strict=True)
-        ]
-        field = self.spec.multivector_field
-        tokens = [r.vectors[field] for r in records] if self.spec.multivector else []
-        self.layout.write(keys, rows, tokens)
+        self.layout.write(*document_rows(self.spec, self._columns, records))
 
     def _delete(self, ids: list[RecordId]) -> None:
         """Documents rows go first, then their token vectors."""

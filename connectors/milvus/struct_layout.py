@@ -30,7 +30,6 @@ from .convert import (
     PAYLOAD,
     PK,
     Layout,
-    and_expr,
     dense_search_params,
     in_expr,
     pymilvus,
@@ -101,6 +100,20 @@ def maxsim_request(field: str, tokens: np.ndarray, limit: int, expr: str) -> dic
     }
 
 
+def maxsim_stage_request(
+    field: str,
+    tokens: np.ndarray,
+    limit: int,
+    expr: str = "",
+    candidates: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """A MaxSim stage's ``search`` arguments: over ``candidates`` (a later stage: the previous
+    stage's primary keys, already filtered), or over every row matching ``expr`` (a first
+    stage)."""
+    restrict = in_expr(PK, candidates) if candidates is not None else expr
+    return maxsim_request(field, tokens, limit, restrict)
+
+
 def fusion_request(
     dense_field: str,
     dense: np.ndarray,
@@ -142,6 +155,15 @@ def struct_value(tokens: np.ndarray) -> list[dict[str, Any]]:
     return [{VEC: v} for v in np.asarray(tokens, dtype=np.float32)]
 
 
+def with_struct_tokens(
+    field: str, rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
+) -> list[dict[str, Any]]:
+    """The documents ``rows`` with each one's token matrix as its ``field`` value (in place)."""
+    for row, toks in zip(rows, tokens, strict=True):
+        row[field] = struct_value(toks)
+    return rows
+
+
 class StructLayout(TokenLayout):
     """Token vectors in an Array of Structs field of the documents collection."""
 
@@ -178,8 +200,7 @@ class StructLayout(TokenLayout):
     def write(
         self, keys: Sequence[str], rows: list[dict[str, Any]], tokens: Sequence[np.ndarray]
     ) -> None:
-        for row, toks in zip(rows, tokens, strict=True):
-            row[self.field] = struct_value(toks)
+        rows = with_struct_tokens(self.field, rows, tokens)
         self.target.client.upsert(self.target.name, rows, **self.target.request)
 
     def rerank(
@@ -189,48 +210,20 @@ class StructLayout(TokenLayout):
         limit: int,
         known: dict[str, dict[str, Any]] | None = None,
     ) -> list[Scored]:
-        t = self.target
-        return parse_hits(
-            t.client.search(
-                t.name,
-                **maxsim_request(self.field, tokens, limit, in_expr(PK, candidates)),
-                **t.read,
-            )
-        )
+        request = maxsim_stage_request(self.field, tokens, limit, candidates=candidates)
+        return self.send(request)
 
     def score_all(self, tokens: np.ndarray, expr: str, limit: int) -> list[Scored]:
-        t = self.target
-        return parse_hits(
-            t.client.search(
-                t.name, **maxsim_request(self.field, tokens, limit, and_expr(expr)), **t.read
-            )
-        )
+        return self.send(maxsim_stage_request(self.field, tokens, limit, expr))
 
-    def fuse(
-        self,
-        dense: np.ndarray,
-        tokens: np.ndarray,
-        candidates: Sequence[str],
-        prefetch: int,
-        limit: int,
-        expr: str,
-        rrf_k: int,
-        ef: int | None = None,
-    ) -> list[Scored]:
-        """Server-side RRF (hybrid_search) of the dense ranking and MaxSim over the candidates."""
+    def send(self, request: dict[str, Any]) -> list[Scored]:
+        """One ``search`` of the documents collection (read options added) and its hits."""
         t = self.target
-        request = fusion_request(
-            t.spec.dense_field,
-            dense,
-            self.field,
-            tokens,
-            candidates,
-            prefetch,
-            limit,
-            expr,
-            rrf_k,
-            ef,
-        )
+        return parse_hits(t.client.search(t.name, **request, **t.read))
+
+    def fuse(self, request: dict[str, Any]) -> list[Scored]:
+        """Server-side RRF: one ``hybrid_search`` (``fusion_request``'s arguments)."""
+        t = self.target
         return parse_hits(t.client.hybrid_search(t.name, **request, **t.read))
 
     def tokens_of(self, keys: Sequence[str]) -> dict[str, np.ndarray]:

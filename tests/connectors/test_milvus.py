@@ -1,5 +1,5 @@
-"""Milvus connector: translation units, the struct layout's requests (against an in-memory fake
-of a 2.6 server, through pymilvus' own request builders), and Milvus Lite specifics."""
+"""Milvus connector: translation units and Milvus Lite specifics (the struct layout's requests:
+test_milvus_requests.py; its behaviour on a Milvus >= 2.6.4 server: tests/integration)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import make_corpus, planted_query, random_query
-from fake_milvus import FakeMilvus
+from recording import RecordingClient
 
 from connectors import (
     AnyOf,
@@ -31,7 +31,6 @@ from connectors import (
 from connectors.errors import UnsupportedSpecError
 from connectors.milvus import Layout, MilvusStore
 from connectors.milvus import convert as cv
-from connectors.milvus import struct_layout as sl
 from connectors.milvus import token_rows as tr
 from connectors.milvus.versions import ServerInfo, choose_layout
 
@@ -240,196 +239,6 @@ def test_struct_forced_on_milvus_lite_is_caught_not_silently_dropped(tmp_path):
     probe.close()
 
 
-def test_guard_passes_a_struct_field_the_server_kept_and_catches_a_dropped_one():
-    kept, dropped = FakeMilvus(), FakeMilvus(drop_struct_fields=True)
-    MilvusStore.create("ok", client=kept, spec=SPEC).close()
-    with pytest.raises(SchemaMismatchError, match="dropped"):
-        MilvusStore.create("ko", client=dropped, spec=SPEC, layout="struct")
-    assert "ko" not in dropped.collections
-
-
-# -- the struct layout, as sent to pymilvus ------------------------------------------------------
-def test_struct_schema_and_indexes_as_sent():
-    fake = FakeMilvus()
-    store = MilvusStore.create(
-        "docs", client=fake, spec=CollectionSpec(dim=2048, prefetch_dims=(128,)), num_shards=2
-    )
-    (create,) = fake.calls_of("create_collection")
-    schema = create["schema"].to_dict()
-    assert [(f["name"], f["type"].name, f.get("params")) for f in schema["fields"]] == [
-        ("pk", "VARCHAR", {"max_length": 1024}),
-        ("dense", "FLOAT_VECTOR", {"dim": 2048}),
-        ("dense_128", "FLOAT_VECTOR", {"dim": 128}),
-        ("payload", "JSON", None),
-    ]
-    (struct,) = schema["struct_fields"]
-    assert struct["name"] == "multi" and struct["max_capacity"] == sl.DEFAULT_MAX_TOKENS == 1024
-    assert [(f["name"], f["type"].name, f["params"]) for f in struct["fields"]] == [
-        ("vec", "FLOAT_VECTOR", {"dim": 128})
-    ]
-    assert create["num_shards"] == 2 and create["consistency_level"] == "Session"
-    assert (
-        create["properties"][cv.PROP_LAYOUT] == "struct"
-        and create["properties"][cv.PROP_MAX_TOKENS] == "1024"
-    )
-    (index_call,) = fake.calls_of("create_index")
-    assert [
-        (p.field_name, p.index_type, p.get_index_configs()["metric_type"])
-        for p in index_call["index_params"]
-    ] == [
-        ("dense", "HNSW", "COSINE"),
-        ("dense_128", "HNSW", "COSINE"),
-        ("multi[vec]", "HNSW", "MAX_SIM_COSINE"),
-    ]
-    # On the wire: the struct's vector is an ARRAY_OF_VECTOR of FLOAT_VECTOR, dim and max_capacity.
-    described = fake.collections["docs"]["described"]["struct_array_fields"][0]["fields"][0]
-    assert (
-        described["type"].name == "_ARRAY_OF_VECTOR"
-        and described["element_type"].name == "FLOAT_VECTOR"
-    )
-    assert described["params"] == {"dim": 128, "max_capacity": 1024}
-    assert store.info()["layout"] == "struct"
-
-
-def test_maxsim_and_fusion_requests():
-    tokens = np.random.default_rng(0).standard_normal((5, 128)).astype(np.float32)
-    request = sl.maxsim_request("multi", tokens, 7, 'pk in ["i:1"]')
-    (query,) = request["data"]
-    np.testing.assert_array_equal(query.to_numpy(), tokens)
-    assert {k: v for k, v in request.items() if k != "data"} == {
-        "anns_field": "multi[vec]",
-        "limit": 7,
-        "filter": 'pk in ["i:1"]',
-        "output_fields": ["payload"],
-        "search_params": {"metric_type": "MAX_SIM_COSINE", "params": {"ef": 128}},
-    }
-    fusion = sl.fusion_request(
-        "dense", np.ones(64), "multi", tokens, ["i:1", "s:a"], 100, 10, '(exists payload["x"])', 60
-    )
-    dense_req, multi_req = fusion["reqs"]
-    assert (dense_req.anns_field, dense_req.limit, dense_req.expr) == (
-        "dense",
-        100,
-        '(exists payload["x"])',
-    )
-    assert dense_req.param == {"metric_type": "COSINE", "params": {"ef": 128}}  # ef >= 128
-    assert (multi_req.anns_field, multi_req.limit, multi_req.expr) == (
-        "multi[vec]",
-        100,
-        'pk in ["i:1", "s:a"]',
-    )
-    assert multi_req.param["metric_type"] == "MAX_SIM_COSINE"
-    assert fusion["ranker"].dict() == {"strategy": "rrf", "params": {"k": 60}}
-    assert (fusion["limit"], fusion["output_fields"]) == (10, ["payload"])
-
-
-@pytest.fixture(scope="module")
-def struct_store():
-    """The contract corpus in the struct layout on the fake 2.6 server."""
-    corpus = make_corpus()
-    fake = FakeMilvus()
-    store = MilvusStore.create("contract", client=fake, spec=corpus.spec)
-    store.upsert(corpus.records)
-    return store, fake, corpus
-
-
-def test_struct_rows_as_sent(struct_store):
-    store, fake, corpus = struct_store
-    row = fake.calls_of("upsert")[0]["rows"][1]
-    assert set(row) == {"pk", "dense", "dense_32", "payload", "multi"}
-    assert row["pk"] == "s:doc-1" and row["payload"] == corpus.records[1].payload
-    stored = np.asarray([e["vec"] for e in row["multi"]])
-    np.testing.assert_allclose(
-        stored, corpus.stored_tokens(corpus.records[1]), atol=1e-6
-    )  # float16-rounded
-
-
-@pytest.mark.parametrize("level", [None, "Strong", "Bounded"])
-def test_every_read_is_sent_with_the_store_consistency(level):
-    """Session by default: a store sees its own writes without the Strong wait per request."""
-    corpus = make_corpus(n=12)
-    fake = FakeMilvus()
-    kwargs = {"consistency_level": level} if level else {}
-    store = MilvusStore.create("c", client=fake, spec=corpus.spec, **kwargs)
-    store.upsert(corpus.records)
-    for mode in ("dense", "hybrid", "funnel", "fusion", "multivector"):
-        store.search(planted_query(corpus, 3), mode=mode, limit=3)
-    store.get([0, "doc-1"], with_vectors=True)
-    store.count()
-    kinds = {method for method, _ in fake.reads}
-    assert kinds == {"get", "query", "search", "hybrid_search"}
-    assert {consistency for _, consistency in fake.reads} == {level or "Session"}
-    with pytest.raises(ValueError, match="consistency_level must be one of 'Strong', 'Session'"):
-        MilvusStore.create("c", client=fake, spec=corpus.spec, consistency_level="Linear")
-
-
-@pytest.mark.parametrize("mode", ["dense", "multivector", "hybrid", "funnel", "fusion"])
-def test_struct_layout_runs_every_mode_on_the_server(struct_store, mode):
-    store, fake, corpus = struct_store
-    query = planted_query(corpus, 17)
-    hits = store.search(query, mode=mode, limit=5, prefetch_limit=20)
-    assert hits[0].id == corpus.records[17].id and hits[0].payload == corpus.records[17].payload
-    assert len(hits) == 5
-
-
-def test_struct_hybrid_is_dense_then_server_side_maxsim_over_the_candidates(struct_store):
-    store, fake, corpus = struct_store
-    query = random_query(seed=9)
-    fake.calls.clear()
-    hits = store.search(query, mode="hybrid", limit=5, prefetch_limit=10)
-    dense_call, maxsim_call = fake.calls_of("search")
-    assert (
-        dense_call["anns_field"] == "dense"
-        and dense_call["limit"] == 10
-        and dense_call["filter"] == ""
-    )
-    dense_top = [i for i, _ in corpus.dense_ranking(query)[:10]]
-    assert maxsim_call["anns_field"] == "multi[vec]" and maxsim_call["limit"] == 5
-    assert maxsim_call["filter"] == cv.in_expr("pk", [cv.encode_id(i) for i in dense_top])
-    expected = [(i, s) for i, s in corpus.maxsim_ranking(query) if i in dense_top][:5]
-    assert [h.id for h in hits] == [i for i, _ in expected]
-    np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-4)
-
-
-def test_struct_fusion_is_one_hybrid_search_with_rrf(struct_store):
-    store, fake, corpus = struct_store
-    query = planted_query(corpus, 8)
-    fake.calls.clear()
-    hits = store.search(query, mode="fusion", limit=10, prefetch_limit=len(corpus.records))
-    assert len(fake.calls_of("search")) == 1 and len(fake.calls_of("hybrid_search")) == 1
-    expected = dict(corpus.rrf_ranking(query))
-    assert hits[0].id == corpus.records[8].id
-    for h in hits:
-        assert h.score == pytest.approx(expected[h.id], rel=1e-6)
-
-
-def test_struct_funnel_and_exhaustive_maxsim_equal_numpy(struct_store):
-    store, fake, corpus = struct_store
-    query = random_query(seed=5)
-    expected = corpus.maxsim_ranking(query)[:8]
-    for mode in ("funnel", "multivector"):
-        hits = store.search(query, mode=mode, limit=8, prefetch_limit=len(corpus.records))
-        assert [h.id for h in hits] == [i for i, _ in expected], mode
-        np.testing.assert_allclose([h.score for h in hits], [s for _, s in expected], rtol=1e-4)
-
-
-def test_struct_get_with_vectors_and_too_many_tokens(struct_store):
-    store, fake, corpus = struct_store
-    (rec,) = store.get([corpus.records[3].id], with_vectors=True)
-    np.testing.assert_allclose(rec.multivector, corpus.stored_tokens(corpus.records[3]), atol=1e-6)
-    small = MilvusStore.create("small", client=FakeMilvus(), spec=SPEC, max_tokens=4)
-    rng = np.random.default_rng(0)
-    ok, too_long = (
-        Record(i, rng.standard_normal(64), rng.standard_normal((t, 128)), {})
-        for i, t in ((1, 4), (2, 5))
-    )
-    with pytest.raises(
-        RecordError, match=r"record 1 id=2: multivector has 5 tokens; .*max_tokens is 4"
-    ):
-        small.upsert([ok, too_long])
-    assert small.count() == 0
-
-
 # -- token rows: writes, interruptions ----------------------------------------------------------
 def _token_rows(store: MilvusStore, record_id, fields=(tr.DOC_ID,)) -> list[dict]:
     name = tr.companion_name(store.name)
@@ -441,38 +250,6 @@ def _token_rows(store: MilvusStore, record_id, fields=(tr.DOC_ID,)) -> list[dict
     )
 
 
-class CountingClient:
-    """A real MilvusClient (here Milvus Lite) that records every request it sends."""
-
-    def __init__(self, inner):
-        self.inner, self.calls = inner, []
-
-    def __getattr__(self, name):
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args, **kwargs):
-            fields = tuple(kwargs.get("output_fields") or ())
-            self.calls.append((name, args[0] if args else None, fields))
-            return attr(*args, **kwargs)
-
-        return call
-
-    def watch_engine(self, store):
-        """Record ``store``'s reads from Milvus Lite's in-process engine (lite_engine.py) too,
-        as ("engine", collection, fields)."""
-        engine = store._target.engine
-        assert engine is not None, "no in-process Milvus Lite engine found"
-        rows = engine.rows
-
-        def counted(collection, keys, fields):
-            self.calls.append(("engine", collection, tuple(fields)))
-            return rows(collection, keys, fields)
-
-        engine.rows = counted
-
-
 @pytest.mark.parametrize("layout, field", [("packed", "blob"), ("token_rows", tr.VEC)])
 def test_companion_hybrid_takes_three_round_trips(tmp_path, layout, field):
     """Dense candidates come with n_tokens; then their token vectors (packed rows: from Milvus
@@ -480,12 +257,12 @@ def test_companion_hybrid_takes_three_round_trips(tmp_path, layout, field):
     from pymilvus import MilvusClient
 
     corpus = make_corpus(n=20)
-    client = CountingClient(MilvusClient(str(tmp_path / "m.db")))
+    client = RecordingClient(MilvusClient(str(tmp_path / "m.db")))
     store = MilvusStore.create("rt", client=client, spec=corpus.spec, layout=layout)
     if layout == "packed":
         client.watch_engine(store)
     store.upsert(corpus.records)
-    client.calls.clear()
+    client.clear()
     hits = store.search(planted_query(corpus, 5), mode="hybrid", limit=3, prefetch_limit=10)
     assert hits[0].id == corpus.records[5].id
     assert client.calls == [
