@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pytest
 from corpus import make_corpus, planted_query, random_query
-from test_milvus import CountingClient
+from recording import RecordingClient
 
 from connectors import CollectionSpec, ConnectorError, Query, Record, token_codec
 from connectors.errors import CollectionNotFoundError, UnsupportedSpecError
@@ -180,12 +180,12 @@ def test_multivector_mode_scans_in_bounded_requests(tmp_path):
     from pymilvus import MilvusClient
 
     corpus = make_corpus(n=30)
-    client = CountingClient(MilvusClient(str(tmp_path / "m.db")))
+    client = RecordingClient(MilvusClient(str(tmp_path / "m.db")))
     store = MilvusStore.create("scan", client=client, spec=corpus.spec)
     client.watch_engine(store)
     store.upsert(corpus.records)
     store.layout.rows_per_fetch = 4
-    client.calls.clear()
+    client.clear()
     query = random_query()
     hits = store.search(query, mode="multivector", limit=30)
     fetches = [c for c in client.calls if c[1] == "scan__tokens" and c[0] == "engine"]
@@ -206,7 +206,7 @@ def test_count_info_and_dense_search_never_name_the_token_collection(tmp_path):
     writer = MilvusStore.create("docs", uri=uri, spec=corpus.spec)
     writer.upsert(corpus.records)
     writer.close()
-    client = CountingClient(MilvusClient(uri))
+    client = RecordingClient(MilvusClient(uri))
     store = MilvusStore.open("docs", client=client)
     client.watch_engine(store)
     store.info()
