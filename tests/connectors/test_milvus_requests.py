@@ -16,6 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 from corpus import CONTRACT_MUVERA, make_corpus, random_query
+from pymilvus.client import ts_utils
+from pymilvus.client.abstract import CollectionSchema as DescribedSchema
+from pymilvus.client.embedding_list import EmbeddingList
+from pymilvus.client.prepare import Prepare
+from pymilvus.client.utils import convert_struct_fields_to_user_format
+from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2
 
 from connectors import CollectionSpec, Eq, Record, RecordError, SchemaMismatchError
 from connectors.milvus import collection, search, writes
@@ -25,14 +31,6 @@ from connectors.milvus.layout import Consistency, Target, check_consistency
 from connectors.milvus.struct_layout import StructLayout
 from connectors.query import build_plan, query_vectors
 from connectors.records import prepare_records
-
-pymilvus = pytest.importorskip("pymilvus")
-from pymilvus.client import ts_utils  # noqa: E402
-from pymilvus.client.abstract import CollectionSchema as DescribedSchema  # noqa: E402
-from pymilvus.client.embedding_list import EmbeddingList  # noqa: E402
-from pymilvus.client.prepare import Prepare  # noqa: E402
-from pymilvus.client.utils import convert_struct_fields_to_user_format  # noqa: E402
-from pymilvus.grpc_gen import common_pb2, milvus_pb2, schema_pb2  # noqa: E402
 
 SPEC = CollectionSpec(dim=64, prefetch_dims=(16,))
 KEYS = ["i:3", 's:a"b', "s:doc-1"]  # candidates a previous stage returned
