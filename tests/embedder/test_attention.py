@@ -12,6 +12,7 @@ from embedder.attention import (
     VISION_ATTENTION,
     VISION_GROUPED_ATTENTION,
     _varlen_attention,
+    _varlen_kernel,
     grouped_windowed_sdpa,
     sdpa_by_length,
     varlen_available,
@@ -41,6 +42,26 @@ def test_vision_tower_uses_it_and_text_keeps_sdpa(tiny_embedder) -> None:
     model = tiny_embedder._model.model
     assert model.visual.blocks[0].attn.config._attn_implementation == VISION_ATTENTION
     assert model.language_model.layers[0].self_attn.config._attn_implementation == "sdpa"
+
+
+@pytest.mark.skipif(not varlen_available(), reason=f"torch {torch.__version__}: no varlen")
+def test_varlen_adapter_fits_this_torchs_kernel_signature() -> None:
+    """The adapter's call goes through this torch's varlen op on meta tensors (its fake kernel).
+
+    No kernel runs, so this checks on CPU what the GPU path would pass (the keywords for
+    causal/non-causal, scale, GQA by repeat or ``enable_gqa``) against the installed torch:
+    the GPU image's torch (2.11) takes ``window_size`` and ``scale`` but no ``enable_gqa``.
+    """
+    run = _varlen_kernel()
+    assert run is not None
+    cu = torch.tensor([0, 4, 10], dtype=torch.int32).to("meta")
+    # The decoder (16 query heads over 2 key/value heads, d 128, causal); the vision tower.
+    for heads_kv, dim, causal in ((2, 128, True), (16, 80, False)):
+        q = torch.empty(10, 16, dim, device="meta", dtype=torch.bfloat16)
+        kv = torch.empty(10, heads_kv, dim, device="meta", dtype=torch.bfloat16)
+        for scale in (None, dim**-0.5):
+            out = run(q, kv, kv, cu, 6, scale, causal)
+            assert out.shape == (10, 16, dim) and out.dtype == torch.bfloat16
 
 
 def test_cpu_dispatch_is_the_grouped_reference_bit_for_bit() -> None:
