@@ -18,6 +18,7 @@ from ..vectors import rrf
 from . import convert as cv
 from .convert import PAYLOAD, PK
 from .layout import Scored, Target, TokenLayout, parse_hits
+from .sizes import Sizes
 from .struct_layout import StructLayout, fusion_request, maxsim_stage_request
 
 
@@ -76,19 +77,15 @@ def struct_fusion_request(
     )
 
 
-def count(t: Target, expr: str) -> int:
-    """Rows of the documents collection matching ``expr`` (all rows for ``""``)."""
-    rows = t.client.query(t.name, filter=expr, output_fields=["count(*)"], **t.read)
-    return int(rows[0]["count(*)"]) if rows else 0
-
-
 @dataclass
 class Search:
-    """One store's search path: its target, token layout and (current) spec."""
+    """One store's search path: its target, token layout, (current) spec and the row and
+    match counts it keeps between searches (sizes.py)."""
 
     target: Target
     layout: TokenLayout
     spec: CollectionSpec
+    sizes: Sizes
 
     def execute(self, plan: SearchPlan, vectors: dict[str, Any], expr: str) -> list[Hit]:
         """The plan's hits; ``expr`` is its filter as a Milvus expression."""
@@ -180,13 +177,14 @@ class Search:
         """HNSW breadth for a dense stage searching only part of the collection (the filter's
         matches, or the previous stage's candidates), widened by the share of rows it may
         return (``convert.filtered_ef``): None when unrestricted, 0 when nothing matches.
-        Two ``count(*)`` queries (~2 ms each on Milvus Lite) per restricted stage."""
+        The counts come from ``sizes`` (kept between searches; a candidate list's is its
+        length)."""
         if keys is None and not expr:
             return None
-        matches = len(keys) if keys is not None else count(self.target, expr)
+        matches = len(keys) if keys is not None else self.sizes.matches(self.target, expr)
         if matches == 0:
             return 0
-        return cv.filtered_ef(limit, matches, count(self.target, ""))
+        return cv.filtered_ef(limit, matches, self.sizes.rows(self.target))
 
     def _struct_fusion(
         self, layout: StructLayout, plan: SearchPlan, vectors: dict[str, Any], expr: str

@@ -42,6 +42,7 @@ from .convert import PAYLOAD, PK, Layout
 from .layout import Consistency, DenseOnly, Target, TokenLayout, check_consistency
 from .lite_engine import find_engine
 from .packed import PackedLayout
+from .sizes import Sizes, count
 from .struct_layout import DEFAULT_MAX_TOKENS, StructLayout
 from .token_rows import TokenRowsLayout
 from .versions import ServerInfo, check_layout_dtype, resolve_layout
@@ -103,6 +104,8 @@ class MilvusStore(VectorStore):
         self.layout: TokenLayout = _LAYOUTS[layout](self._target)
         #: Indexed payload keys with their own column in this collection (payload_columns.py).
         self._columns: dict[str, PayloadType] = {}
+        #: Row and filter match counts for the filtered searches' ef, kept between searches.
+        self._sizes = Sizes()
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -271,22 +274,29 @@ class MilvusStore(VectorStore):
         check_record(record, index, self.spec, cap)
 
     def _write(self, records: Sequence[PreparedRecord]) -> None:
-        self.layout.write(*document_rows(self.spec, self._columns, records))
+        try:
+            self.layout.write(*document_rows(self.spec, self._columns, records))
+        finally:
+            self._sizes.forget()
 
     def _delete(self, ids: list[RecordId]) -> None:
         """Documents rows go first, then their token vectors."""
         keys = [cv.encode_id(i) for i in ids]
-        self._target.delete_keys(self.name, keys)
-        self.layout.delete_tokens(keys)
+        try:
+            self._target.delete_keys(self.name, keys)
+            self.layout.delete_tokens(keys)
+        finally:
+            self._sizes.forget()
 
     def _drop(self) -> None:
         """Drop the documents collection, then its companions."""
+        self._sizes.forget()
         self.client.drop_collection(self.name, **self._target.request)
         self.layout.drop_companions()
 
     # -- reads -------------------------------------------------------------------------
     def _execute(self, plan: SearchPlan, vectors: dict[str, Any]) -> list[Hit]:
-        run = search.Search(self._target, self.layout, self.spec)
+        run = search.Search(self._target, self.layout, self.spec, self._sizes)
         return run.execute(plan, vectors, self._expr(plan.filter))
 
     def _get_rows(self, keys: Sequence[str], fields: list[str]) -> list[dict[str, Any]]:
@@ -334,7 +344,7 @@ class MilvusStore(VectorStore):
             quiet.removeFilter(_no_mvcc_warning)
 
     def _count(self, filter: Filter | None) -> int:
-        return search.count(self._target, self._expr(filter))
+        return count(self._target, self._expr(filter))
 
     def _expr(self, flt: Filter | None) -> str:
         return cv.filter_expr(flt, self._columns) if flt is not None else ""
