@@ -2,7 +2,7 @@
 
     python bench/filtered_count.py --docs 2000              # dense + hybrid, 1/10/50/90 %
     python bench/filtered_count.py --docs 20000 --dense-only
-    python bench/filtered_count.py --uri http://127.0.0.1:19530 --docs 2000 --dense-only
+    python bench/filtered_count.py --server --docs 2000 --dense-only   # local Milvus 2.3.5
 
 A restricted dense stage sets its HNSW breadth from the filter's selectivity
 (``convert.filtered_ef``), which needs the filter's match count and the row count. This
@@ -16,6 +16,7 @@ is built once under ``--workdir`` and reused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import logging
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/jvdb-filtered-count"))
     parser.add_argument("--uri", default=None, help="a Milvus server (default: a Lite file)")
+    parser.add_argument(
+        "--server", action="store_true", help="start a local Milvus 2.3.5 (PyPI milvus)"
+    )
     parser.add_argument("--dense-only", action="store_true")
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--percent", type=int, nargs="+", default=[1, 10, 50, 90])
@@ -136,12 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     corpus = args.corpus or Path(f"/tmp/jvdb-multivector-scale/corpus-{args.docs}x300-q40")
-    if args.uri is None:
-        kind = "dense" if args.dense_only else "multi"
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        uri = str(args.workdir / f"lite-{args.docs}-{kind}.db")
-    else:
-        uri = args.uri
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if args.server:
+            from connectors.milvus.testing import LocalMilvusServer
+
+            server = stack.enter_context(LocalMilvusServer(args.workdir / "server"))
+            uri = server.uri
+        elif args.uri is None:
+            kind = "dense" if args.dense_only else "multi"
+            uri = str(args.workdir / f"lite-{args.docs}-{kind}.db")
+        else:
+            uri = args.uri
+        rows = measure(uri, corpus, args)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def measure(uri: str, corpus: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Build (or reuse) the collection at ``uri``, reopen it and time every series."""
     build(uri, corpus, args.docs, args.dense_only).close()
     store = MilvusStore.open("bench", uri=uri)  # reopened: sealed segments, built indexes
     timer = QueryTimer(store.client)
@@ -154,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     store.close()
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
