@@ -1,6 +1,6 @@
 """The driver's share of a Ray ingest: what each listed file needs, and the running summary.
 
-The same decisions as the local pipeline's reader (``jina_vdb.ingest``), taken on the
+The same decisions as the local pipeline's reader (``jina_vdb.pipeline.reader``), taken on the
 driver, file by file in walk order (so "the first item with an id" means the same thing):
 duplicates, failures and ignored files are counted, ids are checked against the store
 before anything is loaded or encoded, and what remains is the file's work. No ray here.
@@ -15,9 +15,9 @@ from typing import Any
 from connectors.base import VectorStore
 
 from ..errors import Failure, Ignored, SourceError
-from ..ingest import report_failure
 from ..ingest_types import IngestOptions, Tally, failure_of
 from ..payload import item_location
+from ..pipeline.steps import report_failure
 from ..sources.files import Item
 from ..sync import SourceLedger, stored_payloads
 

@@ -36,8 +36,8 @@ import numpy as np
 from connectors.records import Record
 
 from ..errors import Failure, Ignored, IngestError
-from ..ingest import call_encoder, failure_of, is_item_fault, upsert_or_isolate
-from ..ingest_types import IngestOptions
+from ..ingest_types import IngestOptions, failure_of
+from ..pipeline.steps import call_encoder, is_item_fault, upsert_or_isolate
 from ..sources.files import Item, Modality, SourceOptions, file_entries
 
 logger = logging.getLogger(__name__)
