@@ -5,7 +5,7 @@ A dense stage restricted by a filter widens its HNSW breadth by the inverse sele
 Sending two ``count(*)`` per filtered stage cost more than the search: Milvus Lite counts a
 filter by materialising every matching row (~0.1 ms each with a 2048-d vector), so on
 2,000 documents a 50% filter's counts took 119 of a 125 ms dense query and a 90% one 393 of
-399 ms; on 20,000 documents a 50% filter's took 2.0 s (bench/filtered_count.py).
+399 ms; on 20,000 documents a 50% filter's took 1.5-2.0 s (bench/filtered_count.py).
 
 ``Sizes`` remembers both per store:
 - the row count, and each filter's match count (the last ``MAX_FILTERS`` expressions), are
@@ -37,8 +37,9 @@ MAX_AGE_S = 30.0
 MAX_FILTERS = 256
 #: Rows a Milvus Lite match probe returns at most: 2 x the smallest ef. On 2,000 documents
 #: (2048-d, Lite 3.2, 2 shared cores) a probe of 256 rows takes ~19 ms and an ef of 1,000
-#: (the bound for a broad filter) no more than ef 128; on 20,000 it is ~50 ms, the bound
-#: 10,000 ~100 ms more than ef 256, against 0.6-2 s for a 10-50% filter's count(*).
+#: (the bound for a broad filter) no more than ef 128; on 20,000 the probe takes ~50 ms and
+#: a 50% filter's search ~61 ms at the bound 10,000 (~28 ms at the exact 256), against
+#: 0.3-2.6 s for a 10-90% filter's count(*).
 PROBE_ROWS = 2 * HNSW_MIN_EF
 
 
