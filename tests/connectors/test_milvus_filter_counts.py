@@ -129,3 +129,27 @@ def test_a_broad_filter_on_lite_is_probed_and_ef_errs_wide(opened, percent):
     assert probes and all(kw.get("limit") == PROBE_ROWS for kw in probes), probes
     (search,) = [kw for name, kw in client.requests if name == "search"]
     assert search["search_params"]["params"]["ef"] >= filtered_ef(10, int(keep.sum()), DOCS)
+
+
+def test_another_writers_rows_are_found_while_the_counts_are_kept(opened):
+    """Kept counts only set ef: the search itself sees another store's new rows at once."""
+    store, client = opened
+    other = MilvusStore.open("counts", client=client)  # another writer on the same collection
+    store._sizes.max_age = 3600.0  # however slow this machine: the counts are still kept
+    flt = Eq("bucket", 4)
+    query = Query(dense=_vectors()[4])
+    store.search(query, mode="dense", limit=5, filter=flt)
+    other.upsert([Record(20_000, _vectors()[4], None, {"bucket": 4})])
+    client.clear()
+    hits = store.search(query, mode="dense", limit=5, filter=flt)
+    assert sizing(client) == []  # the old counts
+    assert {h.id for h in hits[:2]} == {4, 20_000}
+
+
+def test_counts_older_than_max_age_are_taken_again(opened):
+    store, client = opened
+    store._sizes.max_age = 0.0  # sizes.MAX_AGE_S (30 s) already passed
+    for _ in range(2):
+        client.clear()
+        store.search(Query(dense=_vectors()[1]), mode="dense", limit=5, filter=Eq("bucket", 1))
+        assert len(sizing(client)) == 2
