@@ -33,6 +33,7 @@ OPTIONAL = (
     "charset_normalizer",
     "scipy",
     "ray",
+    "pybase64",
 )
 
 
@@ -119,6 +120,15 @@ def test_every_package_imports_with_no_optional_dependency(tmp_path: Path) -> No
             "milvus",
         ),
         (
+            ("pybase64",),  # the packed token layout's (Milvus Lite's default) base64
+            "import numpy as np\n"
+            "from connectors import Record\n"
+            "from connectors.milvus import MilvusStore\n"
+            "store = MilvusStore.create('c', uri='m.db', dim=8, prefetch_dims=())\n"
+            "store.upsert([Record(1, np.ones(8), np.eye(4, 128))])",
+            "milvus",
+        ),
+        (
             ("scipy",),
             "import numpy as np\n"
             "from connectors import CollectionSpec, Record\n"
@@ -128,7 +138,7 @@ def test_every_package_imports_with_no_optional_dependency(tmp_path: Path) -> No
             "pooling",
         ),
     ],
-    ids=["torch", "qdrant-edge", "qdrant-client", "pymilvus", "milvus-lite", "scipy"],
+    ids=["torch", "qdrant-edge", "qdrant-client", "pymilvus", "milvus-lite", "pybase64", "scipy"],
 )
 def test_first_use_names_the_extra(
     blocked: tuple[str, ...], body: str, extra: str, tmp_path: Path
