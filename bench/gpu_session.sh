@@ -75,8 +75,10 @@ if ((SMOKE)); then
   MODEL=(--model tiny --smoke)
   PREFLIGHT=()
   SCALE=3  # the caps are sized for the GPU; a small shared CPU takes longer
-  VARIANTS=(--variants packed,compiled)  # CPU: the primary run is padded
-  INGEST=(--preset tiny --texts 16 --pdf-pages 4 --also-off)
+  VARIANTS=(--variants packed,vision-grouped,compiled)  # CPU: the primary run is padded
+  # The writer process and the spawned preprocessing workers: on by default on CUDA only.
+  INGEST=(--preset tiny --texts 16 --pdf-pages 4 --also-off --writer-process on
+    --preprocess-workers 2)
 else
   MODEL=()
   PREFLIGHT=(--require-cuda)
