@@ -9,7 +9,8 @@ filter by materialising every matching row (~0.1 ms each with a 2048-d vector), 
 
 ``Sizes`` remembers both per store:
 - the row count, and each filter's match count (the last ``MAX_FILTERS`` expressions), are
-  forgotten when this store writes or deletes (``forget``) and re-counted after
+  forgotten when this store writes or deletes (``forget``; a count taken meanwhile is not
+  kept, as it may have missed the write) and re-counted after
   ``MAX_AGE_S`` seconds, so another writer's changes reach ``ef`` within that time. Until
   then ``ef`` is set from the old counts: wider than needed (slower) when the filter's
   matches grew, narrower (recall may drop for a selective filter) when they shrank or the
@@ -57,11 +58,14 @@ class Sizes:
         self._lock = threading.Lock()
         # expr -> (monotonic time taken, count); "" holds the row count.
         self._counts: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        # Bumped by forget(): a count taken while this store wrote is not kept.
+        self._generation = 0
 
     def forget(self) -> None:
         """Drop every count (this store wrote or deleted rows)."""
         with self._lock:
             self._counts.clear()
+            self._generation += 1
 
     def rows(self, t: Target) -> int:
         """The collection's row count."""
@@ -79,9 +83,13 @@ class Sizes:
             if kept is not None and now - kept[0] <= self.max_age:
                 self._counts.move_to_end(expr)
                 return kept[1]
+            generation = self._generation
         n = _probe(t, expr) if expr and t.server.lite else count(t, expr)
-        if n > 0:  # an empty answer is never reused: results must not depend on a stale 0
+        # An empty answer is never reused: results must not depend on a stale 0.
+        if n > 0:
             with self._lock:
+                if generation != self._generation:
+                    return n
                 self._counts[expr] = (now, n)
                 self._counts.move_to_end(expr)
                 while len(self._counts) > MAX_FILTERS + 1:

@@ -153,3 +153,28 @@ def test_counts_older_than_max_age_are_taken_again(opened):
         client.clear()
         store.search(Query(dense=_vectors()[1]), mode="dense", limit=5, filter=Eq("bucket", 1))
         assert len(sizing(client)) == 2
+
+
+def test_a_count_taken_while_the_store_writes_is_not_kept(opened, monkeypatch):
+    """A search counting while another thread writes through the store: that count may miss
+    the write, so the next search counts again."""
+    store, client = opened
+    real_query = client.inner.query
+    writes = [Record(30_000, _vectors()[2], None, {"bucket": 2})]
+
+    def query_then_write(*args, **kwargs):
+        answer = real_query(*args, **kwargs)
+        if writes and kwargs.get("filter"):  # the filter's match count (the first count)
+            store.upsert(writes[:])  # lands after the count was taken
+            writes.clear()
+        return answer
+
+    monkeypatch.setattr(client.inner, "query", query_then_write)
+    flt = Eq("bucket", 2)
+    store.search(Query(dense=_vectors()[2]), mode="dense", limit=5, filter=flt)
+    monkeypatch.undo()
+    client.clear()
+    hits = store.search(Query(dense=_vectors()[2]), mode="dense", limit=5, filter=flt)
+    # The filter is counted again; the row count, taken after the write, was kept.
+    assert [kw["filter"] for kw in sizing(client)] == [store._expr(flt)]
+    assert {h.id for h in hits[:2]} == {2, 30_000}
