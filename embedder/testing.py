@@ -313,19 +313,27 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
 
 @torch.no_grad()
 def _fill_random_(model: torch.nn.Module, seed: int) -> None:
-    """Random weights on the model's own device (fast on a GPU: no CPU init, no copies)."""
+    """Random weights on the model's own device (fast on a GPU: no CPU init, no host copies).
+
+    Drawn in float32 whatever the model's dtype, then cast: one seed is one model in every
+    dtype (torch 2.11 on CPU draws other values for bfloat16 than for float32 from the same
+    generator; 2.13 draws the same ones).
+    """
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     for name, p in model.named_parameters():
+        draw = p if p.dtype == torch.float32 else torch.empty(p.shape, device=device)
         if p.ndim == 1:
             is_norm = "norm" in name or "ln_q" in name
-            p.normal_(0.0, 0.1 if is_norm else 0.02, generator=gen)
+            draw.normal_(0.0, 0.1 if is_norm else 0.02, generator=gen)
             if is_norm:
-                p.add_(1.0)
+                draw.add_(1.0)
         elif "embed_tokens" in name:
-            p.normal_(0.0, 1.0, generator=gen)
+            draw.normal_(0.0, 1.0, generator=gen)
         else:
-            p.normal_(0.0, 1.0 / math.sqrt(math.prod(p.shape[1:])), generator=gen)
+            draw.normal_(0.0, 1.0 / math.sqrt(math.prod(p.shape[1:])), generator=gen)
+        if draw is not p:
+            p.copy_(draw)
 
 
 def random_embedder(
@@ -367,9 +375,11 @@ def random_embedder(
     for task in Task:
         factors[task] = {}
         for name, lin in model.lora_targets().items():
-            a = torch.randn(LORA_RANK, lin.in_features, generator=gen, device=dev, dtype=dt)
-            b = torch.randn(lin.out_features, LORA_RANK, generator=gen, device=dev, dtype=dt)
-            factors[task][name] = LoraFactors(a=a / math.sqrt(lin.in_features), b=b * 0.01)
+            # float32 draws, then the dtype (as in _fill_random_): the same factors in every dtype
+            a = torch.randn(LORA_RANK, lin.in_features, generator=gen, device=dev)
+            b = torch.randn(lin.out_features, LORA_RANK, generator=gen, device=dev)
+            a, b = (a / math.sqrt(lin.in_features)).to(dt), (b * 0.01).to(dt)
+            factors[task][name] = LoraFactors(a=a, b=b)
     # No checkpoint to re-read the base weights from on a task switch: write them out.
     base = BaseWeights.spill({n: lin.weight for n, lin in model.lora_targets().items()})
     lora = TaskLoRA(model.lora_targets(), factors, scale=1.0, base=base)

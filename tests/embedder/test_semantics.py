@@ -225,6 +225,23 @@ def test_output_types_and_float16(tiny_embedder) -> None:
     np.testing.assert_array_equal(half.dense, out.dense)
 
 
+def test_a_random_model_is_the_same_model_in_bfloat16() -> None:
+    """random_embedder's seed fixes the weights whatever the dtype (torch 2.11 on CPU draws
+    other bfloat16 values than float32 ones from one generator), so a bfloat16 build is the
+    float32 model rounded: the same embeddings, up to bfloat16's precision."""
+    from embedder.testing import random_embedder
+
+    page = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8))
+    out = []
+    for dtype in ("float32", "bfloat16"):
+        emb = random_embedder("tiny", device="cpu", dtype=dtype, seed=5, packing="padded")
+        texts = emb.encode_text(TEXTS, task="code")
+        images = emb.encode_image([page], task="code", max_pixels=60_000)
+        out.append(np.concatenate([texts.dense, images.dense]))  # (4, 64), unit rows
+    cosines = (out[0] * out[1]).sum(axis=1)
+    assert float(cosines.min()) > 0.999, cosines
+
+
 def test_transparent_image_matches_the_reference_convert_rgb(tiny_embedder, references) -> None:
     # The reference feeds PIL's convert("RGB") (alpha dropped) to the model, not a composite.
     values = bytes((i * 37 + c * 91) % 256 for i in range(160 * 120) for c in range(4))
