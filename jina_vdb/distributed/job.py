@@ -49,7 +49,8 @@ from connectors.stores import parse_store_url
 from .._deps import require
 from ..errors import IngestError
 from ..ingest_types import IngestOptions, IngestSummary, Tally
-from ..sources.files import SourceOptions, walk_files
+from ..sources.items import SourceOptions
+from ..sources.walk import walk_files
 from ..sync import delete_stale, prune_vanished
 from . import stages
 from .listing import Listing, Wanted

@@ -18,7 +18,7 @@ from ..errors import Failure, Ignored, SourceError
 from ..ingest_types import IngestOptions, Tally, failure_of
 from ..payload import item_location
 from ..pipeline.steps import report_failure
-from ..sources.files import Item
+from ..sources.items import Item
 from ..sync import SourceLedger, stored_payloads
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,8 @@ from connectors.records import Record
 from ..errors import Failure, Ignored, IngestError
 from ..ingest_types import IngestOptions, failure_of
 from ..pipeline.steps import call_encoder, is_item_fault, upsert_or_isolate
-from ..sources.files import Item, Modality, SourceOptions, file_entries
+from ..sources.files import file_entries
+from ..sources.items import Item, Modality, SourceOptions
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import IngestError
 from ..flow import Stopped
 from ..ingest_types import failure_of
-from ..sources.files import Modality
+from ..sources.items import Modality
 from .state import END, FLUSH, Event, Loaded, PipelineState
 from .steps import call_encoder, is_item_fault
 

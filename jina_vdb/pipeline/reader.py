@@ -17,7 +17,7 @@ from ..flow import Stopped, content_bytes
 from ..ingest_types import failure_of
 from ..payload import item_location
 from ..preprocess import PreprocessPool
-from ..sources.files import Item, Modality
+from ..sources.items import Item, Modality
 from ..sync import stored_payloads
 from .state import END, Event, Loaded, PipelineState
 

@@ -18,7 +18,7 @@ from connectors.records import Record
 
 from ..errors import Failure, IngestError
 from ..ingest_types import Encoder, IngestOptions, Tally
-from ..sources.files import Item
+from ..sources.items import Item
 from ..sync import SourceLedger
 
 logger = logging.getLogger(__name__)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from ..errors import Failure as Failure
 from ..errors import Ignored as Ignored
 from ..errors import SourceError as SourceError
-from .files import Item as Item
-from .files import Modality as Modality
-from .files import SourceOptions as SourceOptions
-from .files import count_files as count_files
 from .files import iter_items as iter_items
-from .files import stable_id as stable_id
+from .items import Item as Item
+from .items import Modality as Modality
+from .items import SourceOptions as SourceOptions
+from .items import stable_id as stable_id
+from .walk import count_files as count_files
 
 __all__ = [
     "Failure",

@@ -22,17 +22,17 @@ from embedder.options import Task
 
 from ..errors import Failure, Ignored
 from .chunking import count_tokens
-from .files import (
+from .images import load_image_checked
+from .items import (
     Item,
     Modality,
     SourceOptions,
-    _payload,
     display_path,
+    file_payload,
     sha256_file,
     sha256_text,
     stable_id,
 )
-from .images import load_image_checked
 
 _RESERVED = frozenset({"id", "text", "image", "task", "payload", "metadata"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
@@ -143,7 +143,7 @@ def _line_item(
         if problem is not None:
             raise ValueError(f"'text': {problem}")
         sha = sha256_text(text)
-        payload = _payload(
+        payload = file_payload(
             source,
             "text",
             "text/plain",
@@ -158,7 +158,9 @@ def _line_item(
         modality, cost = Modality.TEXT, count_tokens(text, tokenizer)
     else:
         image, sha = _image_ref(obj["image"], path, root, opts)
-        payload = _payload(source, "image", "image/*", sha, opts, line=lineno, task=task, meta=meta)
+        payload = file_payload(
+            source, "image", "image/*", sha, opts, line=lineno, task=task, meta=meta
+        )
         loader = functools.partial(
             load_image_checked,
             image,
