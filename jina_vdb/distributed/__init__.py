@@ -6,8 +6,8 @@ raises MissingDependencyError naming it.
 
 from __future__ import annotations
 
-from .job import RayOptions as RayOptions
 from .job import ray_ingest as ray_ingest
-from .job import require_ray as require_ray
+from .options import RayOptions as RayOptions
+from .ray_support import require_ray as require_ray
 
 __all__ = ["RayOptions", "ray_ingest", "require_ray"]

@@ -34,9 +34,8 @@ import logging
 import os
 import threading
 import time
-import warnings
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
@@ -46,14 +45,14 @@ import numpy as np
 from connectors.base import VectorStore
 from connectors.stores import parse_store_url
 
-from .._deps import require
-from ..errors import IngestError
 from ..ingest_types import IngestOptions, IngestSummary, Tally
 from ..sources.items import SourceOptions
 from ..sources.walk import walk_files
 from ..sync import delete_stale, prune_vanished
 from . import stages
 from .listing import Listing, Wanted
+from .options import RayOptions
+from .ray_support import job_errors, require_ray, retries_named
 
 if TYPE_CHECKING:
     from embedder import ModelDescription
@@ -69,60 +68,6 @@ _WRITERS = 2
 #: CPUs reserved per writer actor: none. Writers mostly wait on the database's replies, and
 #: a reservation could leave the reading tasks (1 CPU each) no CPU: the job would stall.
 _WRITER_CPUS = 0
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how wide a Ray ingest runs.
-
-    Attributes:
-        address: "local" (start a Ray on this machine for the run), "auto" (the cluster this
-            machine belongs to), or a cluster address: ``ray://HOST:10001`` (Ray Client) or
-            ``HOST:6379``. Unused when the calling process has already started Ray.
-        workers: encoder actors (model replicas). None: one per ``gpus_per_worker`` GPUs of
-            the cluster; 1 without GPUs.
-        gpus_per_worker: GPUs per encoder actor. None: 1 when the cluster has GPUs, else 0
-            (CPU actors, with a WARNING).
-        cpus_per_worker: CPUs per encoder actor (a CPU actor's torch threads).
-        writers: writer actors for a server store (None: 2). An embedded store is written
-            by the driver alone: giving writers for one is refused.
-        batch_rows: rows per encoder actor call, at most ``IngestOptions.text_batch``
-            (split further into the local pipeline's text token-budget and image batches).
-        max_retries: restarts of a dead actor and re-runs of a lost task.
-        init: extra ``ray.init`` keyword arguments when this run starts Ray (``num_cpus``,
-            ``object_store_memory``...).
-    """
-
-    address: str = "local"
-    workers: int | None = None
-    gpus_per_worker: float | None = None
-    cpus_per_worker: float = 1.0
-    writers: int | None = None
-    batch_rows: int = 64
-    max_retries: int = 3
-    init: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("workers", "writers", "batch_rows"):
-            value = getattr(self, name)
-            if value is None and name in ("workers", "writers"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
-            raise ValueError(f"gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}")
-        if not self.cpus_per_worker > 0:
-            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker!r}")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
-        if not isinstance(self.address, str) or not self.address.strip():
-            raise ValueError(f"address must be 'local', 'auto' or an address, got {self.address!r}")
-
-
-def require_ray() -> ModuleType:
-    """``ray`` with Ray Data, or MissingDependencyError naming the ``[ray]`` extra."""
-    require("ray.data", "for ingest on Ray (--ray)")
-    return require("ray", "for ingest on Ray (--ray)")
 
 
 def ray_ingest(
@@ -244,7 +189,7 @@ class _RayJob:
         )
         listing = Listing(self.store, self.opts, tally, source_strict=self.source_strict)
         try:
-            with _job_errors(self.ray):
+            with job_errors(self.ray):
                 with _wall(tally, "listing"):
                     listed = self._read(files)
                     work = self._list(listed, listing)
@@ -285,7 +230,7 @@ class _RayJob:
         rows = [{"file_no": i, "file": stages.file_row(*f)} for i, f in enumerate(files)]
         cpus = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), _BLOCKS_PER_CPU * cpus))
-        with _retries_named():
+        with retries_named():
             return ds.map_batches(
                 cast(Any, stages.expand_listing),  # keyword-only fn_kwargs: beyond Ray's stubs
                 batch_size=1,
@@ -307,7 +252,7 @@ class _RayJob:
         tally: Tally,
         pool: tuple[int, float],
     ) -> None:
-        with _retries_named():
+        with retries_named():
             ds = listed.map_batches(
                 stages.select_wanted,
                 batch_size=None,  # a listed block at a time: unpickling, no reading
@@ -330,7 +275,7 @@ class _RayJob:
         from ray.data import ActorPoolStrategy
 
         retries = self.ropts.max_retries
-        with _retries_named():
+        with retries_named():
             ds = ds.map_batches(
                 stages.load_rows,
                 batch_size=_LOAD_BATCH,
@@ -430,34 +375,3 @@ def _wall(tally: Tally, name: str) -> Iterator[None]:
         yield
     finally:
         tally.summary.stage_seconds[name] = time.perf_counter() - started
-
-
-@contextlib.contextmanager
-def _retries_named() -> Iterator[None]:
-    """Pass ``max_retries`` / ``max_restarts`` / ``max_task_retries`` without Ray's warning.
-
-    Ray Data 2.60 deprecates passing them as remote args but has no named parameter for
-    them yet, and its own default for actors is to restart and retry forever: an item that
-    kills its worker every time would never end the job. Bounded retries are the point.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        yield
-
-
-@contextlib.contextmanager
-def _job_errors(ray: ModuleType) -> Iterator[None]:
-    """A failed Ray job as one IngestError naming its first cause (not Ray's wrapped traceback)."""
-    try:
-        yield
-    except ray.exceptions.RayError as e:
-        cause: BaseException = e
-        while isinstance(cause, ray.exceptions.RayError) or type(cause).__name__ in (
-            "UserCodeException",
-        ):
-            inner = getattr(cause, "cause", None) or cause.__cause__
-            if inner is None or inner is cause:
-                break
-            cause = inner
-        message = str(cause).strip().splitlines()[-1] if str(cause).strip() else ""
-        raise IngestError(f"the Ray job failed: {type(cause).__name__}: {message}"[:2000]) from e
